@@ -1,0 +1,37 @@
+# The two commands of the README:  make run   (the demo, end to end)   make test   (the suite)
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: run test install lock lint clean
+
+# The virtualenv inside the repo, from the project's own lock file (hash-checked).
+$(STAMP): requirements.lock pyproject.toml
+	@echo "==> creating $(VENV) from requirements.lock (first time: a minute or two)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==0.13.8"
+	@$(BIN)/uv pip sync --quiet --python $(BIN)/python --require-hashes requirements.lock
+	@$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	@$(BIN)/cxloop demo $(ARGS)
+
+test: $(STAMP)
+	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	@$(BIN)/ruff check plugins dags tests
+
+# Re-resolve the lock after editing requirements.in (needs the registry).
+lock: $(STAMP)
+	@$(BIN)/uv pip compile requirements.in --python-version 3.11 --generate-hashes --no-header -o requirements.lock
+
+clean:
+	rm -rf var dbt_project/target dbt_project/logs

@@ -1,0 +1,46 @@
+"""The embedded Airflow home: SQLite metadata inside the project, this project's DAGs and plugins.
+
+Only environment variables are produced here; Airflow itself runs in a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cxloop.config import Settings
+
+
+def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    home = settings.var_dir / "airflow"
+    home.mkdir(parents=True, exist_ok=True)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(settings.home / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.home / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(settings.logs_dir / "airflow"),
+            "AIRFLOW__CORE__UNIT_TEST_MODE": env.get("AIRFLOW__CORE__UNIT_TEST_MODE", "False"),
+            "CXLOOP_HOME": str(settings.home),
+            "CXLOOP_VAR": str(settings.var_dir),
+            "CXLOOP_WAREHOUSE": str(settings.warehouse_path),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
+    )
+    plugins = str(settings.home / "plugins")
+    env["PYTHONPATH"] = plugins + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def airflow_bin() -> Path:
+    """The ``airflow`` console script of this interpreter's environment."""
+    import sys
+
+    return Path(sys.executable).with_name("airflow")

@@ -1,0 +1,219 @@
+"""The ``cxloop`` command line.
+
+    cxloop demo [--scale X] [--seed N] [--keep]   generate demo data, serve it, run the DAG
+                                                  through Airflow, print the summary
+    cxloop generate --out DIR [--scale X]         demo data only
+    cxloop serve --data DIR                       the demo source server only
+    cxloop summary                                print the last run's summary again
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from cxloop.config import Settings, parse_as_of
+
+DEMO_AS_OF = "2026-10-01T00:00:00"
+DEMO_DIRECTORY_ID = "POOL_cxloopdemo"
+
+
+class Progress:
+    """One line per step with its elapsed time: long steps are visible, not silent."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def step(self, text: str) -> None:
+        print(f"[{time.monotonic() - self.started:6.1f}s] {text}", flush=True)
+
+
+def ensure_pii_key(settings: Settings) -> None:
+    """The demo's HMAC key lives in var/secrets (never in the repo); real deployments set
+    CXLOOP_PII_KEY from their secret store."""
+    if os.environ.get("CXLOOP_PII_KEY"):
+        return
+    path = settings.var_dir / "secrets" / "pii.key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    os.environ["CXLOOP_PII_KEY"] = path.read_text().strip()
+
+
+def _demo_data(settings: Settings, seed: int, scale: float, as_of: str, progress: Progress) -> dict:
+    from cxloop.demo.generator import generate
+
+    truth_file = settings.demo_dir / "ground_truth.json"
+    if truth_file.exists():
+        truth = json.loads(truth_file.read_text())
+        if truth.get("seed") == seed and float(truth.get("scale")) == scale and truth.get("as_of", "").startswith(
+            as_of[:10]
+        ):
+            progress.step(f"demo data (seed {seed}, scale {scale}) already in {settings.demo_dir}")
+            return truth
+        shutil.rmtree(settings.demo_dir)
+    progress.step(f"generating demo data: seed {seed}, scale {scale}, as of {as_of} ...")
+    truth = generate(settings.demo_dir, seed=seed, scale=scale, as_of=parse_as_of(as_of))
+    served = truth.get("counts", {})
+    progress.step(
+        "generated " + ", ".join(f"{e} {c.get('served')}" for e, c in served.items() if isinstance(c, dict))
+    )
+    return truth
+
+
+def run_dag(settings: Settings, env: dict[str, str], as_of: str, progress: Progress) -> int:
+    from cxloop.airflow_home import airflow_bin
+
+    airflow = str(airflow_bin())
+    log_dir = settings.logs_dir
+    log_dir.mkdir(parents=True, exist_ok=True)
+    progress.step("initialising the Airflow metadata database (SQLite) ...")
+    with open(log_dir / "airflow-db-migrate.log", "w") as fh:
+        rc = subprocess.run([airflow, "db", "migrate"], env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
+    if rc != 0:
+        progress.step(f"airflow db migrate failed (exit {rc}); see {log_dir / 'airflow-db-migrate.log'}")
+        return rc
+    progress.step("running DAG cx_pipeline through Airflow (airflow dags test) ...")
+    log_path = log_dir / "airflow-dags-test.log"
+    cmd = [airflow, "dags", "test", "cx_pipeline", "--conf", json.dumps({"as_of": as_of})]
+    seen: set[str] = set()
+    with open(log_path, "w") as fh:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            fh.write(line)
+            marker = _task_marker(line)
+            if marker and marker not in seen:
+                seen.add(marker)
+                progress.step("  " + marker)
+        rc = proc.wait()
+    if rc != 0:
+        progress.step(f"DAG run failed (exit {rc}); the last lines of {log_path}:")
+        print("".join(log_path.read_text().splitlines(keepends=True)[-40:]))
+    return rc
+
+
+def _task_marker(line: str) -> str | None:
+    """A short progress line from Airflow's task-state log lines."""
+    low = line.lower()
+    for state in ("success", "failed", "up_for_retry"):
+        if "task_id=" in low and f"state={state}" in low or ("marking task as " + state) in low:
+            tid = line.split("task_id=")[1].split()[0].strip(",'\"") if "task_id=" in line else line.strip()
+            return f"task {tid}: {state}"
+    return None
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cxloop.airflow_home import airflow_env
+    from cxloop.demo.server import DemoServer
+
+    progress = Progress()
+    settings = Settings.from_env()
+    settings.ensure_dirs()
+    ensure_pii_key(settings)
+    _demo_data(settings, args.seed, args.scale, args.as_of, progress)
+    if not args.keep:
+        for path in (settings.warehouse_path, settings.warehouse_path.with_suffix(".duckdb.wal")):
+            path.unlink(missing_ok=True)
+    token = secrets.token_urlsafe(24)
+    with DemoServer(settings.demo_dir / "source", token=token) as server:
+        base_url = server.base_url
+        progress.step(f"demo Qualtrics + Salesforce server listening on {base_url}")
+        env = airflow_env(settings)
+        env.update(
+            {
+                "CXLOOP_SALESFORCE_BASE_URL": base_url,
+                "CXLOOP_SALESFORCE_TOKEN": token,
+                "CXLOOP_QUALTRICS_BASE_URL": base_url,
+                "CXLOOP_QUALTRICS_TOKEN": token,
+                "CXLOOP_QUALTRICS_OPT_DIRECTORY_ID": DEMO_DIRECTORY_ID,
+                "CXLOOP_PII_KEY": os.environ["CXLOOP_PII_KEY"],
+            }
+        )
+        rc = run_dag(settings, env, args.as_of, progress)
+    if rc != 0:
+        return rc
+    summary_path = settings.logs_dir / "last_run_summary.txt"
+    if not summary_path.exists():
+        progress.step(f"the DAG finished but wrote no summary at {summary_path}")
+        return 1
+    progress.step("done")
+    print(summary_path.read_text())
+    print(f"  {'airflow log':<13}{settings.logs_dir / 'airflow-dags-test.log'}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from cxloop.demo.generator import generate
+
+    truth = generate(Path(args.out), seed=args.seed, scale=args.scale, as_of=parse_as_of(args.as_of))
+    print(json.dumps(truth.get("counts", truth), indent=2, default=str))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from cxloop.demo.server import DemoServer
+
+    token = args.token or secrets.token_urlsafe(24)
+    with DemoServer(Path(args.data), token=token, port=args.port) as server:
+        print(f"serving {args.data} on {server.base_url} (bearer token: {token}); Ctrl-C stops", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from cxloop.pipeline import read_summary
+
+    text = read_summary(Settings.from_env())
+    if not text:
+        print("no run summary yet: run `make run` first", file=sys.stderr)
+        return 1
+    print(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("CXLOOP_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="cxloop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="run the whole pipeline on demo data through Airflow")
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--as-of", default=DEMO_AS_OF)
+    p.add_argument("--keep", action="store_true", help="keep the existing warehouse instead of starting fresh")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("generate", help="write demo source data")
+    p.add_argument("--out", required=True)
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--as-of", default=DEMO_AS_OF)
+    p.set_defaults(func=cmd_generate)
+    p = sub.add_parser("serve", help="serve demo data over the Qualtrics and Salesforce protocols")
+    p.add_argument("--data", required=True, help="the generator's source/ folder")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--token", default=None)
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("summary", help="print the last run's summary")
+    p.set_defaults(func=cmd_summary)
+    args = parser.parse_args(argv)
+    started = datetime.now()
+    rc = args.func(args)
+    logging.getLogger(__name__).info("%s finished in %s", args.command, datetime.now() - started)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Where things live and how the sources are reached: one Settings object from the environment.
+
+Every path defaults to a folder inside the project (``var/``), so the embedded default
+needs no configuration at all. Each setting can be overridden by an environment variable
+(``CXLOOP_*``); credentials are only ever read from the environment or from Airflow
+connections resolved by the DAG, never from code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """How to reach one source. ``token`` is a bearer token (Salesforce: OAuth access token;
+    Qualtrics: OAuth client-credentials token)."""
+
+    name: str
+    base_url: str
+    token: str = field(repr=False)
+    options: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.base_url:
+            raise ValueError(f"source {self.name}: base URL is not configured")
+        if not self.token:
+            raise ValueError(f"source {self.name}: credentials are not configured")
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    var_dir: Path
+    warehouse_path: Path
+    landing_dir: Path
+    quarantine_dir: Path
+    exports_dir: Path
+    logs_dir: Path
+    demo_dir: Path
+    dbt_project_dir: Path
+    expectations_dir: Path
+    dbt_target: str = "duckdb"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = _env_path("CXLOOP_HOME", PROJECT_ROOT)
+        var = _env_path("CXLOOP_VAR", home / "var")
+        return cls(
+            home=home,
+            var_dir=var,
+            warehouse_path=_env_path("CXLOOP_WAREHOUSE", var / "warehouse" / "cx.duckdb"),
+            landing_dir=_env_path("CXLOOP_LANDING", var / "landing"),
+            quarantine_dir=_env_path("CXLOOP_QUARANTINE", var / "quarantine"),
+            exports_dir=_env_path("CXLOOP_EXPORTS", var / "exports"),
+            logs_dir=_env_path("CXLOOP_LOGS", var / "logs"),
+            demo_dir=_env_path("CXLOOP_DEMO_DATA", var / "demo"),
+            dbt_project_dir=_env_path("CXLOOP_DBT_PROJECT", home / "dbt_project"),
+            expectations_dir=_env_path("CXLOOP_EXPECTATIONS", home / "expectations"),
+            dbt_target=os.environ.get("CXLOOP_DBT_TARGET", "duckdb"),
+        )
+
+    def ensure_dirs(self) -> None:
+        for path in (
+            self.var_dir,
+            self.warehouse_path.parent,
+            self.landing_dir,
+            self.quarantine_dir,
+            self.exports_dir,
+            self.logs_dir,
+        ):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+def source_from_env(name: str) -> SourceSettings:
+    """Read ``CXLOOP_<NAME>_BASE_URL`` / ``CXLOOP_<NAME>_TOKEN`` and any
+    ``CXLOOP_<NAME>_OPT_<KEY>`` options (e.g. CXLOOP_QUALTRICS_OPT_DIRECTORY_ID)."""
+    prefix = f"CXLOOP_{name.upper()}_"
+    options = {
+        key[len(prefix) + 4 :].lower(): value
+        for key, value in os.environ.items()
+        if key.startswith(prefix + "OPT_")
+    }
+    return SourceSettings(
+        name=name,
+        base_url=os.environ.get(prefix + "BASE_URL", ""),
+        token=os.environ.get(prefix + "TOKEN", ""),
+        options=options,
+    )
+
+
+def parse_as_of(value: str | datetime | None) -> datetime:
+    """The run's as-of time (end of its data window, exclusive) as a naive UTC datetime."""
+    if value is None or value == "":
+        raise ValueError("as_of is required: the end of the run's data window (ISO timestamp)")
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        text = str(value).strip().replace("Z", "+00:00")
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"as_of {value!r} is not an ISO timestamp (e.g. 2026-10-01T00:00:00)") from None
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    return dt

@@ -1,0 +1,114 @@
+"""Run the dbt project (in-process, through dbt's programmatic runner) and report per node."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from cxloop.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class DbtBuildFailed(RuntimeError):
+    pass
+
+
+@dataclass
+class NodeResult:
+    name: str
+    resource_type: str
+    status: str
+    seconds: float
+    message: str | None = None
+
+
+@dataclass
+class BuildResult:
+    success: bool
+    invocation_id: str | None
+    elapsed_s: float
+    nodes: list[NodeResult] = field(default_factory=list)
+
+    def failures(self) -> list[NodeResult]:
+        return [n for n in self.nodes if n.status in {"error", "fail", "runtime error"}]
+
+    def to_dict(self) -> dict:
+        return {
+            "success": self.success,
+            "invocation_id": self.invocation_id,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "counts": {s: sum(1 for n in self.nodes if n.status == s) for s in {n.status for n in self.nodes}},
+            "failures": [f"{n.resource_type} {n.name}: {n.message}" for n in self.failures()],
+        }
+
+
+def dbt_vars(as_of: datetime, extra: dict | None = None) -> dict:
+    return {"as_of": as_of.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})}
+
+
+def dbt_args(
+    command: str, settings: Settings, as_of: datetime, *, target: str | None = None,
+    select: list[str] | None = None, extra_vars: dict | None = None,
+) -> list[str]:
+    args = [
+        command,
+        "--project-dir", str(settings.dbt_project_dir),
+        "--profiles-dir", str(settings.dbt_project_dir),
+        "--target", target or settings.dbt_target,
+        "--target-path", str(settings.var_dir / "dbt" / "target"),
+        "--log-path", str(settings.logs_dir / "dbt"),
+        "--vars", json.dumps(dbt_vars(as_of, extra_vars)),
+    ]
+    if select:
+        args += ["--select", *select]
+    return args
+
+
+def run_dbt(
+    command: str, settings: Settings, as_of: datetime, *, target: str | None = None,
+    select: list[str] | None = None, extra_vars: dict | None = None,
+) -> BuildResult:
+    """Invoke dbt in this process. The warehouse path reaches the profile via CXLOOP_WAREHOUSE."""
+    from dbt.cli.main import dbtRunner  # heavy import: only inside the task
+
+    os.environ.setdefault("CXLOOP_WAREHOUSE", str(settings.warehouse_path))
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    started = datetime.now()
+    args = dbt_args(command, settings, as_of, target=target, select=select, extra_vars=extra_vars)
+    log.info("dbt %s", " ".join(args))
+    res = dbtRunner().invoke(args)
+    elapsed = (datetime.now() - started).total_seconds()
+    nodes: list[NodeResult] = []
+    invocation_id = None
+    result = res.result
+    if result is not None and hasattr(result, "results"):
+        for r in result.results:
+            node = r.node
+            nodes.append(
+                NodeResult(
+                    name=node.name,
+                    resource_type=str(node.resource_type),
+                    status=str(r.status),
+                    seconds=float(r.execution_time or 0.0),
+                    message=r.message,
+                )
+            )
+        invocation_id = (getattr(result, "args", None) or {}).get("invocation_id")
+    if invocation_id is None and result is not None and hasattr(result, "metadata"):
+        invocation_id = getattr(result.metadata, "invocation_id", None)
+    build = BuildResult(success=bool(res.success), invocation_id=invocation_id, elapsed_s=elapsed, nodes=nodes)
+    for n in nodes:
+        log.info("dbt %-6s %-12s %-40s %6.2fs", n.status, n.resource_type, n.name, n.seconds)
+    if not res.success:
+        detail = "; ".join(build.to_dict()["failures"]) or repr(res.exception)
+        raise DbtBuildFailed(f"dbt {command} failed: {detail} (full log: {settings.logs_dir / 'dbt'})")
+    return build
+
+
+def manifest_path(settings: Settings) -> Path:
+    return settings.var_dir / "dbt" / "target" / "manifest.json"
