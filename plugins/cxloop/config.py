@@ -12,12 +12,13 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Mapping
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _env_path(name: str, default: Path) -> Path:
-    value = os.environ.get(name)
+def _env_path(name: str, default: Path, env: Mapping[str, str] | None = None) -> Path:
+    value = (os.environ if env is None else env).get(name)
     return Path(value).expanduser().resolve() if value else default
 
 
@@ -53,21 +54,22 @@ class Settings:
     dbt_target: str = "duckdb"
 
     @classmethod
-    def from_env(cls) -> Settings:
-        home = _env_path("CXLOOP_HOME", PROJECT_ROOT)
-        var = _env_path("CXLOOP_VAR", home / "var")
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        home = _env_path("CXLOOP_HOME", PROJECT_ROOT, env)
+        var = _env_path("CXLOOP_VAR", home / "var", env)
         return cls(
             home=home,
             var_dir=var,
-            warehouse_path=_env_path("CXLOOP_WAREHOUSE", var / "warehouse" / "cx.duckdb"),
-            landing_dir=_env_path("CXLOOP_LANDING", var / "landing"),
-            quarantine_dir=_env_path("CXLOOP_QUARANTINE", var / "quarantine"),
-            exports_dir=_env_path("CXLOOP_EXPORTS", var / "exports"),
-            logs_dir=_env_path("CXLOOP_LOGS", var / "logs"),
-            demo_dir=_env_path("CXLOOP_DEMO_DATA", var / "demo"),
-            dbt_project_dir=_env_path("CXLOOP_DBT_PROJECT", home / "dbt_project"),
-            expectations_dir=_env_path("CXLOOP_EXPECTATIONS", home / "expectations"),
-            dbt_target=os.environ.get("CXLOOP_DBT_TARGET", "duckdb"),
+            warehouse_path=_env_path("CXLOOP_WAREHOUSE", var / "warehouse" / "cx.duckdb", env),
+            landing_dir=_env_path("CXLOOP_LANDING", var / "landing", env),
+            quarantine_dir=_env_path("CXLOOP_QUARANTINE", var / "quarantine", env),
+            exports_dir=_env_path("CXLOOP_EXPORTS", var / "exports", env),
+            logs_dir=_env_path("CXLOOP_LOGS", var / "logs", env),
+            demo_dir=_env_path("CXLOOP_DEMO_DATA", var / "demo", env),
+            dbt_project_dir=_env_path("CXLOOP_DBT_PROJECT", home / "dbt_project", env),
+            expectations_dir=_env_path("CXLOOP_EXPECTATIONS", home / "expectations", env),
+            dbt_target=env.get("CXLOOP_DBT_TARGET", "duckdb"),
         )
 
     def ensure_dirs(self) -> None:
