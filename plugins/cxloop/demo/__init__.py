@@ -1,0 +1,1 @@
+"""Demo sources: a synthetic B2B Salesforce + Qualtrics world with known ground truth."""

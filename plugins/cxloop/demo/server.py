@@ -1,0 +1,854 @@
+"""The demo source server: serves generated source files through the Qualtrics v3 and Salesforce
+REST query protocols on 127.0.0.1 (see docs/demo-sources.md).
+
+    with DemoServer(out_dir, token="demo") as base_url:   # or .start() / .stop()
+        extract_salesforce(base_url, "demo") ...
+
+``data_dir`` is the generator's ``out_dir`` (holding ``source/``) or ``source/`` itself. The JSON
+files are read lazily, once, on first use.
+
+Command line: ``python -m cxloop.demo.server --data DIR --token T [--port P]`` prints the base URL
+and serves until killed.
+
+Qualtrics (``/API/v3``): ``GET surveys``, ``GET directories/{id}/contacts`` (``embeddedData`` only
+with ``includeEmbedded=true``, as the real API), ``GET distributions?surveyId=``,
+``GET distributions/{id}/history``, the response export (``POST surveys/{id}/export-responses``,
+poll ``.../export-responses/{progressId}``, ``GET .../export-responses/{fileId}/file``). Lists
+page with ``pageSize`` (default ``page_size``) and an opaque ``skipToken`` in ``nextPage``. Auth:
+``Authorization: Bearer`` (OAuth) or ``X-API-TOKEN``.
+
+Salesforce (``/services/data/vNN.N``): ``GET query?q=`` / ``queryAll?q=`` with a SOQL subset,
+``nextRecordsUrl`` paging, ``Sforce-Query-Options: batchSize=N`` (200..2000), errors as
+``[{"message", "errorCode"}]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import re
+import secrets
+import signal
+import sys
+import threading
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+QUALTRICS_PREFIX = "/API/v3"
+SALESFORCE_PREFIX = "/services/data/"
+SF_OBJECTS = ("User", "Account", "Contact", "Task")
+# Fields documented per SObject (a field is also known when any record carries it).
+SF_FIELDS: dict[str, tuple[str, ...]] = {
+    "User": ("Id", "Name", "Email", "Department", "IsActive", "SystemModstamp"),
+    "Account": (
+        "Id",
+        "Name",
+        "Segment__c",
+        "Region__c",
+        "Tier__c",
+        "AnnualRecurringRevenue__c",
+        "OwnerId",
+        "Renewal_Date__c",
+        "Active__c",
+        "IsDeleted",
+        "CreatedDate",
+        "SystemModstamp",
+    ),
+    "Contact": (
+        "Id",
+        "AccountId",
+        "Email",
+        "Title",
+        "Buying_Role__c",
+        "Active__c",
+        "HasOptedOutOfEmail",
+        "IsDeleted",
+        "SystemModstamp",
+    ),
+    "Task": (
+        "Id",
+        "WhatId",
+        "WhoId",
+        "OwnerId",
+        "Subject",
+        "Status",
+        "Survey_Response_Id__c",
+        "First_Contact_At__c",
+        "CompletedDateTime",
+        "CreatedDate",
+        "IsDeleted",
+        "SystemModstamp",
+    ),
+}
+QUALTRICS_DEFAULT_PAGE = 100
+SF_DEFAULT_BATCH = 2000
+SF_MIN_BATCH, SF_MAX_BATCH = 200, 2000
+
+
+class SoqlError(ValueError):
+    def __init__(self, message: str, code: str = "MALFORMED_QUERY"):
+        super().__init__(message)
+        self.code = code
+
+
+# ----------------------------------------------------------------------------------------
+# SOQL subset
+# ----------------------------------------------------------------------------------------
+
+_TOKEN_RE = re.compile(
+    r"""\s*(?:
+        (?P<str>'(?:[^'\\]|\\.)*')
+      | (?P<dt>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2}))
+      | (?P<date>\d{4}-\d{2}-\d{2})
+      | (?P<num>-?\d+(?:\.\d+)?)
+      | (?P<op><=|>=|!=|<>|=|<|>)
+      | (?P<comma>,)
+      | (?P<word>[A-Za-z_][A-Za-z0-9_.]*)
+      | (?P<bad>\S)
+    )""",
+    re.VERBOSE,
+)
+KEYWORDS = {"select", "from", "where", "and", "order", "by", "limit", "asc", "desc", "nulls", "first", "last"}
+
+
+@dataclass
+class Tok:
+    kind: str
+    text: str
+    value: Any = None
+
+
+@dataclass
+class Literal:
+    kind: str  # str, datetime, date, num, bool, null
+    value: Any
+
+
+@dataclass
+class Query:
+    fields: list[str]
+    sobject: str
+    where: list[tuple[str, str, Literal]] = field(default_factory=list)
+    order: list[tuple[str, bool, bool]] = field(default_factory=list)  # field, descending, nulls_last
+    limit: int | None = None
+
+
+def _parse_dt(text: str) -> datetime:
+    t = text.strip()
+    if t.endswith(("Z", "z")):
+        t = t[:-1] + "+00:00"
+    elif re.search(r"[+-]\d{4}$", t):
+        t = f"{t[:-2]}:{t[-2:]}"
+    dt = datetime.fromisoformat(t)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def tokenize(soql: str) -> list[Tok]:
+    toks: list[Tok] = []
+    pos = 0
+    text = soql.strip()
+    while pos < len(text):
+        m = _TOKEN_RE.match(text, pos)
+        if not m or m.end() == pos:
+            break
+        pos = m.end()
+        kind = m.lastgroup
+        raw = m.group(kind)
+        if kind == "bad":
+            raise SoqlError(f"unexpected token: '{raw}'")
+        if kind == "str":
+            value = re.sub(r"\\(.)", r"\1", raw[1:-1])
+            toks.append(Tok("lit", raw, Literal("str", value)))
+        elif kind == "dt":
+            toks.append(Tok("lit", raw, Literal("datetime", _parse_dt(raw))))
+        elif kind == "date":
+            toks.append(Tok("lit", raw, Literal("date", date.fromisoformat(raw))))
+        elif kind == "num":
+            toks.append(Tok("lit", raw, Literal("num", float(raw))))
+        elif kind == "word" and raw.lower() in {"true", "false"}:
+            toks.append(Tok("lit", raw, Literal("bool", raw.lower() == "true")))
+        elif kind == "word" and raw.lower() == "null":
+            toks.append(Tok("lit", raw, Literal("null", None)))
+        elif kind == "word" and raw.lower() in KEYWORDS:
+            toks.append(Tok("kw", raw.lower()))
+        else:
+            toks.append(Tok(kind, raw))
+    return toks
+
+
+def parse_soql(soql: str) -> Query:
+    toks = tokenize(soql)
+    i = 0
+
+    def peek(offset: int = 0) -> Tok | None:
+        return toks[i + offset] if i + offset < len(toks) else None
+
+    def expect(kind: str, text: str | None = None) -> Tok:
+        nonlocal i
+        t = peek()
+        if t is None or t.kind != kind or (text is not None and t.text != text):
+            got = "end of query" if t is None else f"'{t.text}'"
+            want = text.upper() if text else kind
+            raise SoqlError(f"unexpected token: {got} (expecting {want})")
+        i += 1
+        return t
+
+    expect("kw", "select")
+    fields = [expect("word").text]
+    while peek() is not None and peek().kind == "comma":
+        i += 1
+        fields.append(expect("word").text)
+    expect("kw", "from")
+    q = Query(fields, expect("word").text)
+    if peek() is not None and peek().kind == "kw" and peek().text == "where":
+        i += 1
+        while True:
+            f = expect("word").text
+            op = expect("op").text
+            lit = expect("lit").value
+            if lit.kind == "null" and op not in {"=", "!=", "<>"}:
+                raise SoqlError("unexpected token: 'null' (only = and != compare with null)")
+            q.where.append((f, "!=" if op == "<>" else op, lit))
+            if peek() is not None and peek().kind == "kw" and peek().text == "and":
+                i += 1
+                continue
+            break
+    if peek() is not None and peek().kind == "kw" and peek().text == "order":
+        i += 1
+        expect("kw", "by")
+        while True:
+            f = expect("word").text
+            desc = False
+            if peek() is not None and peek().kind == "kw" and peek().text in {"asc", "desc"}:
+                desc = peek().text == "desc"
+                i += 1
+            nulls_last = desc  # SOQL default: nulls first ascending, last descending
+            if peek() is not None and peek().kind == "kw" and peek().text == "nulls":
+                i += 1
+                t = peek()
+                if t is None or t.kind != "kw" or t.text not in {"first", "last"}:
+                    raise SoqlError("unexpected token after NULLS (expecting FIRST or LAST)")
+                nulls_last = t.text == "last"
+                i += 1
+            q.order.append((f, desc, nulls_last))
+            if peek() is not None and peek().kind == "comma":
+                i += 1
+                continue
+            break
+    if peek() is not None and peek().kind == "kw" and peek().text == "limit":
+        i += 1
+        t = expect("lit")
+        if t.value.kind != "num" or t.value.value != int(t.value.value) or t.value.value < 0:
+            raise SoqlError(f"unexpected token: '{t.text}' (LIMIT needs a non-negative integer)")
+        q.limit = int(t.value.value)
+    if peek() is not None:
+        raise SoqlError(f"unexpected token: '{peek().text}'")
+    return q
+
+
+def _coerce_for(lit: Literal, value: Any) -> Any:
+    """The record value in the literal's domain, or a sentinel when it cannot be compared."""
+    if value is None:
+        return None
+    try:
+        if lit.kind == "datetime":
+            return _parse_dt(str(value))
+        if lit.kind == "date":
+            text = str(value)
+            return _parse_dt(text).date() if "T" in text else date.fromisoformat(text[:10])
+        if lit.kind == "num":
+            if isinstance(value, bool):
+                return _INCOMPARABLE
+            return float(value)
+        if lit.kind == "bool":
+            return value if isinstance(value, bool) else _INCOMPARABLE
+        if lit.kind == "str":
+            return str(value).lower()
+    except (ValueError, TypeError):
+        return _INCOMPARABLE
+    return _INCOMPARABLE
+
+
+_INCOMPARABLE = object()
+_OPS = {
+    "=": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _matches(record: dict[str, Any], cond: tuple[str, str, Literal]) -> bool:
+    f, op, lit = cond
+    value = record.get(f)
+    if lit.kind == "null":
+        return (value is None) == (op == "=")
+    if value is None:
+        return op == "!="
+    v = _coerce_for(lit, value)
+    if v is _INCOMPARABLE:
+        return op == "!="
+    want = lit.value.lower() if lit.kind == "str" else lit.value
+    try:
+        return bool(_OPS[op](v, want))
+    except TypeError:
+        return False
+
+
+def _sort_key(value: Any) -> tuple:
+    if isinstance(value, bool):
+        return (0, int(value), "")
+    if isinstance(value, int | float):
+        return (0, float(value), "")
+    text = str(value)
+    try:
+        return (1, _parse_dt(text).timestamp(), "") if "T" in text else (2, 0.0, text.lower())
+    except ValueError:
+        return (2, 0.0, text.lower())
+
+
+def run_query(
+    records: list[dict[str, Any]], q: Query, known_fields: set[str], include_deleted: bool
+) -> list[dict]:
+    canon = {f.lower(): f for f in known_fields}
+
+    def field_name(name: str) -> str:
+        if name.lower() not in canon:
+            raise SoqlError(
+                f"\n{name}\n^\nERROR at Row:1:Column:1\nNo such column '{name}' on entity '{q.sobject}'.",
+                "INVALID_FIELD",
+            )
+        return canon[name.lower()]
+
+    fields = []
+    for f in q.fields:
+        c = field_name(f)
+        if c not in fields:
+            fields.append(c)
+    where = [(field_name(f), op, lit) for f, op, lit in q.where]
+    order = [(field_name(f), d, n) for f, d, n in q.order]
+    rows = [r for r in records if include_deleted or not r.get("IsDeleted")]
+    rows = [r for r in rows if all(_matches(r, c) for c in where)]
+    for f, desc, nulls_last in reversed(order):  # stable sorts, last key first
+        nonnull = [r for r in rows if r.get(f) is not None]
+        nulls = [r for r in rows if r.get(f) is None]
+        nonnull.sort(key=lambda r: _sort_key(r[f]), reverse=desc)
+        rows = nonnull + nulls if nulls_last else nulls + nonnull
+    if q.limit is not None:
+        rows = rows[: q.limit]
+    return [{f: r.get(f) for f in fields} for r in rows]
+
+
+# ----------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------
+
+
+class SourceData:
+    """The generator's source files, read once on first use."""
+
+    def __init__(self, data_dir: Path):
+        data_dir = Path(data_dir)
+        self.root = data_dir / "source" if (data_dir / "source").is_dir() else data_dir
+        self._lock = threading.Lock()
+        self._cache: dict[str, Any] = {}
+
+    def _load(self, key: str, rel: str, default: Any) -> Any:
+        with self._lock:
+            if key not in self._cache:
+                path = self.root / rel
+                self._cache[key] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else default
+            return self._cache[key]
+
+    def sobject(self, name: str) -> list[dict[str, Any]]:
+        return self._load(f"sf:{name}", f"salesforce/{name}.json", [])
+
+    def sobject_fields(self, name: str) -> set[str]:
+        with self._lock:
+            key = f"sffields:{name}"
+            if key in self._cache:
+                return self._cache[key]
+        fields = set(SF_FIELDS.get(name, ()))
+        for r in self.sobject(name):
+            fields.update(r.keys())
+        fields.discard("attributes")
+        with self._lock:
+            self._cache[f"sffields:{name}"] = fields
+        return fields
+
+    def surveys(self) -> list[dict[str, Any]]:
+        return self._load("q:surveys", "qualtrics/surveys.json", [])
+
+    def directory_contacts(self) -> list[dict[str, Any]]:
+        return self._load("q:contacts", "qualtrics/directory_contacts.json", [])
+
+    def distributions(self) -> list[dict[str, Any]]:
+        return self._load("q:distributions", "qualtrics/distributions.json", [])
+
+    def distribution_history(self) -> dict[str, list[dict[str, Any]]]:
+        return self._load("q:history", "qualtrics/distribution_history.json", {})
+
+    def responses(self, survey_id: str) -> list[dict[str, Any]]:
+        return self._load(f"q:responses:{survey_id}", f"qualtrics/responses/{survey_id}.json", [])
+
+
+def _distribution_survey(d: dict[str, Any]) -> str | None:
+    link = d.get("surveyLink")
+    if isinstance(link, dict) and link.get("surveyId"):
+        return link["surveyId"]
+    return d.get("surveyId")
+
+
+# ----------------------------------------------------------------------------------------
+# HTTP
+# ----------------------------------------------------------------------------------------
+
+
+class _HTTPError(Exception):
+    def __init__(self, status: int, message: str, code: str):
+        super().__init__(message)
+        self.status, self.message, self.code = status, message, code
+
+
+@dataclass
+class _Export:
+    survey_id: str
+    start: datetime | None
+    end: datetime | None
+    polls: int = 0
+    file_id: str | None = None
+
+
+class DemoServer:
+    """Serves ``data_dir`` over HTTP on ``host:port`` (0 = a free port) in a background thread."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        token: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        page_size: int | None = None,
+        export_polls: int = 2,
+    ):
+        if not token:
+            raise ValueError("a demo server needs a token")
+        self.data = SourceData(Path(data_dir))
+        self.token = token
+        self.host, self.port = host, port
+        self.page_size = page_size
+        self.export_polls = max(1, export_polls)
+        self.base_url: str | None = None
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._cursors: dict[
+            str, tuple[list[dict], str, int, str]
+        ] = {}  # locator -> rows, sobject, batch, kind
+        self._exports: dict[str, _Export] = {}
+        self._files: dict[str, tuple[str, bytes]] = {}  # fileId -> survey id, zip bytes
+        self.request_count = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> str:
+        if self._httpd is not None:
+            return self.base_url  # type: ignore[return-value]
+        server = self
+
+        class Handler(_Handler):
+            demo = server
+
+        self._httpd = ThreadingHTTPServer((self.host, self.port), Handler)
+        self._httpd.daemon_threads = True
+        host, port = self._httpd.server_address[:2]
+        self.port = port
+        self.base_url = f"http://{host}:{port}"
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="cxloop-demo-server", daemon=True
+        )
+        self._thread.start()
+        return self.base_url
+
+    def stop(self) -> None:
+        if self._httpd is None:
+            return
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._httpd = self._thread = None
+
+    def serve_forever(self) -> None:
+        self.start()
+        assert self._thread is not None
+        try:
+            while self._thread.is_alive():
+                self._thread.join(timeout=0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- paging helpers -------------------------------------------------------------------
+    def _page(self, elements: list, query: dict[str, str], path: str) -> dict[str, Any]:
+        try:
+            size = int(query.get("pageSize") or self.page_size or QUALTRICS_DEFAULT_PAGE)
+        except ValueError:
+            raise _HTTPError(400, "Invalid pageSize", "QVal_1") from None
+        if size < 1:
+            raise _HTTPError(400, "Invalid pageSize", "QVal_1")
+        offset = 0
+        if query.get("skipToken"):
+            try:
+                offset = int(base64.urlsafe_b64decode(query["skipToken"].encode()).decode().split(":")[1])
+            except (ValueError, IndexError, UnicodeDecodeError):
+                raise _HTTPError(400, "Invalid skipToken", "QVal_1") from None
+        chunk = elements[offset : offset + size]
+        next_page = None
+        if offset + size < len(elements):
+            token = base64.urlsafe_b64encode(f"skip:{offset + size}".encode()).decode()
+            params = {k: v for k, v in query.items() if k != "skipToken"}
+            params["skipToken"] = token
+            next_page = f"{self.base_url}{path}?{urlencode(params)}"
+        return {"elements": chunk, "nextPage": next_page}
+
+    def _sf_batch(self, header: str | None) -> int:
+        default = self.page_size or SF_DEFAULT_BATCH
+        if not header:
+            return default
+        m = re.search(r"batchSize\s*=\s*(\d+)", header, re.IGNORECASE)
+        if not m:
+            return default
+        n = int(m.group(1))
+        if self.page_size:  # a test server with small pages: honour small sizes too
+            return max(1, min(SF_MAX_BATCH, n))
+        return max(SF_MIN_BATCH, min(SF_MAX_BATCH, n))
+
+    def _sf_page(self, version: str, locator: str, offset: int) -> dict[str, Any]:
+        with self._lock:
+            entry = self._cursors.get(locator)
+        if entry is None:
+            raise _HTTPError(400, "invalid query locator", "INVALID_QUERY_LOCATOR")
+        rows, sobject, batch, kind = entry
+        if offset < 0 or offset > len(rows):
+            raise _HTTPError(400, "invalid query locator", "INVALID_QUERY_LOCATOR")
+        chunk = rows[offset : offset + batch]
+        records = [
+            {
+                "attributes": {
+                    "type": sobject,
+                    "url": f"/services/data/{version}/sobjects/{sobject}/{r.get('Id')}",
+                },
+                **r,
+            }
+            for r in chunk
+        ]
+        body: dict[str, Any] = {
+            "totalSize": len(rows),
+            "done": offset + batch >= len(rows),
+            "records": records,
+        }
+        if not body["done"]:
+            body["nextRecordsUrl"] = f"/services/data/{version}/{kind}/{locator}-{offset + batch}"
+        else:
+            with self._lock:
+                self._cursors.pop(locator, None)
+        return body
+
+
+class _Handler(BaseHTTPRequestHandler):
+    demo: DemoServer
+    protocol_version = "HTTP/1.1"
+    server_version = "cxloop-demo"
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet by default
+        pass
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _send(
+        self, status: int, body: bytes, content_type: str = "application/json", extra: dict | None = None
+    ):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, obj: Any) -> None:
+        self._send(status, json.dumps(obj, separators=(",", ":")).encode())
+
+    def _authorized(self, qualtrics: bool) -> bool:
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Bearer ") and secrets.compare_digest(auth[7:].strip(), self.demo.token):
+            return True
+        api_token = self.headers.get("X-API-TOKEN")
+        return bool(qualtrics and api_token and secrets.compare_digest(api_token.strip(), self.demo.token))
+
+    def _qualtrics_error(self, status: int, message: str, code: str) -> None:
+        phrase = HTTPStatus(status).phrase
+        self._json(
+            status,
+            {
+                "meta": {
+                    "httpStatus": f"{status} - {phrase}",
+                    "requestId": str(uuid.uuid4()),
+                    "error": {"errorMessage": message, "errorCode": code},
+                }
+            },
+        )
+
+    def _qualtrics_ok(self, result: Any) -> None:
+        self._json(
+            200, {"result": result, "meta": {"httpStatus": "200 - OK", "requestId": str(uuid.uuid4())}}
+        )
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        with self.demo._lock:
+            self.demo.request_count += 1
+        parts = urlsplit(self.path)
+        path = parts.path.rstrip("/")
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        body = self._read_body() if method in {"POST", "PUT"} else b""
+        if path.startswith(QUALTRICS_PREFIX + "/") or path == QUALTRICS_PREFIX:
+            if not self._authorized(qualtrics=True):
+                return self._qualtrics_error(
+                    401, "Authentication failed: missing or invalid token", "AUTH_1.0"
+                )
+            try:
+                return self._qualtrics(method, path[len(QUALTRICS_PREFIX) :], query, body)
+            except _HTTPError as e:
+                return self._qualtrics_error(e.status, e.message, e.code)
+        if path.startswith(SALESFORCE_PREFIX):
+            if not self._authorized(qualtrics=False):
+                return self._json(
+                    401, [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
+                )
+            try:
+                return self._salesforce(method, path[len(SALESFORCE_PREFIX) :], query)
+            except _HTTPError as e:
+                return self._json(e.status, [{"message": e.message, "errorCode": e.code}])
+        self._json(404, [{"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}])
+
+    # -- Qualtrics ------------------------------------------------------------------------
+    def _qualtrics(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
+        demo, data = self.demo, self.demo.data
+        seg = [s for s in path.split("/") if s]
+
+        def need(m: str) -> None:
+            if method != m:
+                raise _HTTPError(405, f"Method {method} not allowed", "QVal_MethodNotAllowed")
+
+        if seg == ["surveys"]:
+            need("GET")
+            return self._qualtrics_ok(demo._page(data.surveys(), query, QUALTRICS_PREFIX + path))
+        if len(seg) == 3 and seg[0] == "directories" and seg[2] == "contacts":
+            need("GET")
+            contacts = data.directory_contacts()
+            if query.get("includeEmbedded", "").lower() != "true":
+                contacts = [{k: v for k, v in c.items() if k != "embeddedData"} for c in contacts]
+            return self._qualtrics_ok(demo._page(contacts, query, QUALTRICS_PREFIX + path))
+        if seg == ["distributions"]:
+            need("GET")
+            survey_id = query.get("surveyId")
+            if not survey_id:
+                raise _HTTPError(400, "surveyId is required", "QVal_1")
+            rows = [d for d in data.distributions() if _distribution_survey(d) == survey_id]
+            return self._qualtrics_ok(demo._page(rows, query, QUALTRICS_PREFIX + path))
+        if len(seg) == 3 and seg[0] == "distributions" and seg[2] == "history":
+            need("GET")
+            history = data.distribution_history()
+            known = {d.get("id") for d in data.distributions()}
+            if seg[1] not in history and seg[1] not in known:
+                raise _HTTPError(404, f"Distribution {seg[1]} not found", "GS_1")
+            return self._qualtrics_ok(demo._page(history.get(seg[1], []), query, QUALTRICS_PREFIX + path))
+        if len(seg) >= 3 and seg[0] == "surveys" and seg[2] == "export-responses":
+            survey_id = seg[1]
+            if survey_id not in {s.get("id") for s in data.surveys()}:
+                raise _HTTPError(404, f"Survey {survey_id} not found", "GS_1")
+            if len(seg) == 3:
+                need("POST")
+                return self._start_export(survey_id, body)
+            if len(seg) == 4:
+                need("GET")
+                return self._export_progress(survey_id, seg[3])
+            if len(seg) == 5 and seg[4] == "file":
+                need("GET")
+                with demo._lock:
+                    entry = demo._files.get(seg[3])
+                if entry is None or entry[0] != survey_id:
+                    raise _HTTPError(404, f"File {seg[3]} not found", "GS_1")
+                return self._send(200, entry[1], "application/zip")
+        raise _HTTPError(404, f"Path /API/v3{path} not found", "GS_NotFound")
+
+    def _start_export(self, survey_id: str, body: bytes) -> None:
+        try:
+            params = json.loads(body or b"{}")
+        except ValueError:
+            raise _HTTPError(400, "Request body is not valid JSON", "QVal_1") from None
+        if not isinstance(params, dict):
+            raise _HTTPError(400, "Request body must be an object", "QVal_1")
+        if params.get("format") != "json":
+            raise _HTTPError(400, "format must be one of: json (the demo serves json only)", "QVal_1")
+        bounds = {}
+        for key in ("startDate", "endDate"):
+            if params.get(key) is not None:
+                try:
+                    bounds[key] = _parse_dt(str(params[key]))
+                except ValueError:
+                    raise _HTTPError(400, f"Invalid {key}", "QVal_1") from None
+        progress_id = "ES_" + secrets.token_hex(8)
+        with self.demo._lock:
+            self.demo._exports[progress_id] = _Export(
+                survey_id, bounds.get("startDate"), bounds.get("endDate")
+            )
+        self._qualtrics_ok({"progressId": progress_id, "percentComplete": 0.0, "status": "inProgress"})
+
+    def _export_progress(self, survey_id: str, progress_id: str) -> None:
+        demo = self.demo
+        with demo._lock:
+            export = demo._exports.get(progress_id)
+            if export is None or export.survey_id != survey_id:
+                raise _HTTPError(404, f"Export {progress_id} not found", "GS_1")
+            export.polls += 1
+            polls = export.polls
+        if polls < demo.export_polls:
+            pct = round(100.0 * polls / demo.export_polls, 1)
+            return self._qualtrics_ok({"percentComplete": pct, "status": "inProgress"})
+        if export.file_id is None:
+            blob = self._export_zip(export)
+            file_id = secrets.token_hex(4) + "-" + str(uuid.uuid4())
+            with demo._lock:
+                demo._files[file_id] = (survey_id, blob)
+                export.file_id = file_id
+        self._qualtrics_ok({"fileId": export.file_id, "percentComplete": 100.0, "status": "complete"})
+
+    def _export_zip(self, export: _Export) -> bytes:
+        data = self.demo.data
+        rows = data.responses(export.survey_id)
+        if export.start or export.end:
+            kept = []
+            for r in rows:
+                try:
+                    recorded = _parse_dt(str((r.get("values") or {}).get("recordedDate")))
+                except ValueError:
+                    continue
+                if export.start and recorded < export.start:
+                    continue
+                if export.end and recorded >= export.end:
+                    continue
+                kept.append(r)
+            rows = kept
+        name = next(
+            (s.get("name") for s in data.surveys() if s.get("id") == export.survey_id), export.survey_id
+        )
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(f"{name}.json", json.dumps({"responses": rows}))
+        return buf.getvalue()
+
+    # -- Salesforce -----------------------------------------------------------------------
+    def _salesforce(self, method: str, path: str, query: dict[str, str]) -> None:
+        seg = [s for s in path.split("/") if s]
+        if not seg or not re.fullmatch(r"v\d+\.\d", seg[0]):
+            raise _HTTPError(404, "The requested resource does not exist", "NOT_FOUND")
+        version = seg[0]
+        if method != "GET":
+            raise _HTTPError(
+                405, f"HTTP Method '{method}' not allowed. Allowed are GET", "METHOD_NOT_ALLOWED"
+            )
+        if len(seg) == 2 and seg[1] in {"query", "queryAll"}:
+            soql = query.get("q")
+            if not soql:
+                raise _HTTPError(400, "A query string has to be specified", "MALFORMED_QUERY")
+            return self._json(200, self._run_soql(version, soql, seg[1] == "queryAll"))
+        if len(seg) == 3 and seg[1] in {"query", "queryAll"}:
+            locator, _, offset = seg[2].rpartition("-")
+            if not locator or not offset.isdigit():
+                raise _HTTPError(400, "invalid query locator", "INVALID_QUERY_LOCATOR")
+            return self._json(200, self.demo._sf_page(version, locator, int(offset)))
+        raise _HTTPError(404, "The requested resource does not exist", "NOT_FOUND")
+
+    def _run_soql(self, version: str, soql: str, include_deleted: bool) -> dict[str, Any]:
+        demo = self.demo
+        try:
+            q = parse_soql(soql)
+            sobject = next((o for o in SF_OBJECTS if o.lower() == q.sobject.lower()), None)
+            if sobject is None:
+                raise SoqlError(
+                    f"\n{q.sobject}\n^\nERROR at Row:1:Column:1\n"
+                    f"sObject type '{q.sobject}' is not supported.",
+                    "INVALID_TYPE",
+                )
+            q.sobject = sobject
+            rows = run_query(
+                demo.data.sobject(sobject), q, demo.data.sobject_fields(sobject), include_deleted
+            )
+        except SoqlError as e:
+            raise _HTTPError(400, str(e), e.code) from None
+        batch = demo._sf_batch(self.headers.get("Sforce-Query-Options"))
+        locator = "01g" + secrets.token_hex(8).upper()[:15]
+        with demo._lock:
+            demo._cursors[locator] = (rows, sobject, batch, "queryAll" if include_deleted else "query")
+        return demo._sf_page(version, locator, 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cxloop.demo.server", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, type=Path, help="the generator's out_dir (or its source/)")
+    parser.add_argument("--token", required=True, help="bearer token clients must send")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 = a free port")
+    parser.add_argument("--page-size", type=int, default=None)
+    args = parser.parse_args(argv)
+    server = DemoServer(args.data, args.token, host=args.host, port=args.port, page_size=args.page_size)
+    print(server.start(), flush=True)
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

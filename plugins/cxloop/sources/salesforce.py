@@ -1,0 +1,268 @@
+"""Salesforce connector: REST query API -> owners, accounts, contacts, follow_ups.
+
+SOQL through ``/services/data/<version>/queryAll`` (deleted Accounts and Contacts arrive with
+``is_deleted = true``), paging through ``nextRecordsUrl``. Every page is landed raw as
+``<landing_dir>/salesforce/<SObject>/page-0001.json``.
+
+Mapping (docs/demo-sources.md):
+
+- owners <- User: Id, Name, Department (team), IsActive, SystemModstamp.
+- accounts <- Account.
+- contacts <- Contact: ``Email`` becomes ``email_hash`` (HMAC, :mod:`cxloop.pseudonymise`) and
+  ``email_domain_valid``; the raw address never enters the frame. ``Buying_Role__c`` maps onto the
+  contract's roles through :class:`cxloop.sources.roles.RoleMapper` (job-title fallback).
+- follow_ups <- Task with ``Survey_Response_Id__c != null``. The contract has no ``is_deleted`` for
+  follow-ups, so Tasks are read with ``query`` (deleted tasks are not follow-ups).
+
+Values are passed through as received (a non-numeric ARR stays a string); datetimes become naive
+UTC (see :func:`cxloop.sources.timestamp_series`); the validation gate coerces and quarantines.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import requests
+
+from cxloop.pseudonymise import email_hash, is_valid_email, pii_key
+from cxloop.sources import Landing, build_frame, safe_name
+from cxloop.sources.http import HttpClient, RetryPolicy
+from cxloop.sources.roles import RoleMapper
+
+log = logging.getLogger(__name__)
+
+TASK_STATUS: dict[str, str] = {
+    "not started": "open",
+    "open": "open",
+    "in progress": "in_progress",
+    "waiting on someone else": "in_progress",
+    "completed": "completed",
+    "deferred": "cancelled",
+    "cancelled": "cancelled",
+    "canceled": "cancelled",
+}
+
+SOQL: dict[str, tuple[str, str]] = {
+    # entity: (endpoint, SOQL)
+    "owners": ("query", "SELECT Id, Name, Department, IsActive, SystemModstamp FROM User ORDER BY Id"),
+    "accounts": (
+        "queryAll",
+        "SELECT Id, Name, Segment__c, Region__c, Tier__c, AnnualRecurringRevenue__c, OwnerId, "
+        "Renewal_Date__c, Active__c, IsDeleted, CreatedDate, SystemModstamp FROM Account ORDER BY Id",
+    ),
+    "contacts": (
+        "queryAll",
+        "SELECT Id, AccountId, Email, Title, Buying_Role__c, Active__c, HasOptedOutOfEmail, IsDeleted, "
+        "SystemModstamp FROM Contact ORDER BY Id",
+    ),
+    "follow_ups": (
+        "query",
+        "SELECT Id, WhatId, WhoId, OwnerId, Status, Survey_Response_Id__c, First_Contact_At__c, "
+        "CompletedDateTime, CreatedDate, SystemModstamp FROM Task WHERE Survey_Response_Id__c != null "
+        "ORDER BY Id",
+    ),
+}
+
+
+def salesforce_error(response: requests.Response) -> str | None:
+    """``[{"message", "errorCode"}]`` -> ``"CODE: message"``."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:200] or None
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        e = body[0]
+        return f"{e.get('errorCode', 'ERROR')}: {str(e.get('message', '')).strip()}"
+    if isinstance(body, dict) and "error" in body:  # OAuth errors
+        return f"{body.get('error')}: {body.get('error_description', '')}"
+    return None
+
+
+class SalesforceClient:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        api_version: str = "v60.0",
+        batch_size: int | None = None,
+        landing_dir: Path | None = None,
+        retry: RetryPolicy | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 120.0,
+    ):
+        root = base_url.rstrip("/")
+        self.api_version = api_version
+        self.http = HttpClient(
+            f"{root}/services/data/{api_version}/",
+            token,
+            source="salesforce",
+            error_parser=salesforce_error,
+            retry=retry,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
+        self.landing = Landing(landing_dir, "salesforce")
+        self.batch_size = batch_size
+
+    def pages(
+        self, soql: str, *, include_deleted: bool = False, land_as: str | None = None
+    ) -> Iterator[dict]:
+        """Every page of a SOQL query (each landed raw as ``<land_as>/page-NNNN.json``)."""
+        headers = {"Sforce-Query-Options": f"batchSize={self.batch_size}"} if self.batch_size else None
+        endpoint = "queryAll" if include_deleted else "query"
+        body, raw = self.http.get_json(endpoint, params={"q": soql}, headers=headers)
+        n = 1
+        while True:
+            if land_as:
+                self.landing.write(f"{safe_name(land_as)}/page-{n:04d}.json", raw)
+            yield body
+            next_url = body.get("nextRecordsUrl")
+            if body.get("done", True) or not next_url:
+                return
+            body, raw = self.http.get_json(next_url, headers=headers)
+            n += 1
+
+    def records(self, soql: str, *, include_deleted: bool = False, land_as: str | None = None) -> list[dict]:
+        out: list[dict] = []
+        total = None
+        for page in self.pages(soql, include_deleted=include_deleted, land_as=land_as):
+            total = page.get("totalSize", total)
+            for r in page.get("records", []):
+                r = dict(r)
+                r.pop("attributes", None)
+                out.append(r)
+        if total is not None and total != len(out):
+            log.warning("salesforce: %s: totalSize %s but %d records received", land_as, total, len(out))
+        return out
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _is_blank(v: Any) -> bool:
+    return v is None or (isinstance(v, str) and not v.strip())
+
+
+def map_owner(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "owner_id": r.get("Id"),
+        "owner_name": r.get("Name"),
+        "team": r.get("Department"),
+        "is_active": r.get("IsActive"),
+        "updated_at": r.get("SystemModstamp"),
+    }
+
+
+def map_account(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "account_id": r.get("Id"),
+        "account_name": r.get("Name"),
+        "segment": r.get("Segment__c"),
+        "region": r.get("Region__c"),
+        "tier": r.get("Tier__c"),
+        "arr": r.get("AnnualRecurringRevenue__c"),
+        "owner_id": r.get("OwnerId"),
+        "renewal_date": r.get("Renewal_Date__c"),
+        "is_active": r.get("Active__c"),
+        "is_deleted": r.get("IsDeleted", False),
+        "created_at": r.get("CreatedDate"),
+        "updated_at": r.get("SystemModstamp"),
+    }
+
+
+def map_contact(r: dict[str, Any], roles: RoleMapper, key: bytes) -> dict[str, Any]:
+    email = r.get("Email")
+    has_email = not _is_blank(email)
+    role_source = r.get("Buying_Role__c")
+    return {
+        "contact_id": r.get("Id"),
+        "account_id": r.get("AccountId"),
+        "email_hash": email_hash(email, key) if has_email else None,
+        "email_domain_valid": is_valid_email(email) if has_email else None,
+        "title": r.get("Title"),
+        "buying_role": roles.map(role_source, r.get("Title")),
+        "buying_role_source": None if _is_blank(role_source) else role_source,
+        "is_active": r.get("Active__c"),
+        "opted_out": r.get("HasOptedOutOfEmail"),
+        "is_deleted": r.get("IsDeleted", False),
+        "updated_at": r.get("SystemModstamp"),
+    }
+
+
+def map_task_status(status: Any) -> Any:
+    """Task Status -> follow-up status; an unknown spelling passes through for the gate to judge."""
+    if _is_blank(status):
+        return None
+    return TASK_STATUS.get(str(status).strip().lower(), status)
+
+
+def map_task(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "follow_up_id": r.get("Id"),
+        "response_id": r.get("Survey_Response_Id__c"),
+        "account_id": r.get("WhatId"),
+        "contact_id": r.get("WhoId"),
+        "owner_id": r.get("OwnerId"),
+        "created_at": r.get("CreatedDate"),
+        "first_contact_at": r.get("First_Contact_At__c"),
+        "closed_at": r.get("CompletedDateTime"),
+        "status": map_task_status(r.get("Status")),
+        "updated_at": r.get("SystemModstamp"),
+    }
+
+
+TIMESTAMPS = {
+    "owners": ("updated_at",),
+    "accounts": ("created_at", "updated_at"),
+    "contacts": ("updated_at",),
+    "follow_ups": ("created_at", "first_contact_at", "closed_at", "updated_at"),
+}
+SOBJECT = {"owners": "User", "accounts": "Account", "contacts": "Contact", "follow_ups": "Task"}
+
+
+def extract_salesforce(
+    base_url: str,
+    token: str,
+    landing_dir: Path | None = None,
+    api_version: str = "v60.0",
+    *,
+    role_mapper: RoleMapper | None = None,
+    batch_size: int | None = None,
+    retry: RetryPolicy | None = None,
+    entities: tuple[str, ...] = ("owners", "accounts", "contacts", "follow_ups"),
+) -> dict[str, pd.DataFrame]:
+    """Extract the CRM entities from Salesforce (or the demo server) into canonical frames.
+
+    ``base_url`` is the instance root (``https://x.my.salesforce.com`` or the demo server's URL).
+    ``batch_size`` sets ``Sforce-Query-Options: batchSize`` (200..2000). Requires
+    ``CXLOOP_PII_KEY`` (contacts' e-mail hashing) unless contacts are not extracted.
+    """
+    roles = role_mapper or RoleMapper()
+    key = pii_key() if "contacts" in entities else b""  # fail fast, before any request
+    client = SalesforceClient(
+        base_url, token, api_version=api_version, batch_size=batch_size, landing_dir=landing_dir, retry=retry
+    )
+    mappers = {
+        "owners": map_owner,
+        "accounts": map_account,
+        "contacts": lambda r: map_contact(r, roles, key),
+        "follow_ups": map_task,
+    }
+    out: dict[str, pd.DataFrame] = {}
+    try:
+        for entity in entities:
+            endpoint, soql = SOQL[entity]
+            t0 = time.monotonic()
+            records = client.records(soql, include_deleted=endpoint == "queryAll", land_as=SOBJECT[entity])
+            rows = [mappers[entity](r) for r in records]
+            out[entity] = build_frame(entity, rows, TIMESTAMPS[entity])
+            log.info("salesforce: %s: %d rows in %.2fs", entity, len(rows), time.monotonic() - t0)
+    finally:
+        client.close()
+    return out
