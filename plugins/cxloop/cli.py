@@ -126,8 +126,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for path in (settings.warehouse_path, settings.warehouse_path.with_suffix(".duckdb.wal")):
             path.unlink(missing_ok=True)
     token = secrets.token_urlsafe(24)
-    with DemoServer(settings.demo_dir / "source", token=token) as server:
-        base_url = server.base_url
+    with DemoServer(settings.demo_dir / "source", token=token) as base_url:
         progress.step(f"demo Qualtrics + Salesforce server listening on {base_url}")
         env = airflow_env(settings)
         env.update(
@@ -165,8 +164,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from cxloop.demo.server import DemoServer
 
     token = args.token or secrets.token_urlsafe(24)
-    with DemoServer(Path(args.data), token=token, port=args.port) as server:
-        print(f"serving {args.data} on {server.base_url} (bearer token: {token}); Ctrl-C stops", flush=True)
+    with DemoServer(Path(args.data), token=token, port=args.port) as base_url:
+        print(f"serving {args.data} on {base_url} (bearer token: {token}); Ctrl-C stops", flush=True)
         try:
             while True:
                 time.sleep(3600)
