@@ -10,7 +10,6 @@ from datetime import date, datetime
 import duckdb
 import pandas as pd
 import pytest
-
 from cxloop.config import Settings, SourceSettings, parse_as_of, source_from_env
 from cxloop.contract import ENTITIES, ENTITY_ORDER, Column
 from cxloop.exports import export_marts, sha256_file, verify_manifest
@@ -94,7 +93,11 @@ def test_contract_is_consistent():
 
 def test_landing_keeps_values_as_received(tmp_path):
     frame = pd.DataFrame(
-        {"response_id": ["R_1", "R_2", "R_3"], "nps_score": [9, "7.5", None], "is_finished": [True, False, None]},
+        {
+            "response_id": ["R_1", "R_2", "R_3", "R_4"],
+            "nps_score": [9, "7.5", None, pd.NA],
+            "is_finished": [True, False, None, float("nan")],
+        },
         dtype=object,
     )
     batch = land_frames(
@@ -105,10 +108,10 @@ def test_landing_keeps_values_as_received(tmp_path):
         extracted_at=datetime(2026, 10, 1, 12),
         as_of=datetime(2026, 10, 1),
     )
-    assert batch.rows == {"responses": 3}
+    assert batch.rows == {"responses": 4}
     back = read_landed(batch.files["responses"])
-    assert back["nps_score"].tolist() == ["9", "7.5", None]
-    assert back["is_finished"].tolist() == ["true", "false", None]
+    assert back["nps_score"].tolist() == ["9", "7.5", None, None]
+    assert back["is_finished"].tolist() == ["true", "false", None, None]
     with pytest.raises(FileExistsError, match="immutable"):
         land_frames(
             {"responses": frame},

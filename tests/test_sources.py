@@ -14,7 +14,7 @@ import pytest
 from cxloop.contract import BUYING_ROLES, ENTITIES
 from cxloop.demo.server import DemoServer
 from cxloop.pseudonymise import email_hash
-from cxloop.sources.http import HttpClient, RetryPolicy, SourceHTTPError, parse_retry_after, safe_url
+from cxloop.sources.http_client import HttpClient, RetryPolicy, SourceHTTPError, parse_retry_after, safe_url
 from cxloop.sources.qualtrics import extract_qualtrics
 from cxloop.sources.roles import RoleMapper
 from cxloop.sources.salesforce import extract_salesforce
@@ -232,7 +232,7 @@ def test_token_never_sent_to_another_origin(scripted):
 
 def test_retry_warnings_logged_without_secret(scripted, caplog):
     scripted.add("/api/flaky", (503, {}, b"{}", 0), OK)
-    with caplog.at_level("WARNING", logger="cxloop.sources.http"):
+    with caplog.at_level("WARNING", logger="cxloop.sources.http_client"):
         client(scripted).get("flaky", params={"password": SECRET})
     assert caplog.records and all(SECRET not in r.getMessage() for r in caplog.records)
 

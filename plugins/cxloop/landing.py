@@ -39,16 +39,14 @@ class LandedBatch:
 def _as_text(value: object) -> str | None:
     if value is None:
         return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if value is pd.NaT:
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
+    if value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, pd.Timestamp | datetime):
         return value.isoformat()
-    if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True)
     return str(value)
 
 

@@ -1,7 +1,7 @@
 """Source connectors: each extracts one source system over HTTP and maps it onto the canonical
 entities of :mod:`cxloop.contract`.
 
-- :mod:`cxloop.sources.http` — the one shared HTTP layer (timeouts, retries, auth, redaction).
+- :mod:`cxloop.sources.http_client` — the one shared HTTP layer (timeouts, retries, auth, redaction).
 - :mod:`cxloop.sources.salesforce` — ``extract_salesforce`` (owners, accounts, contacts, follow_ups).
 - :mod:`cxloop.sources.qualtrics` — ``extract_qualtrics`` (surveys, invitations, responses).
 - :mod:`cxloop.sources.roles` — CRM buying-role picklist / job-title mapping.

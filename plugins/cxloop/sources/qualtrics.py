@@ -34,7 +34,7 @@ import pandas as pd
 import requests
 
 from cxloop.sources import Landing, build_frame, parse_utc, safe_name
-from cxloop.sources.http import HttpClient, RetryPolicy, SourceHTTPError, safe_url
+from cxloop.sources.http_client import HttpClient, RetryPolicy, SourceHTTPError, safe_url
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ import requests
 
 from cxloop.pseudonymise import email_hash, is_valid_email, pii_key
 from cxloop.sources import Landing, build_frame, safe_name
-from cxloop.sources.http import HttpClient, RetryPolicy
+from cxloop.sources.http_client import HttpClient, RetryPolicy
 from cxloop.sources.roles import RoleMapper
 
 log = logging.getLogger(__name__)
