@@ -1,0 +1,29 @@
+{#- Project generic data tests (dbt_utils cannot be installed here). -#}
+
+{#- every non-null value lies in [min_value - tolerance, max_value + tolerance] (either bound
+    optional; tolerance absorbs float rounding of weighted means, e.g. 100.00000000000001) -#}
+{% test value_between(model, column_name, min_value=none, max_value=none, tolerance=0) %}
+select {{ column_name }} as failing_value
+from {{ model }}
+where {{ column_name }} is not null
+  and (
+    1 = 0
+    {%- if min_value is not none %} or {{ column_name }} < {{ min_value }} - {{ tolerance }}{% endif %}
+    {%- if max_value is not none %} or {{ column_name }} > {{ max_value }} + {{ tolerance }}{% endif %}
+  )
+{% endtest %}
+
+{#- the combination of columns is unique (the model's grain) -#}
+{% test unique_combination_of_columns(model, combination_of_columns) %}
+select {{ combination_of_columns | join(', ') }}, count(*) as n_rows
+from {{ model }}
+group by {{ combination_of_columns | join(', ') }}
+having count(*) > 1
+{% endtest %}
+
+{#- a boolean SQL expression holds on every row -#}
+{% test expression_is_true(model, expression) %}
+select *
+from {{ model }}
+where not coalesce(({{ expression }}), false)
+{% endtest %}

@@ -1,0 +1,61 @@
+{#- Reporting periods (var period_grain: quarter | month). period_start is a DATE. -#}
+
+{% macro cxloop_period_grain() -%}
+    {%- set grain = var('period_grain', 'quarter') | string | lower -%}
+    {%- if grain not in ['quarter', 'month'] -%}
+        {{ exceptions.raise_compiler_error("cxloop: var `period_grain` must be 'quarter' or 'month', got '" ~ grain ~ "'") }}
+    {%- endif -%}
+    {{ return(grain) }}
+{%- endmacro %}
+
+{% macro cxloop_period_months() -%}
+    {{ return(3 if cxloop_period_grain() == 'quarter' else 1) }}
+{%- endmacro %}
+
+{#- first day of the period containing a timestamp/date expression -#}
+{% macro cxloop_period_start(ts) -%}
+    {{ return(adapter.dispatch('cxloop_period_start', 'cxloop')(ts)) }}
+{%- endmacro %}
+
+{% macro default__cxloop_period_start(ts) -%}
+    cast(date_trunc('{{ cxloop_period_grain() }}', {{ ts }}) as date)
+{%- endmacro %}
+
+{% macro postgres__cxloop_period_start(ts) -%}
+    cast(date_trunc('{{ cxloop_period_grain() }}', cast({{ ts }} as timestamp)) as date)
+{%- endmacro %}
+
+{#- the period start `n` periods after (n < 0: before) a period_start date -#}
+{% macro cxloop_shift_period(period_start, n) -%}
+    {{ return(adapter.dispatch('cxloop_shift_period', 'cxloop')(period_start, n)) }}
+{%- endmacro %}
+
+{% macro default__cxloop_shift_period(period_start, n) -%}
+    cast({{ period_start }} + to_months(cast(({{ n }}) * {{ cxloop_period_months() }} as integer)) as date)
+{%- endmacro %}
+
+{% macro postgres__cxloop_shift_period(period_start, n) -%}
+    cast({{ period_start }} + make_interval(months => cast(({{ n }}) * {{ cxloop_period_months() }} as integer)) as date)
+{%- endmacro %}
+
+{#- a relation-like select of every period_start from first_start to last_start (dates) -#}
+{% macro cxloop_period_series(first_start, last_start) -%}
+    {{ return(adapter.dispatch('cxloop_period_series', 'cxloop')(first_start, last_start)) }}
+{%- endmacro %}
+
+{% macro default__cxloop_period_series(first_start, last_start) -%}
+    select cast(unnest(generate_series(
+        cast({{ first_start }} as timestamp),
+        cast({{ last_start }} as timestamp),
+        to_months({{ cxloop_period_months() }})
+    )) as date) as period_start
+{%- endmacro %}
+
+{% macro postgres__cxloop_period_series(first_start, last_start) -%}
+    select cast(series.period_ts as date) as period_start
+    from generate_series(
+        cast({{ first_start }} as timestamp),
+        cast({{ last_start }} as timestamp),
+        make_interval(months => {{ cxloop_period_months() }})
+    ) as series (period_ts)
+{%- endmacro %}

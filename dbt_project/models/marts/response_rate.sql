@@ -1,0 +1,113 @@
+with
+
+invitations as (
+
+    select * from {{ ref('stg_survey__invitations') }}
+
+),
+
+surveys as (
+
+    select * from {{ ref('stg_survey__surveys') }}
+
+),
+
+responses as (
+
+    select * from {{ ref('stg_survey__responses') }}
+
+),
+
+groups as (
+
+    select * from {{ ref('int_account_groups') }}
+
+),
+
+delivered as (
+
+    select
+        invitations.invitation_id,
+        invitations.account_id,
+        invitations.sent_at,
+        surveys.survey_type,
+        {{ cxloop_period_start('invitations.sent_at') }} as period_start
+    from invitations
+    inner join surveys
+        on invitations.survey_id = surveys.survey_id
+    where invitations.delivery_status = 'delivered'
+
+),
+
+-- responses recorded at/after sent_at and within the close-out window (inclusive);
+-- staging already dropped responses at/after as_of
+in_window as (
+
+    select
+        delivered.invitation_id,
+        max(case when responses.nps_score is not null then 1 else 0 end) as has_scored
+    from delivered
+    inner join responses
+        on responses.invitation_id = delivered.invitation_id
+    where responses.recorded_at >= delivered.sent_at
+      and responses.recorded_at <= {{ cxloop_add_days('delivered.sent_at', var('close_out_days')) }}
+    group by delivered.invitation_id
+
+),
+
+invitation_outcomes as (
+
+    select
+        delivered.*,
+        in_window.invitation_id is not null as is_responded,
+        coalesce(in_window.has_scored, 0) = 1 as is_scored_responded
+    from delivered
+    left join in_window
+        on delivered.invitation_id = in_window.invitation_id
+
+),
+
+grouped as (
+
+    select
+        invitation_outcomes.period_start,
+        invitation_outcomes.survey_type,
+        groups.group_type,
+        groups.group_value,
+        count(*) as delivered,
+        sum(case when invitation_outcomes.is_responded then 1 else 0 end) as responses,
+        sum(case when invitation_outcomes.is_scored_responded then 1 else 0 end) as scored_responses,
+        count(distinct invitation_outcomes.account_id) as accounts_delivered,
+        count(distinct case when invitation_outcomes.is_responded then invitation_outcomes.account_id end)
+            as accounts_responded
+    from invitation_outcomes
+    inner join groups
+        on invitation_outcomes.account_id = groups.account_id
+    group by 1, 2, 3, 4
+
+),
+
+final as (
+
+    select
+        period_start,
+        survey_type,
+        group_type,
+        group_value,
+        cast(delivered as integer) as delivered,
+        cast(responses as integer) as responses,
+        cast(scored_responses as integer) as scored_responses,
+        cast(responses as float8) / cast(delivered as float8) as response_rate,
+        cast(scored_responses as float8) / cast(delivered as float8) as scored_response_rate,
+        cast(accounts_delivered as integer) as accounts_delivered,
+        cast(accounts_responded as integer) as accounts_responded,
+        cast(accounts_responded as float8) / cast(accounts_delivered as float8) as account_response_rate,
+        cast({{ var('response_rate_target') }} as float8) as target,
+        cast(responses as float8) / cast(delivered as float8) >= {{ var('response_rate_target') }} as meets_target,
+        {{ cxloop_add_days('cast(' ~ cxloop_shift_period('period_start', 1) ~ ' as timestamp)', var('close_out_days')) }}
+            <= {{ cxloop_as_of(var('as_of', none)) }} as is_cohort_closed
+    from grouped
+
+)
+
+select * from final
