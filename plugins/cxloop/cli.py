@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -86,16 +87,14 @@ def run_dag(settings: Settings, env: dict[str, str], as_of: str, progress: Progr
     progress.step("running DAG cx_pipeline through Airflow (airflow dags test) ...")
     log_path = log_dir / "airflow-dags-test.log"
     cmd = [airflow, "dags", "test", "cx_pipeline", "--conf", json.dumps({"as_of": as_of})]
-    seen: set[str] = set()
     with open(log_path, "w") as fh:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert proc.stdout is not None
         for line in proc.stdout:
             fh.write(line)
             marker = _task_marker(line)
-            if marker and marker not in seen:
-                seen.add(marker)
-                progress.step("  " + marker)
+            if marker:
+                progress.step(marker)
         rc = proc.wait()
     if rc != 0:
         progress.step(f"DAG run failed (exit {rc}); the last lines of {log_path}:")
@@ -103,13 +102,19 @@ def run_dag(settings: Settings, env: dict[str, str], as_of: str, progress: Progr
     return rc
 
 
+_STARTING = re.compile(r"\[DAG TEST\] starting task_id=(\w+)")
+_NEW_STATE = re.compile(r"new_state=(\w+)")
+
+
 def _task_marker(line: str) -> str | None:
-    """A short progress line from Airflow's task-state log lines."""
-    low = line.lower()
-    for state in ("success", "failed", "up_for_retry"):
-        if "task_id=" in low and f"state={state}" in low or ("marking task as " + state) in low:
-            tid = line.split("task_id=")[1].split()[0].strip(",'\"") if "task_id=" in line else line.strip()
-            return f"task {tid}: {state}"
+    """A short progress line from Airflow's `dags test` log: each task as it starts, and any
+    state other than success (a retry or a failure) as it happens."""
+    m = _STARTING.search(line)
+    if m:
+        return f"  task {m.group(1)} ..."
+    m = _NEW_STATE.search(line)
+    if m and m.group(1) not in {"success", "running"}:
+        return f"  a task moved to state {m.group(1)}"
     return None
 
 

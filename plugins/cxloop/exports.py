@@ -19,6 +19,8 @@ MARTS = (
     "contact_coverage",
     "response_rate",
     "follow_up_sla",
+    "governance_kpis",
+    "at_risk_accounts",
     "data_quality",
 )
 
@@ -46,13 +48,17 @@ def export_marts(
 ) -> Path:
     """Write ``exports_dir/<as_of date>/<run_id>/<mart>.{parquet,csv}`` and ``manifest.json``.
 
-    Reads the warehouse read-only; returns the folder.
+    Returns the folder.
     """
     safe_run = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
     folder = exports_dir / as_of.strftime("%Y-%m-%d") / safe_run
     folder.mkdir(parents=True, exist_ok=True)
     files: list[dict] = []
-    con = duckdb.connect(str(warehouse_path), read_only=True)
+    # The pipeline's own connection config (not read_only): under `airflow dags test` every
+    # task runs in one process where dbt-duckdb may still hold the database open, and DuckDB
+    # refuses a second connection with a different configuration. BI readers never open
+    # this file; they read the published copy.
+    con = duckdb.connect(str(warehouse_path))
     try:
         for mart in MARTS:
             rows = con.execute(f"select count(*) from marts.{mart}").fetchone()[0]

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cxloop.config import Settings, SourceSettings
+from cxloop.contract import ENTITY_ORDER
 from cxloop.landing import LandedBatch, land_frames, read_landed
 
 log = logging.getLogger(__name__)
@@ -63,48 +64,73 @@ def extract(source: SourceSettings, settings: Settings, as_of: datetime) -> dict
     return batch.to_dict()
 
 
+def _validation_groups(landed: list[LandedBatch]) -> list[tuple[LandedBatch, list[str]]]:
+    """Entities in reference order (parents first), grouped into consecutive runs of one batch.
+
+    Salesforce's owners, accounts and contacts are gated before Qualtrics' invitations and
+    responses that reference them; Salesforce's follow-ups wait for the responses."""
+    owner = {e: b for b in landed for e in b.files}
+    groups: list[tuple[LandedBatch, list[str]]] = []
+    for entity_name in ENTITY_ORDER:
+        batch = owner.get(entity_name)
+        if batch is None:
+            continue
+        if groups and groups[-1][0] is batch:
+            groups[-1][1].append(entity_name)
+        else:
+            groups.append((batch, [entity_name]))
+    return groups
+
+
 def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) -> dict:
     """Gate every landed batch of this run through the expectations, then load it.
 
-    The batches of one run are validated together so that references across sources
-    (a Qualtrics response to a Salesforce contact) are checked against each other and
-    against what the warehouse already holds.
+    Each group is checked against the keys the warehouse already holds (including the groups
+    loaded just before it), so references across sources (a Qualtrics response to a
+    Salesforce contact) are enforced. A structurally broken batch is rejected whole and fails
+    the task; nothing of it is loaded.
     """
     from cxloop import validation, warehouse
 
     landed = [LandedBatch.from_dict(b) for b in batches]
     settings.ensure_dirs()
+    docs_dir = settings.logs_dir / "data_docs" / f"{as_of:%Y%m%dT%H%M%S}"
+    counts: dict[str, dict] = {}
+    failed_expectations = 0
     con = warehouse.connect(settings.warehouse_path)
     try:
         warehouse.ensure_raw_schema(con)
-        known = warehouse.known_keys(con)
-        frames = {}
-        origin = {}
-        source_of = {}
-        for batch in landed:
-            for entity_name, path in batch.files.items():
-                frames[entity_name] = read_landed(path)
-                origin[entity_name] = path
-                source_of[entity_name] = batch.source
-        outcome = validation.validate_batch(
-            frames,
-            batch_ids={e: b.batch_id for b in landed for e in b.files},
-            sources=source_of,
-            as_of=as_of,
-            known_keys=known,
-            origin=origin,
-            expectations_dir=settings.expectations_dir,
-        )
-        extracted_at = {e: datetime.fromisoformat(b.extracted_at) for b in landed for e in b.files}
-        warehouse.load_outcome(con, outcome, extracted_at=extracted_at, quarantine_dir=settings.quarantine_dir)
+        for batch, entities in _validation_groups(landed):
+            frames = {e: read_landed(batch.files[e]) for e in entities}
+            outcome = validation.validate_batch(
+                frames,
+                batch_id=batch.batch_id,
+                source=batch.source,
+                as_of=as_of,
+                known_keys=warehouse.known_keys(con),
+                known_sent_at=warehouse.known_invitation_sent_at(con),
+                origin={e: batch.files[e] for e in entities},
+                suites_dir=settings.expectations_dir,
+            )
+            warehouse.load_outcome(
+                con,
+                outcome,
+                extracted_at=datetime.fromisoformat(batch.extracted_at),
+                quarantine_dir=settings.quarantine_dir,
+            )
+            validation.build_data_docs(outcome, docs_dir / f"{batch.batch_id}-{entities[0]}")
+            for e in entities:
+                counts[e] = {"source": batch.source, **outcome.counts[e]}
+            failed_expectations += int((~outcome.results["success"].astype(bool)).sum())
     finally:
         con.close()
     report = {
         "batch_ids": sorted({b.batch_id for b in landed}),
-        "counts": outcome.counts,
-        "failed_expectations": int((~outcome.results["success"]).sum()) if len(outcome.results) else 0,
+        "counts": counts,
+        "failed_expectations": failed_expectations,
+        "data_docs": str(docs_dir),
     }
-    log.info("loaded: %s", json.dumps(report["counts"], sort_keys=True))
+    log.info("loaded: %s", json.dumps(counts, sort_keys=True))
     return report
 
 
@@ -133,7 +159,7 @@ def summarise(settings: Settings, as_of: datetime, batch_ids: list[str], export_
 
     from cxloop.summary import headline, load_counts, render
 
-    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    con = duckdb.connect(str(settings.warehouse_path))  # same config as dbt's (see exports.py)
     try:
         counts = load_counts(con, batch_ids)
         head = headline(con, as_of)

@@ -74,9 +74,10 @@ def run_dbt(
     select: list[str] | None = None, extra_vars: dict | None = None,
 ) -> BuildResult:
     """Invoke dbt in this process. The warehouse path reaches the profile via CXLOOP_WAREHOUSE."""
-    from dbt.cli.main import dbtRunner  # heavy import: only inside the task
+    from dbt.cli.main import dbtRunner  # heavy imports: only inside the task
+    from dbt_common.invocation import get_invocation_id
 
-    os.environ.setdefault("CXLOOP_WAREHOUSE", str(settings.warehouse_path))
+    os.environ["CXLOOP_WAREHOUSE"] = str(settings.warehouse_path)
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     started = datetime.now()
     args = dbt_args(command, settings, as_of, target=target, select=select, extra_vars=extra_vars)
@@ -84,7 +85,7 @@ def run_dbt(
     res = dbtRunner().invoke(args)
     elapsed = (datetime.now() - started).total_seconds()
     nodes: list[NodeResult] = []
-    invocation_id = None
+    invocation_id = get_invocation_id()  # dbt's id of the invocation that just ran
     result = res.result
     if result is not None and hasattr(result, "results"):
         for r in result.results:
@@ -98,9 +99,6 @@ def run_dbt(
                     message=r.message,
                 )
             )
-        invocation_id = (getattr(result, "args", None) or {}).get("invocation_id")
-    if invocation_id is None and result is not None and hasattr(result, "metadata"):
-        invocation_id = getattr(result.metadata, "invocation_id", None)
     build = BuildResult(success=bool(res.success), invocation_id=invocation_id, elapsed_s=elapsed, nodes=nodes)
     for n in nodes:
         log.info("dbt %-6s %-12s %-40s %6.2fs", n.status, n.resource_type, n.name, n.seconds)
