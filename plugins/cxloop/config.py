@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TARGETS = ("duckdb", "postgres")
 
 
 def _env_path(name: str, default: Path, env: Mapping[str, str] | None = None) -> Path:
@@ -51,7 +52,24 @@ class Settings:
     demo_dir: Path
     dbt_project_dir: Path
     expectations_dir: Path
-    dbt_target: str = "duckdb"
+    target: str = "duckdb"  # the warehouse engine and dbt target: duckdb | postgres
+    pg: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def dbt_target(self) -> str:
+        return self.target
+
+    def pg_dsn(self) -> str:
+        """libpq connection string of the Postgres warehouse (CXLOOP_PG_* variables)."""
+        parts = {
+            "host": self.pg.get("host", "127.0.0.1"),
+            "port": self.pg.get("port", "5432"),
+            "user": self.pg.get("user", "postgres"),
+            "dbname": self.pg.get("dbname", "cxloop"),
+        }
+        if self.pg.get("password"):
+            parts["password"] = self.pg["password"]
+        return " ".join(f"{k}={v}" for k, v in parts.items())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -69,7 +87,12 @@ class Settings:
             demo_dir=_env_path("CXLOOP_DEMO_DATA", var / "demo", env),
             dbt_project_dir=_env_path("CXLOOP_DBT_PROJECT", home / "dbt_project", env),
             expectations_dir=_env_path("CXLOOP_EXPECTATIONS", home / "expectations", env),
-            dbt_target=env.get("CXLOOP_DBT_TARGET", "duckdb"),
+            target=_target(env.get("CXLOOP_TARGET", "duckdb")),
+            pg={
+                key: env[f"CXLOOP_PG_{key.upper()}"]
+                for key in ("host", "port", "user", "password", "dbname")
+                if env.get(f"CXLOOP_PG_{key.upper()}")
+            },
         )
 
     def ensure_dirs(self) -> None:
@@ -82,6 +105,12 @@ class Settings:
             self.logs_dir,
         ):
             path.mkdir(parents=True, exist_ok=True)
+
+
+def _target(value: str) -> str:
+    if value not in TARGETS:
+        raise ValueError(f"CXLOOP_TARGET={value!r} is not one of {', '.join(TARGETS)}")
+    return value
 
 
 def source_from_env(name: str) -> SourceSettings:

@@ -82,6 +82,19 @@ def _validation_groups(landed: list[LandedBatch]) -> list[tuple[LandedBatch, lis
     return groups
 
 
+def raw_store(settings: Settings):
+    """The raw layer's module and an open connection for the configured target. Both modules
+    offer the same functions: ensure_raw_schema, known_keys, known_invitation_sent_at,
+    load_outcome."""
+    if settings.target == "postgres":
+        from cxloop import warehouse_pg as store
+
+        return store, store.connect(settings.pg_dsn())
+    from cxloop import warehouse as store
+
+    return store, store.connect(settings.warehouse_path)
+
+
 def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) -> dict:
     """Gate every landed batch of this run through the expectations, then load it.
 
@@ -90,14 +103,14 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
     Salesforce contact) are enforced. A structurally broken batch is rejected whole and fails
     the task; nothing of it is loaded.
     """
-    from cxloop import validation, warehouse
+    from cxloop import validation
 
     landed = [LandedBatch.from_dict(b) for b in batches]
     settings.ensure_dirs()
+    warehouse, con = raw_store(settings)
     docs_dir = settings.logs_dir / "data_docs" / f"{as_of:%Y%m%dT%H%M%S}"
     counts: dict[str, dict] = {}
     failed_expectations = 0
-    con = warehouse.connect(settings.warehouse_path)
     try:
         warehouse.ensure_raw_schema(con)
         for batch, entities in _validation_groups(landed):
@@ -155,21 +168,17 @@ def export(settings: Settings, as_of: datetime, run_id: str, dbt_invocation_id: 
 
 
 def summarise(settings: Settings, as_of: datetime, batch_ids: list[str], export_dir: str | None) -> dict:
-    import duckdb
-
+    from cxloop.reader import WarehouseReader
     from cxloop.summary import headline, load_counts, render
 
-    con = duckdb.connect(str(settings.warehouse_path))  # same config as dbt's (see exports.py)
-    try:
-        counts = load_counts(con, batch_ids)
-        head = headline(con, as_of)
-    finally:
-        con.close()
+    with WarehouseReader(settings) as reader:
+        counts = load_counts(reader, batch_ids)
+        head = headline(reader, as_of)
     text = render(
         counts,
         head,
         {
-            "warehouse": settings.warehouse_path,
+            "warehouse": settings.warehouse_path if settings.target == "duckdb" else "postgres: " + settings.pg_dsn(),
             "exports": export_dir or "(not exported)",
             "quarantine": settings.quarantine_dir,
             "landing": settings.landing_dir,

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-import duckdb
+import pandas as pd
+
+from cxloop.reader import WarehouseReader
 
 
 def period_start(ts: datetime, grain: str = "quarter") -> date:
@@ -21,56 +23,47 @@ def latest_period(as_of: datetime, grain: str = "quarter") -> date:
     return period_start(as_of - timedelta(microseconds=1), grain)
 
 
-def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> tuple | None:
-    return con.execute(sql, params).fetchone()
+def _rows(reader: WarehouseReader, mart: str, period: date, where: str = "") -> pd.DataFrame:
+    return reader.df(f"select * from marts.{mart} where period_start = ? {where}", [period])
 
 
-def headline(con: duckdb.DuckDBPyConnection, as_of: datetime, grain: str = "quarter") -> dict:
+def headline(reader: WarehouseReader, as_of: datetime, grain: str = "quarter") -> dict:
+    """The four headline numbers of the latest period (docs/metric-decisions.md)."""
     period = latest_period(as_of, grain)
     out: dict = {"period_start": period.isoformat()}
-    row = _one(
-        con,
-        """select nps, ci_low, ci_high, n_scored from marts.portfolio_nps
-           where period_start = ? and survey_type = 'relationship' and group_type = 'company'
-             and method = 'respondent'""",
-        [period],
+    nps = _rows(
+        reader, "portfolio_nps", period,
+        "and survey_type = 'relationship' and group_type = 'company' and method = 'respondent'",
     )
-    out["nps"], out["nps_ci_low"], out["nps_ci_high"], out["nps_n"] = row if row else (None, None, None, 0)
-    row = _one(
-        con,
-        """select response_rate, delivered, responses from marts.response_rate
-           where period_start = ? and survey_type = 'relationship' and group_type = 'company'""",
-        [period],
-    )
-    out["response_rate"], out["delivered"], out["responses"] = row if row else (None, 0, 0)
-    row = _one(
-        con,
-        """select avg(case when has_decision_maker_response then 1.0 else 0.0 end), count(*)
-           from marts.contact_coverage where period_start = ?""",
-        [period],
-    )
-    out["decision_maker_coverage"], out["active_accounts"] = row if row else (None, 0)
-    row = _one(
-        con,
-        """select count(*) filter (where sla_status = 'met'),
-                  count(*) filter (where sla_status in ('met', 'breached', 'missing'))
-           from marts.follow_up_sla where period_start = ?""",
-        [period],
-    )
-    met, due = row if row else (0, 0)
+    first = nps.iloc[0] if len(nps) else None
+    out["nps"] = None if first is None else float(first["nps"])
+    out["nps_ci_low"] = None if first is None else float(first["ci_low"])
+    out["nps_ci_high"] = None if first is None else float(first["ci_high"])
+    out["nps_n"] = 0 if first is None else int(first["n_scored"])
+    rr = _rows(reader, "response_rate", period, "and survey_type = 'relationship' and group_type = 'company'")
+    out["response_rate"] = float(rr.iloc[0]["response_rate"]) if len(rr) else None
+    out["delivered"] = int(rr.iloc[0]["delivered"]) if len(rr) else 0
+    out["responses"] = int(rr.iloc[0]["responses"]) if len(rr) else 0
+    cov = _rows(reader, "contact_coverage", period)
+    out["active_accounts"] = len(cov)
+    out["decision_maker_coverage"] = float(cov["has_decision_maker_response"].astype(bool).mean()) if len(cov) else None
+    sla = _rows(reader, "follow_up_sla", period)
+    met = int((sla["sla_status"] == "met").sum())
+    due = int(sla["sla_status"].isin(["met", "breached", "missing"]).sum())
     out["sla_met"], out["sla_due"] = met, due
     out["sla_attainment"] = (met / due) if due else None
     return out
 
 
-def load_counts(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) -> list[tuple]:
-    if not batch_ids:
-        return []
-    return con.execute(
-        """select source, entity, sum(received), sum(loaded), sum(quarantined)
-           from raw.batches where batch_id in (select unnest(?)) group by 1, 2 order by 1, 2""",
-        [batch_ids],
-    ).fetchall()
+def load_counts(reader: WarehouseReader, batch_ids: list[str]) -> list[tuple]:
+    """(source, entity, received, loaded, quarantined) of this run's batches."""
+    batches = reader.df("select source, entity, batch_id, received, loaded, quarantined from raw.batches")
+    batches = batches[batches["batch_id"].isin(batch_ids)]
+    grouped = batches.groupby(["source", "entity"], as_index=False)[["received", "loaded", "quarantined"]].sum()
+    return [
+        (r.source, r.entity, int(r.received), int(r.loaded), int(r.quarantined))
+        for r in grouped.sort_values(["source", "entity"]).itertuples()
+    ]
 
 
 def _pct(x: float | None) -> str:
