@@ -24,6 +24,7 @@ run: $(STAMP)
 	@$(BIN)/cxloop demo $(ARGS)
 
 test: $(STAMP)
+	@scripts/system-deps.sh
 	@$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from datetime import date, datetime
 
-import duckdb
 import pandas as pd
 import pytest
 from cxloop.config import Settings, SourceSettings, parse_as_of, source_from_env
 from cxloop.contract import ENTITIES, ENTITY_ORDER, Column
-from cxloop.exports import export_marts, sha256_file, verify_manifest
 from cxloop.landing import land_frames, read_landed
 from cxloop.pseudonymise import MissingKeyError, email_hash, is_valid_email
 from cxloop.summary import latest_period, period_start
@@ -139,23 +136,3 @@ def test_period_start(ts, grain, start):
 def test_latest_period_excludes_the_as_of_instant():
     assert latest_period(datetime(2026, 10, 1)) == date(2026, 7, 1)
     assert latest_period(datetime(2026, 10, 1, 0, 0, 1)) == date(2026, 10, 1)
-
-
-def test_exports_write_manifest_that_detects_tampering(tmp_path):
-    wh = tmp_path / "w.duckdb"
-    con = duckdb.connect(str(wh))
-    con.execute("create schema marts")
-    from cxloop.exports import MARTS
-
-    for i, mart in enumerate(MARTS):
-        con.execute(f"create table marts.{mart} as select range as id, range * {i} as v from range(5)")
-    con.close()
-    folder = export_marts(wh, tmp_path / "exports", as_of=datetime(2026, 10, 1), run_id="manual__x:y", dbt_invocation_id="inv")
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert len(manifest["files"]) == 2 * len(MARTS)
-    assert all(f["rows"] == 5 for f in manifest["files"])
-    assert verify_manifest(folder) == []
-    target = folder / "account_nps.csv"
-    assert manifest["files"][1]["sha256"] == sha256_file(target)
-    target.write_text(target.read_text() + "tampered\n")
-    assert verify_manifest(folder) == [f"{target}: checksum differs from manifest"]

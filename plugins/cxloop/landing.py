@@ -27,6 +27,8 @@ class LandedBatch:
     as_of: str
     files: dict[str, str] = field(default_factory=dict)  # entity -> parquet path
     rows: dict[str, int] = field(default_factory=dict)
+    windows: dict[str, list[str | None]] = field(default_factory=dict)  # entity -> [since, until)
+    cursors: dict[str, str] = field(default_factory=dict)  # entity -> greatest change timestamp
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,10 +71,14 @@ def land_frames(
     batch_id: str,
     extracted_at: datetime,
     as_of: datetime,
+    windows: dict[str, list[str | None]] | None = None,
+    cursors: dict[str, str] | None = None,
 ) -> LandedBatch:
     folder = batch_dir(landing_dir, source, extracted_at.strftime("%Y-%m-%d"), batch_id)
     folder.mkdir(parents=True, exist_ok=True)
-    batch = LandedBatch(batch_id, source, extracted_at.isoformat(), as_of.isoformat())
+    batch = LandedBatch(
+        batch_id, source, extracted_at.isoformat(), as_of.isoformat(), windows=windows or {}, cursors=cursors or {}
+    )
     for entity_name, frame in frames.items():
         path = folder / f"{entity_name}.parquet"
         if path.exists():
@@ -88,3 +94,8 @@ def read_landed(path: str | Path) -> pd.DataFrame:
     """A landed entity file as a frame of Python objects (str or None)."""
     table = pq.read_table(path)
     return pd.DataFrame({name: table.column(name).to_pylist() for name in table.column_names}, dtype=object)
+
+
+def find_landed(landing_dir: Path, batch_id: str, entity: str) -> Path | None:
+    """The landed file of one entity of an earlier batch (landed files are never moved)."""
+    return next(iter(landing_dir.glob(f"source=*/load_date=*/batch={batch_id}/{entity}.parquet")), None)

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import uuid
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cxloop.config import Settings, SourceSettings
 from cxloop.contract import ENTITY_ORDER
-from cxloop.landing import LandedBatch, land_frames, read_landed
+from cxloop.landing import LandedBatch, find_landed, land_frames, read_landed
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +28,79 @@ def new_batch_id(source: str, extracted_at: datetime) -> str:
     return f"{source}-{extracted_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
-def extract(source: SourceSettings, settings: Settings, as_of: datetime) -> dict:
-    """Pull every entity of one source up to ``as_of`` and land it as an immutable batch."""
+# The change timestamp that drives each entity's incremental window and watermark.
+CURSOR_COLUMNS = {
+    "owners": "updated_at",
+    "accounts": "updated_at",
+    "contacts": "updated_at",
+    "follow_ups": "updated_at",
+    "invitations": "sent_at",
+    "responses": "recorded_at",
+}
+
+
+def lookbacks() -> dict[str, timedelta]:
+    """How far before its watermark each entity's next window starts. Late edits inside the
+    overlap are re-read and merge idempotently. Invitations look back much further: a
+    distribution's delivery statuses keep changing for weeks after it is sent."""
+    hours = float(os.environ.get("CXLOOP_LOOKBACK_HOURS", "24"))
+    invitation_days = float(os.environ.get("CXLOOP_INVITATION_LOOKBACK_DAYS", "45"))
+    out = {e: timedelta(hours=hours) for e in CURSOR_COLUMNS}
+    out["invitations"] = timedelta(days=invitation_days)
+    return out
+
+
+def read_watermarks(settings: Settings, source: str) -> dict[str, datetime]:
+    """The source's watermarks, read without taking the warehouse's write lock."""
+    from cxloop.state import Db, get_watermarks
+
+    if settings.target == "duckdb":
+        import duckdb
+
+        if not settings.warehouse_path.exists():
+            return {}
+        con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    else:
+        import psycopg2
+
+        con = psycopg2.connect(settings.pg_dsn())
+    try:
+        db = Db(con)
+        exists = db.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'raw' AND table_name = 'watermarks'"
+        )[0][0]
+        return get_watermarks(db, source) if exists else {}
+    finally:
+        con.close()
+
+
+def _cursors(frames: dict) -> dict[str, str]:
+    import pandas as pd
+
+    out = {}
+    for entity_name, frame in frames.items():
+        col = CURSOR_COLUMNS.get(entity_name)
+        if col is None or col not in frame or frame.empty:
+            continue
+        values = pd.to_datetime(frame[col], utc=True, errors="coerce", format="mixed")
+        if values.notna().any():
+            out[entity_name] = values.max().tz_convert("UTC").tz_localize(None).isoformat()
+    return out
+
+
+def extract(source: SourceSettings, settings: Settings, as_of: datetime, *, full_refresh: bool = False) -> dict:
+    """Pull one source's changes since its watermarks (minus a lookback) up to ``as_of``, and
+    land them as an immutable batch. ``full_refresh`` ignores the watermarks."""
     settings.ensure_dirs()
     extracted_at = datetime.now(UTC).replace(tzinfo=None)
     batch_id = new_batch_id(source.name, extracted_at)
     raw_dir = settings.landing_dir / f"source={source.name}" / "raw" / batch_id
+    watermarks = {} if full_refresh else read_watermarks(settings, source.name)
+    since = {e: wm - lookbacks()[e] for e, wm in watermarks.items() if e in CURSOR_COLUMNS}
     if source.name == "salesforce":
         from cxloop.sources.salesforce import extract_salesforce
 
-        frames = extract_salesforce(source.base_url, source.token, landing_dir=raw_dir)
+        frames = extract_salesforce(source.base_url, source.token, landing_dir=raw_dir, since=since, until=as_of)
     elif source.name == "qualtrics":
         from cxloop.sources.qualtrics import extract_qualtrics
 
@@ -48,10 +113,15 @@ def extract(source: SourceSettings, settings: Settings, as_of: datetime) -> dict
             directory_id,
             landing_dir=raw_dir,
             nps_question_id=source.options.get("nps_question_id", "QID1"),
+            start=since.get("responses"),
             end=as_of,
+            invitations_since=since.get("invitations"),
         )
     else:
         raise ValueError(f"unknown source {source.name!r}; known: {', '.join(SOURCES)}")
+    windows = {
+        e: [since[e].isoformat() if e in since else None, as_of.isoformat()] for e in frames if e in CURSOR_COLUMNS
+    }
     batch = land_frames(
         frames,
         landing_dir=settings.landing_dir,
@@ -59,6 +129,8 @@ def extract(source: SourceSettings, settings: Settings, as_of: datetime) -> dict
         batch_id=batch_id,
         extracted_at=extracted_at,
         as_of=as_of,
+        windows=windows,
+        cursors=_cursors(frames),
     )
     log.info("extracted %s: %s", source.name, ", ".join(f"{e}={n}" for e, n in batch.rows.items()))
     return batch.to_dict()
@@ -95,15 +167,98 @@ def raw_store(settings: Settings):
     return store, store.connect(settings.warehouse_path)
 
 
+@dataclass
+class _Pending:
+    """Quarantined rows of one entity retried with this batch, appended after its own rows."""
+
+    offset: int  # rows of the batch itself; retried rows are at row_number offset+1 ...
+    rows: list[tuple[str, int, str | None]]  # (batch_id, row_number, primary key) in frame order
+
+
+def _add_pending(db, frames: dict, entities: list[str], stored: dict[str, set], settings: Settings, batch_id: str):
+    """Append the still-pending quarantined rows of ``entities`` (waiting for a parent) to the
+    frames, so they are validated again now that more parents may be loaded. Pending rows whose
+    key arrives again in this batch, or is already stored, are superseded instead."""
+    import pandas as pd
+
+    from cxloop.contract import ENTITIES
+    from cxloop.state import pending_rows, record_releases
+
+    pending: dict[str, _Pending] = {}
+    for entity_name in entities:
+        ent = ENTITIES[entity_name]
+        if ent.primary_key not in frames[entity_name].columns:
+            continue  # structurally broken: the gate rejects the batch before anything loads
+        found = pending_rows(db, entity_name, ent.references)
+        if not found:
+            continue
+        fresh = set(frames[entity_name][ent.primary_key].dropna())
+        superseded, retry, seen = [], [], set()
+        for b, n, key in sorted(found, key=lambda r: (r[0], r[1]), reverse=True):  # newest batch first
+            if key is None or key in fresh or key in stored.get(entity_name, set()) or key in seen:
+                superseded.append((b, n, key, "superseded"))
+            else:
+                seen.add(key)
+                retry.append((b, n, key))
+        record_releases(db, entity_name, superseded, batch_id)
+        if not retry:
+            continue
+        parts = []
+        for b in sorted({r[0] for r in retry}):
+            path = find_landed(settings.landing_dir, b, entity_name)
+            if path is None:
+                log.warning("quarantined %s rows of batch %s: landed file not found; left pending", entity_name, b)
+                continue
+            landed = read_landed(path)
+            positions = [n - 1 for bb, n, _ in retry if bb == b and 0 < n <= len(landed)]
+            part = landed.iloc[positions]
+            parts.append((b, positions, part))
+        if not parts:
+            continue
+        offset = len(frames[entity_name])
+        rows = [(b, p + 1, None) for b, positions, _ in parts for p in positions]
+        keys = [k for _, _, part in parts for k in part[ent.primary_key].tolist()]
+        pending[entity_name] = _Pending(offset, [(b, n, k) for (b, n, _), k in zip(rows, keys, strict=True)])
+        frames[entity_name] = pd.concat([frames[entity_name], *[part for _, _, part in parts]], ignore_index=True)
+    return pending
+
+
+def _split_pending(outcome, pending: dict[str, _Pending]) -> dict[str, list[tuple[str, int, str | None, str]]]:
+    """Take the retried rows out of the batch's own bookkeeping: released ones are loaded (and
+    recorded as releases), the rest stay pending under their original batch."""
+    from cxloop.contract import ENTITIES
+
+    releases: dict[str, list] = {}
+    q = outcome.quarantine
+    for entity_name, p in pending.items():
+        pk = ENTITIES[entity_name].primary_key
+        valid_keys = set(outcome.valid[entity_name][pk].dropna()) if entity_name in outcome.valid else set()
+        released = [(b, n, k, "released") for b, n, k in p.rows if k in valid_keys]
+        releases[entity_name] = released
+        retried = (q["entity"] == entity_name) & (q["row_number"].astype(int) > p.offset)
+        q = q[~retried]
+        c = outcome.counts[entity_name]
+        c["received"] -= len(p.rows)
+        c["loaded"] -= len(released)
+        c["quarantined"] -= len(p.rows) - len(released)
+        c["released"] = len(released)
+    outcome.quarantine = q.reset_index(drop=True)
+    return releases
+
+
 def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) -> dict:
     """Gate every landed batch of this run through the expectations, then load it.
 
     Each group is checked against the keys the warehouse already holds (including the groups
     loaded just before it), so references across sources (a Qualtrics response to a
-    Salesforce contact) are enforced. A structurally broken batch is rejected whole and fails
-    the task; nothing of it is loaded.
+    Salesforce contact) are enforced. Rows quarantined earlier only because their parent was
+    missing are retried with each batch and released once the parent has arrived. A
+    structurally broken batch is rejected whole and fails the task: nothing of it is loaded
+    and its source's watermarks stay where they were. Watermarks advance only after the
+    batch's rows are committed.
     """
     from cxloop import validation
+    from cxloop.state import Db, advance_watermarks, ensure_state_tables, record_releases
 
     landed = [LandedBatch.from_dict(b) for b in batches]
     settings.ensure_dirs()
@@ -113,23 +268,36 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
     failed_expectations = 0
     try:
         warehouse.ensure_raw_schema(con)
+        db = Db(con)
+        ensure_state_tables(db)
         for batch, entities in _validation_groups(landed):
             frames = {e: read_landed(batch.files[e]) for e in entities}
+            stored = warehouse.known_keys(con)
+            pending = _add_pending(db, frames, entities, stored, settings, batch.batch_id)
             outcome = validation.validate_batch(
                 frames,
                 batch_id=batch.batch_id,
                 source=batch.source,
                 as_of=as_of,
-                known_keys=warehouse.known_keys(con),
+                known_keys=stored,
                 known_sent_at=warehouse.known_invitation_sent_at(con),
                 origin={e: batch.files[e] for e in entities},
                 suites_dir=settings.expectations_dir,
             )
+            releases = _split_pending(outcome, pending)
             warehouse.load_outcome(
                 con,
                 outcome,
                 extracted_at=datetime.fromisoformat(batch.extracted_at),
                 quarantine_dir=settings.quarantine_dir,
+            )
+            for entity_name, rows in releases.items():
+                record_releases(db, entity_name, rows, batch.batch_id)
+            advance_watermarks(
+                db,
+                batch.source,
+                {e: datetime.fromisoformat(batch.cursors[e]) for e in entities if e in batch.cursors},
+                batch.batch_id,
             )
             validation.build_data_docs(outcome, docs_dir / f"{batch.batch_id}-{entities[0]}")
             for e in entities:

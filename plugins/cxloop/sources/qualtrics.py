@@ -214,6 +214,27 @@ def _read_export(content: bytes, survey_id: str) -> list[dict[str, Any]]:
         raise SourceHTTPError("GET", f"export file of {survey_id}", 200, f"unreadable export: {e}") from None
 
 
+def _as_utc(value: datetime | str | None) -> datetime | None:
+    if value is None or value == "":
+        return None
+    ts = pd.Timestamp(value)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.to_pydatetime()
+
+
+def _in_window(send_date: Any, since: datetime | None, until: datetime | None) -> bool:
+    """A distribution whose send date is unreadable is always read (never silently skipped)."""
+    if since is None and until is None:
+        return True
+    try:
+        sent = _as_utc(send_date)
+    except (ValueError, TypeError):
+        return True
+    if sent is None:
+        return True
+    return (since is None or sent >= since) and (until is None or sent < until)
+
+
 def _has_text(v: Any) -> bool:
     if v is None:
         return False
@@ -233,6 +254,7 @@ def extract_qualtrics(
     end: datetime | str | None = None,
     *,
     comment_question_id: str = "QID2_TEXT",
+    invitations_since: datetime | None = None,
     page_size: int | None = None,
     retry: RetryPolicy | None = None,
     poll_interval: float = 0.25,
@@ -241,8 +263,15 @@ def extract_qualtrics(
 
     ``base_url`` is the data-centre root (``https://iad1.qualtrics.com``) or the demo server's URL
     (``/API/v3`` is appended unless present). ``start``/``end`` bound the response export by
-    recorded date (start inclusive, end exclusive); surveys and invitations are always read whole.
+    recorded date (start inclusive, end exclusive). Surveys are read whole; invitations are read
+    from the distributions sent at or after ``invitations_since`` and before ``end`` (a
+    distribution's history keeps changing after it is sent, as bounces and responses arrive, so
+    the caller passes a generous lookback).
+    A response names its invitation through its embedded ``DistributionId`` and ``ContactId``
+    (the invitation's key), falling back to the distribution history's ``responseId``.
     """
+    inv_since = _as_utc(invitations_since)
+    inv_until = _as_utc(end)
     pattern = re.compile(relationship_pattern)
     client = QualtricsClient(
         base_url,
@@ -282,6 +311,8 @@ def extract_qualtrics(
             sid = safe_name(survey_id)
             for d in client.elements("distributions", f"distributions/{sid}", {"surveyId": survey_id}):
                 dist_id = d.get("id")
+                if not _in_window(d.get("sendDate"), inv_since, inv_until):
+                    continue
                 for h in client.elements(
                     f"distributions/{dist_id}/history", f"distribution_history/{safe_name(dist_id)}"
                 ):
@@ -306,8 +337,10 @@ def extract_qualtrics(
                     )
             for r in client.export_responses(survey_id, start, end):
                 values = r.get("values") or {}
+                dist, cid = values.get("DistributionId"), values.get("ContactId")
                 response_rows.append(
                     {
+                        "_invitation_id": f"{dist}:{cid}" if dist and cid else None,
                         "response_id": r.get("responseId"),
                         "survey_id": survey_id,
                         "contact_id": values.get("externalDataReference"),
@@ -320,7 +353,7 @@ def extract_qualtrics(
                 )
         account_of_response: dict[str, Any] = {}
         for row in response_rows:
-            row["invitation_id"] = invitation_of_response.get(row["response_id"])
+            row["invitation_id"] = row.pop("_invitation_id") or invitation_of_response.get(row["response_id"])
             if row["account_id"] is not None:
                 account_of_response.setdefault(row["response_id"], row["account_id"])
         # Fallback when the directory contact carries no embeddedData.AccountId: the account the

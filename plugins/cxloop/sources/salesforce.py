@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ import requests
 
 from cxloop.pseudonymise import email_hash, is_valid_email, pii_key
 from cxloop.sources import Landing, build_frame, safe_name
-from cxloop.sources.http_client import HttpClient, RetryPolicy
+from cxloop.sources.http_client import HttpClient, RetryPolicy, SourceHTTPError
 from cxloop.sources.roles import RoleMapper
 
 log = logging.getLogger(__name__)
@@ -47,26 +48,51 @@ TASK_STATUS: dict[str, str] = {
     "canceled": "cancelled",
 }
 
-SOQL: dict[str, tuple[str, str]] = {
-    # entity: (endpoint, SOQL)
-    "owners": ("query", "SELECT Id, Name, Department, IsActive, SystemModstamp FROM User ORDER BY Id"),
+# entity: (endpoint, SELECT ... FROM ..., standing filter or None)
+QUERIES: dict[str, tuple[str, str, str | None]] = {
+    "owners": ("query", "SELECT Id, Name, Department, IsActive, SystemModstamp FROM User", None),
     "accounts": (
         "queryAll",
         "SELECT Id, Name, Segment__c, Region__c, Tier__c, AnnualRecurringRevenue__c, OwnerId, "
-        "Renewal_Date__c, Active__c, IsDeleted, CreatedDate, SystemModstamp FROM Account ORDER BY Id",
+        "Renewal_Date__c, Active__c, IsDeleted, CreatedDate, SystemModstamp FROM Account",
+        None,
     ),
     "contacts": (
         "queryAll",
         "SELECT Id, AccountId, Email, Title, Buying_Role__c, Active__c, HasOptedOutOfEmail, IsDeleted, "
-        "SystemModstamp FROM Contact ORDER BY Id",
+        "SystemModstamp FROM Contact",
+        None,
     ),
     "follow_ups": (
         "query",
         "SELECT Id, WhatId, WhoId, OwnerId, Status, Survey_Response_Id__c, First_Contact_At__c, "
-        "CompletedDateTime, CreatedDate, SystemModstamp FROM Task WHERE Survey_Response_Id__c != null "
-        "ORDER BY Id",
+        "CompletedDateTime, CreatedDate, SystemModstamp FROM Task",
+        "Survey_Response_Id__c != null",
     ),
 }
+
+
+def soql_datetime(value: datetime) -> str:
+    """A SOQL datetime literal (UTC, unquoted)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def build_soql(entity: str, since: datetime | None = None, until: datetime | None = None) -> tuple[str, str]:
+    """(endpoint, SOQL) for one entity over the half-open change window [since, until).
+
+    Ordered by the composite cursor (SystemModstamp, Id): rows sharing a timestamp keep a
+    stable order and a window boundary never splits them, because the next window starts at
+    the watermark itself (>=), not after it, and the merge on Id absorbs the overlap."""
+    endpoint, select, standing = QUERIES[entity]
+    conditions = [standing] if standing else []
+    if since is not None:
+        conditions.append(f"SystemModstamp >= {soql_datetime(since)}")
+    if until is not None:
+        conditions.append(f"SystemModstamp < {soql_datetime(until)}")
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    return endpoint, f"{select}{where} ORDER BY SystemModstamp, Id"
 
 
 def salesforce_error(response: requests.Response) -> str | None:
@@ -138,7 +164,9 @@ class SalesforceClient:
                 r.pop("attributes", None)
                 out.append(r)
         if total is not None and total != len(out):
-            log.warning("salesforce: %s: totalSize %s but %d records received", land_as, total, len(out))
+            raise SourceHTTPError(
+                "GET", f"query {land_as}", 200, f"totalSize {total} but {len(out)} records received: paging lost rows"
+            )
         return out
 
     def close(self) -> None:
@@ -236,10 +264,14 @@ def extract_salesforce(
     batch_size: int | None = None,
     retry: RetryPolicy | None = None,
     entities: tuple[str, ...] = ("owners", "accounts", "contacts", "follow_ups"),
+    since: dict[str, datetime] | None = None,
+    until: datetime | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Extract the CRM entities from Salesforce (or the demo server) into canonical frames.
 
     ``base_url`` is the instance root (``https://x.my.salesforce.com`` or the demo server's URL).
+    ``since`` (per entity) and ``until`` bound the change window on SystemModstamp: ``since``
+    inclusive, ``until`` exclusive; no ``since`` means everything.
     ``batch_size`` sets ``Sforce-Query-Options: batchSize`` (200..2000). Requires
     ``CXLOOP_PII_KEY`` (contacts' e-mail hashing) unless contacts are not extracted.
     """
@@ -257,7 +289,7 @@ def extract_salesforce(
     out: dict[str, pd.DataFrame] = {}
     try:
         for entity in entities:
-            endpoint, soql = SOQL[entity]
+            endpoint, soql = build_soql(entity, (since or {}).get(entity), until)
             t0 = time.monotonic()
             records = client.records(soql, include_deleted=endpoint == "queryAll", land_as=SOBJECT[entity])
             rows = [mappers[entity](r) for r in records]

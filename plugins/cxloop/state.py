@@ -1,0 +1,129 @@
+"""Durable pipeline state in the warehouse: extraction watermarks and quarantine releases.
+
+- ``raw.watermarks``: per source and entity, the greatest change timestamp of the rows
+  loaded so far. It is advanced only after the batch that carried those rows is committed;
+  the next extraction starts at the watermark minus a lookback, so nothing on the boundary
+  is lost and re-extracted rows merge idempotently.
+- ``raw.quarantine_releases``: quarantined rows that were waiting for a parent (an orphan
+  reference, or a parent that was itself quarantined) and were loaded by a later batch once
+  the parent arrived, or were superseded by a newer version of the same row. A quarantined
+  row with no release is still pending.
+
+The SQL is the common subset of DuckDB and Postgres; :class:`Db` adapts the placeholders.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+WATERMARKS_DDL = """
+CREATE TABLE IF NOT EXISTS raw.watermarks (
+    source VARCHAR NOT NULL,
+    entity VARCHAR NOT NULL,
+    watermark TIMESTAMP NOT NULL,
+    batch_id VARCHAR NOT NULL,
+    updated_at TIMESTAMP NOT NULL
+)"""
+
+RELEASES_DDL = """
+CREATE TABLE IF NOT EXISTS raw.quarantine_releases (
+    batch_id VARCHAR NOT NULL,
+    entity VARCHAR NOT NULL,
+    row_number BIGINT NOT NULL,
+    primary_key VARCHAR,
+    resolution VARCHAR NOT NULL,
+    resolved_by_batch VARCHAR NOT NULL,
+    resolved_at TIMESTAMP NOT NULL
+)"""
+
+# Quarantine reasons that a later batch can cure: the referenced parent was unknown, or was
+# itself quarantined. Everything else (a bad score, a malformed date) stays quarantined.
+RETRYABLE_EXPECTATIONS = ("expect_column_values_to_be_in_set", "cxloop_parent_not_quarantined")
+
+
+class Db:
+    """A DuckDB or psycopg2 connection behind one ``execute(sql, params)`` with ``?`` marks."""
+
+    def __init__(self, con: Any):
+        self.con = con
+        self.is_duckdb = type(con).__module__.split(".")[0] in {"duckdb", "_duckdb"}
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        if self.is_duckdb:
+            cur = self.con.execute(sql, list(params))
+            return cur.fetchall() if cur.description else []
+        with self.con.cursor() as cur:
+            cur.execute(sql.replace("?", "%s"), tuple(params))
+            rows = cur.fetchall() if cur.description else []
+        self.con.commit()
+        return rows
+
+
+def ensure_state_tables(db: Db) -> None:
+    db.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    db.execute(WATERMARKS_DDL)
+    db.execute(RELEASES_DDL)
+
+
+def get_watermarks(db: Db, source: str) -> dict[str, dt.datetime]:
+    rows = db.execute("SELECT entity, max(watermark) FROM raw.watermarks WHERE source = ? GROUP BY entity", [source])
+    return {entity: value for entity, value in rows}
+
+
+def advance_watermarks(db: Db, source: str, cursors: dict[str, dt.datetime], batch_id: str) -> None:
+    """Record the batch's greatest change timestamps; a watermark never moves backwards."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    current = get_watermarks(db, source)
+    for entity, value in cursors.items():
+        if value is None or (entity in current and current[entity] >= value):
+            continue
+        db.execute("DELETE FROM raw.watermarks WHERE source = ? AND entity = ?", [source, entity])
+        db.execute(
+            "INSERT INTO raw.watermarks (source, entity, watermark, batch_id, updated_at) VALUES (?, ?, ?, ?, ?)",
+            [source, entity, value, batch_id, now],
+        )
+
+
+def pending_rows(db: Db, entity: str, reference_fields: Iterable[str]) -> list[tuple[str, int, str | None]]:
+    """(batch_id, row_number, primary_key) of quarantined rows of ``entity`` whose every failed
+    check is a missing or quarantined parent, and that no later batch has released."""
+    fields = list(reference_fields)
+    if not fields:
+        return []
+    marks = ", ".join("?" for _ in fields)
+    exp_marks = ", ".join("?" for _ in RETRYABLE_EXPECTATIONS)
+    sql = f"""
+        SELECT q.batch_id, q.row_number, min(q.primary_key)
+        FROM raw.quarantine AS q
+        WHERE q.entity = ?
+          AND NOT EXISTS (
+              SELECT 1 FROM raw.quarantine_releases AS r
+              WHERE r.batch_id = q.batch_id AND r.entity = q.entity AND r.row_number = q.row_number)
+        GROUP BY q.batch_id, q.row_number
+        HAVING sum(CASE WHEN q.expectation IN ({exp_marks}) AND q.field IN ({marks}) THEN 0 ELSE 1 END) = 0
+        ORDER BY q.batch_id, q.row_number
+    """
+    return [(b, int(n), k) for b, n, k in db.execute(sql, [entity, *RETRYABLE_EXPECTATIONS, *fields])]
+
+
+def record_releases(
+    db: Db, entity: str, rows: Iterable[tuple[str, int, str | None, str]], resolved_by_batch: str
+) -> int:
+    """rows: (batch_id, row_number, primary_key, resolution) with resolution released|superseded."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    n = 0
+    for batch_id, row_number, key, resolution in rows:
+        db.execute(
+            "DELETE FROM raw.quarantine_releases WHERE batch_id = ? AND entity = ? AND row_number = ?",
+            [batch_id, entity, row_number],
+        )
+        db.execute(
+            "INSERT INTO raw.quarantine_releases "
+            "(batch_id, entity, row_number, primary_key, resolution, resolved_by_batch, resolved_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [batch_id, entity, row_number, key, resolution, resolved_by_batch, now],
+        )
+        n += 1
+    return n
