@@ -231,6 +231,9 @@ class HttpClient:
                 # A reset after sending may have been processed: only retry when safe.
                 kind = "connection refused" if "refused" in str(exc).lower() else "connection error"
                 reason, status, retryable = kind, None, retry_safe or kind == "connection refused"
+            except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
+                # the body was cut short (the connection dropped mid-transfer): ask again when safe
+                reason, status, retryable = "response body cut short", None, retry_safe
             except requests.exceptions.RequestException as exc:
                 raise SourceHTTPError(method, shown, None, type(exc).__name__, attempt) from None
             else:
