@@ -12,10 +12,14 @@ immutable Parquet, gates it through the Great Expectations suites in `expectatio
 the "now" of every SLA and close-out rule, so a rerun gives the same answer. When it is not
 given, the run's data interval end is used.
 
-**Sources.** Airflow connections `cx_salesforce` and `cx_qualtrics` (host = API base URL,
-password = bearer token, extra = options such as `{"directory_id": "POOL_..."}`), or the
-environment variables `CXLOOP_SALESFORCE_BASE_URL` / `_TOKEN` and
-`CXLOOP_QUALTRICS_BASE_URL` / `_TOKEN` / `_OPT_DIRECTORY_ID`.
+**Sources.** `config/sources.yml` names the CRM source (salesforce, hubspot or files) and
+the survey source (qualtrics or files); `CXLOOP_CRM_SOURCE` / `CXLOOP_SURVEY_SOURCE`
+override it. Credentials come from the Airflow connection `cx_<source>` (host = API base
+URL, password = bearer token, extra = options such as `{"directory_id": "POOL_..."}`), or
+from `CXLOOP_<SOURCE>_BASE_URL` / `_TOKEN` / `_OPT_<OPTION>`.
+
+**Incremental.** Each entity is read from its watermark (minus a lookback) to `as_of`;
+watermarks live in `raw.watermarks` and advance only after the batch is committed.
 
 All logic lives in the `cxloop` package (`plugins/cxloop`); this file only wires tasks.
 """
@@ -73,11 +77,14 @@ def cx_pipeline():
         return parse_as_of(value).isoformat()
 
     @task
-    def extract_source(name: str, as_of: str) -> dict:
+    def extract_domain(domain: str, as_of: str) -> dict:
         from cxloop.config import Settings, parse_as_of
         from cxloop.pipeline import extract
+        from cxloop.source_config import DOMAINS, load_source_config
 
-        return extract(_source_settings(name), Settings.from_env(), parse_as_of(as_of))
+        config = load_source_config()
+        source = _source_settings(config.source_for(domain))
+        return extract(source, Settings.from_env(), parse_as_of(as_of), entities=DOMAINS[domain], config=config)
 
     @task(retries=0)
     def validate_and_load(batches: list[dict], as_of: str) -> dict:
@@ -110,8 +117,8 @@ def cx_pipeline():
         return result["headline"]
 
     as_of = resolve_as_of()
-    crm = extract_source.override(task_id="extract_salesforce")("salesforce", as_of)
-    survey = extract_source.override(task_id="extract_qualtrics")("qualtrics", as_of)
+    crm = extract_domain.override(task_id="extract_crm")("crm", as_of)
+    survey = extract_domain.override(task_id="extract_survey")("survey", as_of)
     loaded = validate_and_load([crm, survey], as_of)
     built = dbt_build(loaded, as_of)
     exported = export_marts(built, as_of)

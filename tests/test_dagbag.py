@@ -40,7 +40,7 @@ def test_every_dag_has_tags_doc_and_owner(dagbag):
 def test_pipeline_wiring(dagbag):
     dag = dagbag.dags["cx_pipeline"]
     ids = set(dag.task_ids)
-    assert {"extract_salesforce", "extract_qualtrics", "validate_and_load", "dbt_build", "export_marts"} <= ids
+    assert {"extract_crm", "extract_survey", "validate_and_load", "dbt_build", "export_marts"} <= ids
     assert dag.get_task("dbt_build").upstream_task_ids == {"validate_and_load", "resolve_as_of"}
     assert "dbt_build" in dag.get_task("export_marts").upstream_task_ids
 

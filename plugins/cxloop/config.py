@@ -16,6 +16,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TARGETS = ("duckdb", "postgres")
+LOCAL_SOURCES = ("files",)
 
 
 def _env_path(name: str, default: Path, env: Mapping[str, str] | None = None) -> Path:
@@ -34,6 +35,8 @@ class SourceSettings:
     options: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.name in LOCAL_SOURCES:
+            return  # read from a folder: no URL, no credentials
         if not self.base_url:
             raise ValueError(f"source {self.name}: base URL is not configured")
         if not self.token:

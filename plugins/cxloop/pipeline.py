@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,10 +17,11 @@ from pathlib import Path
 from cxloop.config import Settings, SourceSettings
 from cxloop.contract import ENTITY_ORDER
 from cxloop.landing import LandedBatch, find_landed, land_frames, read_landed
+from cxloop.source_config import SourceConfig, load_source_config
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("salesforce", "qualtrics")
+SOURCES = ("salesforce", "hubspot", "qualtrics", "files")
 
 
 def new_batch_id(source: str, extracted_at: datetime) -> str:
@@ -39,14 +39,13 @@ CURSOR_COLUMNS = {
 }
 
 
-def lookbacks() -> dict[str, timedelta]:
+def lookbacks(config: SourceConfig | None = None) -> dict[str, timedelta]:
     """How far before its watermark each entity's next window starts. Late edits inside the
     overlap are re-read and merge idempotently. Invitations look back much further: a
     distribution's delivery statuses keep changing for weeks after it is sent."""
-    hours = float(os.environ.get("CXLOOP_LOOKBACK_HOURS", "24"))
-    invitation_days = float(os.environ.get("CXLOOP_INVITATION_LOOKBACK_DAYS", "45"))
-    out = {e: timedelta(hours=hours) for e in CURSOR_COLUMNS}
-    out["invitations"] = timedelta(days=invitation_days)
+    config = config or load_source_config()
+    out = {e: timedelta(hours=config.lookback_hours) for e in CURSOR_COLUMNS}
+    out["invitations"] = timedelta(days=config.invitation_lookback_days)
     return out
 
 
@@ -88,37 +87,30 @@ def _cursors(frames: dict) -> dict[str, str]:
     return out
 
 
-def extract(source: SourceSettings, settings: Settings, as_of: datetime, *, full_refresh: bool = False) -> dict:
+def extract(
+    source: SourceSettings,
+    settings: Settings,
+    as_of: datetime,
+    *,
+    entities: tuple[str, ...] | None = None,
+    full_refresh: bool = False,
+    config: SourceConfig | None = None,
+) -> dict:
     """Pull one source's changes since its watermarks (minus a lookback) up to ``as_of``, and
-    land them as an immutable batch. ``full_refresh`` ignores the watermarks."""
+    land them as an immutable batch. ``entities`` limits the source to one domain's entities
+    (a file drop can feed both domains); ``full_refresh`` ignores the watermarks."""
+    config = config or load_source_config()
     settings.ensure_dirs()
     extracted_at = datetime.now(UTC).replace(tzinfo=None)
     batch_id = new_batch_id(source.name, extracted_at)
     raw_dir = settings.landing_dir / f"source={source.name}" / "raw" / batch_id
     watermarks = {} if full_refresh else read_watermarks(settings, source.name)
-    since = {e: wm - lookbacks()[e] for e, wm in watermarks.items() if e in CURSOR_COLUMNS}
-    if source.name == "salesforce":
-        from cxloop.sources.salesforce import extract_salesforce
-
-        frames = extract_salesforce(source.base_url, source.token, landing_dir=raw_dir, since=since, until=as_of)
-    elif source.name == "qualtrics":
-        from cxloop.sources.qualtrics import extract_qualtrics
-
-        directory_id = source.options.get("directory_id")
-        if not directory_id:
-            raise ValueError("source qualtrics: option directory_id is not configured")
-        frames = extract_qualtrics(
-            source.base_url,
-            source.token,
-            directory_id,
-            landing_dir=raw_dir,
-            nps_question_id=source.options.get("nps_question_id", "QID1"),
-            start=since.get("responses"),
-            end=as_of,
-            invitations_since=since.get("invitations"),
-        )
-    else:
-        raise ValueError(f"unknown source {source.name!r}; known: {', '.join(SOURCES)}")
+    windows_back = lookbacks(config)
+    since = {e: wm - windows_back[e] for e, wm in watermarks.items() if e in CURSOR_COLUMNS}
+    opts = {**config.options_for(source.name), **source.options}
+    frames = _extract_frames(source, opts, settings, raw_dir, since, as_of)
+    if entities is not None:
+        frames = {e: f for e, f in frames.items() if e in entities}
     windows = {
         e: [since[e].isoformat() if e in since else None, as_of.isoformat()] for e in frames if e in CURSOR_COLUMNS
     }
@@ -134,6 +126,39 @@ def extract(source: SourceSettings, settings: Settings, as_of: datetime, *, full
     )
     log.info("extracted %s: %s", source.name, ", ".join(f"{e}={n}" for e, n in batch.rows.items()))
     return batch.to_dict()
+
+
+def _extract_frames(source: SourceSettings, opts: dict, settings: Settings, raw_dir: Path, since: dict, as_of):
+    if source.name == "salesforce":
+        from cxloop.sources.salesforce import extract_salesforce
+
+        return extract_salesforce(
+            source.base_url,
+            source.token,
+            landing_dir=raw_dir,
+            api_version=opts.get("api_version", "v60.0"),
+            since=since,
+            until=as_of,
+        )
+    if source.name == "qualtrics":
+        from cxloop.sources.qualtrics import extract_qualtrics
+
+        directory_id = opts.get("directory_id")
+        if not directory_id:
+            raise ValueError("source qualtrics: option directory_id is not configured")
+        return extract_qualtrics(
+            source.base_url,
+            source.token,
+            directory_id,
+            landing_dir=raw_dir,
+            nps_question_id=opts.get("nps_question_id", "QID1"),
+            comment_question_id=opts.get("comment_question_id", "QID2_TEXT"),
+            relationship_pattern=opts.get("relationship_pattern", "(?i)relationship"),
+            start=since.get("responses"),
+            end=as_of,
+            invitations_since=since.get("invitations"),
+        )
+    raise ValueError(f"unknown source {source.name!r}; known: {', '.join(SOURCES)}")
 
 
 def _validation_groups(landed: list[LandedBatch]) -> list[tuple[LandedBatch, list[str]]]:

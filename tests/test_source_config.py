@@ -1,0 +1,41 @@
+"""Choosing sources is configuration: config/sources.yml plus environment overrides."""
+
+from __future__ import annotations
+
+import pytest
+
+from cxloop.source_config import SourceConfigError, load_source_config
+
+
+def test_the_shipped_config_names_the_demo_sources():
+    config = load_source_config({})
+    assert (config.crm, config.survey) == ("salesforce", "qualtrics")
+    assert config.options_for("qualtrics")["nps_question_id"] == "QID1"
+    assert config.invitation_lookback_days > config.lookback_hours / 24
+
+
+def test_environment_overrides_the_file(tmp_path):
+    path = tmp_path / "sources.yml"
+    path.write_text("crm: salesforce\nsurvey: qualtrics\n")
+    config = load_source_config({"CXLOOP_SOURCES_CONFIG": str(path), "CXLOOP_CRM_SOURCE": "hubspot"})
+    assert config.source_for("crm") == "hubspot"
+    assert config.source_for("survey") == "qualtrics"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("crm: dynamics\n", "crm source 'dynamics' is not one of"),
+        ("survey: hubspot\n", "survey source 'hubspot' is not one of"),
+        ("crm: [unclosed\n", "not valid YAML"),
+        ("- a list\n", "expected a mapping"),
+        ("crm: salesforce\nsurvy: qualtrics\n", "unknown key(s) survy"),
+        ("options:\n  qualtrics: QID1\n", "options must map each source name to a mapping"),
+    ],
+)
+def test_bad_config_is_a_clear_error_naming_the_file(tmp_path, text, message):
+    path = tmp_path / "sources.yml"
+    path.write_text(text)
+    with pytest.raises(SourceConfigError, match=r"sources\.yml") as err:
+        load_source_config({"CXLOOP_SOURCES_CONFIG": str(path)})
+    assert message in str(err.value)
