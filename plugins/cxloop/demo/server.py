@@ -20,6 +20,9 @@ page with ``pageSize`` (default ``page_size``) and an opaque ``skipToken`` in ``
 Salesforce (``/services/data/vNN.N``): ``GET query?q=`` / ``queryAll?q=`` with a SOQL subset,
 ``nextRecordsUrl`` paging, ``Sforce-Query-Options: batchSize=N`` (200..2000), errors as
 ``[{"message", "errorCode"}]``.
+
+HubSpot CRM v3 (``/crm/v3``, ``/crm/v4``): served by :mod:`cxloop.demo.hubspot_api` from the same
+Salesforce files; its ``configure(server, ...)`` sets rate limits, the result cap and a fault plan.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from cxloop.demo import hubspot_api  # HubSpot CRM v3 routes and fault injection
 
 QUALTRICS_PREFIX = "/API/v3"
 SALESFORCE_PREFIX = "/services/data/"
@@ -648,6 +653,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = parts.path.rstrip("/")
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         body = self._read_body() if method in {"POST", "PUT"} else b""
+        # -- HubSpot (cxloop.demo.hubspot_api): /crm/v3, /crm/v4 routes, and injected faults for
+        # -- any route when a FaultPlan is configured; otherwise a no-op for the routes below.
+        if hubspot_api.intercept(self, method, path, body):
+            return
+        # -- end HubSpot
         if path.startswith(QUALTRICS_PREFIX + "/") or path == QUALTRICS_PREFIX:
             if not self._authorized(qualtrics=True):
                 return self._qualtrics_error(
