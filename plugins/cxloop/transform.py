@@ -78,6 +78,14 @@ def run_dbt(
     from dbt_common.invocation import get_invocation_id
 
     os.environ["CXLOOP_WAREHOUSE"] = str(settings.warehouse_path)
+    if (target or settings.dbt_target) == "postgres":
+        # profiles.yml reads the Postgres connection from CXLOOP_PG_*: export this run's
+        # settings (and drop keys it does not set, so a stale value cannot leak in)
+        for key in ("host", "port", "user", "password", "dbname"):
+            if settings.pg.get(key):
+                os.environ[f"CXLOOP_PG_{key.upper()}"] = settings.pg[key]
+            else:
+                os.environ.pop(f"CXLOOP_PG_{key.upper()}", None)
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     started = datetime.now()
     args = dbt_args(command, settings, as_of, target=target, select=select, extra_vars=extra_vars)
