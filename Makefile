@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test install lock lint clean
+.PHONY: run test install lock lint clean airflow
 
 # The virtualenv inside the repo, from the project's own lock file (hash-checked).
 $(STAMP): requirements.lock pyproject.toml
@@ -22,6 +22,10 @@ install: $(STAMP)
 
 run: $(STAMP)
 	@$(BIN)/cxloop demo $(ARGS)
+
+# Airflow's UI on the demo home, for a newcomer to look around (Ctrl-C stops it).
+airflow: $(STAMP)
+	@$(BIN)/cxloop airflow
 
 test: $(STAMP)
 	@scripts/system-deps.sh

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from cxloop.airflow_home import airflow_bin, airflow_env
+from cxloop.cli import demo_source_env
 from cxloop.config import Settings
 from cxloop.contract import ENTITY_ORDER
 from cxloop.demo.generator import generate
@@ -39,9 +40,16 @@ MART_KEYS = {
 }
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    var = tmp_path_factory.mktemp("var")
+@pytest.fixture(
+    scope="module",
+    params=[("salesforce", "qualtrics"), ("hubspot", "files")],
+    ids=["salesforce+qualtrics", "hubspot+files"],
+)
+def demo_run(request, tmp_path_factory):
+    """The same demo data through two source configurations: switching sources is
+    configuration alone, and every mart must come out the same."""
+    crm, survey = request.param
+    var = tmp_path_factory.mktemp(f"var-{crm}-{survey}")
     truth = generate(var / "demo", seed=SEED, scale=SCALE, as_of=AS_OF)
     settings = Settings.from_env({"CXLOOP_VAR": str(var)})
     token = secrets.token_urlsafe(16)
@@ -51,15 +59,7 @@ def demo_run(tmp_path_factory):
     airflow = str(airflow_bin())
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
     with DemoServer(var / "demo" / "source", token=token) as base_url:
-        env.update(
-            {
-                "CXLOOP_SALESFORCE_BASE_URL": base_url,
-                "CXLOOP_SALESFORCE_TOKEN": token,
-                "CXLOOP_QUALTRICS_BASE_URL": base_url,
-                "CXLOOP_QUALTRICS_TOKEN": token,
-                "CXLOOP_QUALTRICS_OPT_DIRECTORY_ID": "POOL_cxloopdemo",
-            }
-        )
+        env.update(demo_source_env(settings, base_url, token, crm, survey))
         run = subprocess.run(
             [airflow, "dags", "test", "cx_pipeline", "--conf", json.dumps({"as_of": AS_OF.isoformat()})],
             env=env,

@@ -6,6 +6,7 @@ Only environment variables are produced here; Airflow itself runs in a subproces
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from cxloop.config import Settings
@@ -34,6 +35,9 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
             "no_proxy": "127.0.0.1,localhost",
         }
     )
+    # Airflow's own subprocesses (standalone, task runners) call `airflow` from the PATH.
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     plugins = str(settings.home / "plugins")
     env["PYTHONPATH"] = plugins + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
@@ -41,6 +45,4 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
 
 def airflow_bin() -> Path:
     """The ``airflow`` console script of this interpreter's environment."""
-    import sys
-
     return Path(sys.executable).with_name("airflow")

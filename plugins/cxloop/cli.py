@@ -118,14 +118,45 @@ def _task_marker(line: str) -> str | None:
     return None
 
 
+def demo_source_env(
+    settings: Settings, base_url: str, token: str, crm: str, survey: str, progress: Progress | None = None
+) -> dict[str, str]:
+    """Environment that points every source at the demo: the HTTP sources at the demo
+    server, the file-drop source at a drop folder written from the same demo data."""
+    env = {
+        "CXLOOP_CRM_SOURCE": crm,
+        "CXLOOP_SURVEY_SOURCE": survey,
+        "CXLOOP_PII_KEY": os.environ["CXLOOP_PII_KEY"],
+        "CXLOOP_QUALTRICS_OPT_DIRECTORY_ID": DEMO_DIRECTORY_ID,
+    }
+    for name in ("salesforce", "hubspot", "qualtrics"):
+        env[f"CXLOOP_{name.upper()}_BASE_URL"] = base_url
+        env[f"CXLOOP_{name.upper()}_TOKEN"] = token
+    if "files" in (crm, survey):
+        from cxloop.demo.file_drops import write_file_drops
+
+        drop_dir = settings.var_dir / "drop"
+        write_file_drops(settings.demo_dir, drop_dir)
+        env["CXLOOP_FILES_OPT_DROP_DIR"] = str(drop_dir)
+        if progress:
+            progress.step(f"demo data also written as a file drop in {drop_dir}")
+    if progress:
+        progress.step(f"sources: CRM from {crm}, surveys from {survey}")
+    return env
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from cxloop.airflow_home import airflow_env
     from cxloop.demo.server import DemoServer
+    from cxloop.source_config import load_source_config
 
     progress = Progress()
     settings = Settings.from_env()
     settings.ensure_dirs()
     ensure_pii_key(settings)
+    configured = load_source_config()
+    args.crm = args.crm or configured.crm
+    args.survey = args.survey or configured.survey
     _demo_data(settings, args.seed, args.scale, args.as_of, progress)
     if not args.keep:
         for path in (settings.warehouse_path, settings.warehouse_path.with_suffix(".duckdb.wal")):
@@ -134,16 +165,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with DemoServer(settings.demo_dir / "source", token=token) as base_url:
         progress.step(f"demo Qualtrics + Salesforce server listening on {base_url}")
         env = airflow_env(settings)
-        env.update(
-            {
-                "CXLOOP_SALESFORCE_BASE_URL": base_url,
-                "CXLOOP_SALESFORCE_TOKEN": token,
-                "CXLOOP_QUALTRICS_BASE_URL": base_url,
-                "CXLOOP_QUALTRICS_TOKEN": token,
-                "CXLOOP_QUALTRICS_OPT_DIRECTORY_ID": DEMO_DIRECTORY_ID,
-                "CXLOOP_PII_KEY": os.environ["CXLOOP_PII_KEY"],
-            }
-        )
+        env.update(demo_source_env(settings, base_url, token, args.crm, args.survey, progress))
         rc = run_dag(settings, env, args.as_of, progress)
     if rc != 0:
         return rc
@@ -155,6 +177,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(summary_path.read_text())
     print(f"  {'airflow log':<13}{settings.logs_dir / 'airflow-dags-test.log'}")
     return 0
+
+
+def cmd_airflow(args: argparse.Namespace) -> int:
+    """Airflow's UI on the embedded demo home (SQLite, standalone: every component in one go)."""
+    from cxloop.airflow_home import airflow_bin, airflow_env
+
+    settings = Settings.from_env()
+    settings.ensure_dirs()
+    ensure_pii_key(settings)
+    env = airflow_env(settings)
+    env["AIRFLOW__API__PORT"] = str(args.port)
+    env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = "admin:admin"
+    password_file = settings.var_dir / "airflow" / "simple_auth_manager_passwords.json.generated"
+    print(
+        f"Airflow UI: http://127.0.0.1:{args.port}  (user admin; password in {password_file}, "
+        "written on first start). Ctrl-C stops.",
+        flush=True,
+    )
+    os.execve(str(airflow_bin()), [str(airflow_bin()), "standalone"], env)
+    return 0  # not reached
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -198,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--as-of", default=DEMO_AS_OF)
     p.add_argument("--keep", action="store_true", help="keep the existing warehouse instead of starting fresh")
+    p.add_argument("--crm", choices=("salesforce", "hubspot", "files"), default=None, help="CRM source")
+    p.add_argument("--survey", choices=("qualtrics", "files"), default=None, help="survey source")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("generate", help="write demo source data")
     p.add_argument("--out", required=True)
@@ -210,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--token", default=None)
     p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("airflow", help="start the Airflow UI on the demo home (standalone)")
+    p.add_argument("--port", type=int, default=8080)
+    p.set_defaults(func=cmd_airflow)
     p = sub.add_parser("summary", help="print the last run's summary")
     p.set_defaults(func=cmd_summary)
     args = parser.parse_args(argv)

@@ -158,7 +158,31 @@ def _extract_frames(source: SourceSettings, opts: dict, settings: Settings, raw_
             end=as_of,
             invitations_since=since.get("invitations"),
         )
+    if source.name == "hubspot":
+        from cxloop.sources.hubspot import extract_hubspot
+
+        crm_since = [since[e] for e in ("owners", "accounts", "contacts", "follow_ups") if e in since]
+        start = min(crm_since) if len(crm_since) == 4 else None  # one window for every object
+        return extract_hubspot(source.base_url, source.token, landing_dir=raw_dir, start=start, end=as_of)
+    if source.name == "files":
+        from cxloop.sources.files import extract_files
+
+        drop = opts.get("drop_dir")
+        if not drop:
+            raise ValueError("source files: option drop_dir is not configured")
+        drop_dir = Path(drop) if Path(drop).is_absolute() else settings.home / drop
+        result = extract_files(drop_dir, landing_dir=raw_dir)
+        result.raise_for_problems()  # a broken file rejects the drop: nothing lands
+        return result.frames
     raise ValueError(f"unknown source {source.name!r}; known: {', '.join(SOURCES)}")
+
+
+def _file_drop_labels(settings: Settings, batch: LandedBatch):
+    """For a file drop: the manifest that maps each landed row back to its file and line."""
+    from cxloop.sources.files import load_manifest
+
+    path = settings.landing_dir / "source=files" / "raw" / batch.batch_id / "_files.json"
+    return load_manifest(path) if path.exists() else None
 
 
 def _validation_groups(landed: list[LandedBatch]) -> list[tuple[LandedBatch, list[str]]]:
@@ -299,6 +323,7 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
             frames = {e: read_landed(batch.files[e]) for e in entities}
             stored = warehouse.known_keys(con)
             pending = _add_pending(db, frames, entities, stored, settings, batch.batch_id)
+            drop = _file_drop_labels(settings, batch) if batch.source == "files" else None
             outcome = validation.validate_batch(
                 frames,
                 batch_id=batch.batch_id,
@@ -306,10 +331,14 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
                 as_of=as_of,
                 known_keys=stored,
                 known_sent_at=warehouse.known_invitation_sent_at(con),
-                origin={e: batch.files[e] for e in entities},
+                origin=drop.origin if drop else {e: batch.files[e] for e in entities},
                 suites_dir=settings.expectations_dir,
             )
             releases = _split_pending(outcome, pending)
+            if drop is not None:
+                from cxloop.sources.files import relabel_outcome
+
+                relabel_outcome(outcome, drop)  # messages name the dropped file and its line
             warehouse.load_outcome(
                 con,
                 outcome,
@@ -343,7 +372,16 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
 def build(settings: Settings, as_of: datetime) -> dict:
     from cxloop.transform import run_dbt
 
-    return run_dbt("build", settings, as_of).to_dict()
+    result = run_dbt("build", settings, as_of).to_dict()
+    if settings.target == "postgres":
+        from cxloop import warehouse_pg
+
+        con = warehouse_pg.connect(settings.pg_dsn())
+        try:
+            warehouse_pg.grant_bi_access(con)  # the BI role reads marts, and nothing else
+        finally:
+            con.close()
+    return result
 
 
 def export(settings: Settings, as_of: datetime, run_id: str, dbt_invocation_id: str | None) -> str:
