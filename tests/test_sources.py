@@ -455,3 +455,27 @@ def test_generated_data_round_trip(tmp_path, pii_key):
     assert got == served
     for name, df in frames.items():
         assert list(df.columns) == ENTITIES[name].column_names
+
+
+def test_salesforce_buying_role_field_is_configurable():
+    from cxloop.sources.salesforce import build_soql
+
+    _, soql = build_soql("contacts", role_field="Primary_Role__r.Name")
+    assert "Primary_Role__r.Name" in soql and "Buying_Role__c" not in soql
+    _, soql = build_soql("accounts")
+    assert "{role_field}" not in soql
+    with pytest.raises(ValueError, match="not a Salesforce field name"):
+        build_soql("contacts", role_field="Name FROM User --")
+
+
+def test_salesforce_soql_windows_are_half_open_on_the_composite_cursor():
+    from datetime import datetime
+
+    from cxloop.sources.salesforce import build_soql
+
+    endpoint, soql = build_soql("follow_ups", datetime(2026, 1, 1), datetime(2026, 2, 1, 12, 30))
+    assert endpoint == "query"
+    assert soql.endswith(
+        "WHERE Survey_Response_Id__c != null AND SystemModstamp >= 2026-01-01T00:00:00Z "
+        "AND SystemModstamp < 2026-02-01T12:30:00Z ORDER BY SystemModstamp, Id"
+    )

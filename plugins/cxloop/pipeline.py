@@ -137,6 +137,7 @@ def _extract_frames(source: SourceSettings, opts: dict, settings: Settings, raw_
             source.token,
             landing_dir=raw_dir,
             api_version=opts.get("api_version", "v60.0"),
+            role_field=opts.get("buying_role_field", "Buying_Role__c"),
             since=since,
             until=as_of,
         )

@@ -21,6 +21,7 @@ UTC (see :func:`cxloop.sources.timestamp_series`); the validation gate coerces a
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -59,7 +60,7 @@ QUERIES: dict[str, tuple[str, str, str | None]] = {
     ),
     "contacts": (
         "queryAll",
-        "SELECT Id, AccountId, Email, Title, Buying_Role__c, Active__c, HasOptedOutOfEmail, IsDeleted, "
+        "SELECT Id, AccountId, Email, Title, {role_field}, Active__c, HasOptedOutOfEmail, IsDeleted, "
         "SystemModstamp FROM Contact",
         None,
     ),
@@ -79,13 +80,21 @@ def soql_datetime(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def build_soql(entity: str, since: datetime | None = None, until: datetime | None = None) -> tuple[str, str]:
+ROLE_FIELD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
+
+
+def build_soql(
+    entity: str, since: datetime | None = None, until: datetime | None = None, *, role_field: str = "Buying_Role__c"
+) -> tuple[str, str]:
     """(endpoint, SOQL) for one entity over the half-open change window [since, until).
 
     Ordered by the composite cursor (SystemModstamp, Id): rows sharing a timestamp keep a
     stable order and a window boundary never splits them, because the next window starts at
     the watermark itself (>=), not after it, and the merge on Id absorbs the overlap."""
     endpoint, select, standing = QUERIES[entity]
+    if not ROLE_FIELD_RE.match(role_field):
+        raise ValueError(f"salesforce: buying role field {role_field!r} is not a Salesforce field name")
+    select = select.replace("{role_field}", role_field)
     conditions = [standing] if standing else []
     if since is not None:
         conditions.append(f"SystemModstamp >= {soql_datetime(since)}")
@@ -204,10 +213,18 @@ def map_account(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def map_contact(r: dict[str, Any], roles: RoleMapper, key: bytes) -> dict[str, Any]:
+def _field(r: dict[str, Any], path: str) -> Any:
+    """A field of a record; ``Rel__r.Field`` paths follow the related record."""
+    value: Any = r
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def map_contact(r: dict[str, Any], roles: RoleMapper, key: bytes, role_field: str = "Buying_Role__c") -> dict[str, Any]:
     email = r.get("Email")
     has_email = not _is_blank(email)
-    role_source = r.get("Buying_Role__c")
+    role_source = _field(r, role_field)
     return {
         "contact_id": r.get("Id"),
         "account_id": r.get("AccountId"),
@@ -266,12 +283,15 @@ def extract_salesforce(
     entities: tuple[str, ...] = ("owners", "accounts", "contacts", "follow_ups"),
     since: dict[str, datetime] | None = None,
     until: datetime | None = None,
+    role_field: str = "Buying_Role__c",
 ) -> dict[str, pd.DataFrame]:
     """Extract the CRM entities from Salesforce (or the demo server) into canonical frames.
 
     ``base_url`` is the instance root (``https://x.my.salesforce.com`` or the demo server's URL).
     ``since`` (per entity) and ``until`` bound the change window on SystemModstamp: ``since``
     inclusive, ``until`` exclusive; no ``since`` means everything.
+    ``role_field`` is the Contact field holding the buying role (a custom picklist by default;
+    any field or ``Relationship__r.Field`` path the org uses).
     ``batch_size`` sets ``Sforce-Query-Options: batchSize`` (200..2000). Requires
     ``CXLOOP_PII_KEY`` (contacts' e-mail hashing) unless contacts are not extracted.
     """
@@ -283,13 +303,13 @@ def extract_salesforce(
     mappers = {
         "owners": map_owner,
         "accounts": map_account,
-        "contacts": lambda r: map_contact(r, roles, key),
+        "contacts": lambda r: map_contact(r, roles, key, role_field),
         "follow_ups": map_task,
     }
     out: dict[str, pd.DataFrame] = {}
     try:
         for entity in entities:
-            endpoint, soql = build_soql(entity, (since or {}).get(entity), until)
+            endpoint, soql = build_soql(entity, (since or {}).get(entity), until, role_field=role_field)
             t0 = time.monotonic()
             records = client.records(soql, include_deleted=endpoint == "queryAll", land_as=SOBJECT[entity])
             rows = [mappers[entity](r) for r in records]
