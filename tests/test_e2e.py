@@ -181,3 +181,25 @@ def test_exports_verify(demo_run):
     manifest = json.loads(manifests[0].read_text())
     assert {f["mart"] for f in manifest["files"]} == set(MARTS)
     assert manifest["dbt_invocation_id"]
+
+
+FAULT_EXPECTATIONS = {
+    "duplicate": "expect_column_values_to_be_unique",
+    "orphan": "expect_column_values_to_be_in_set",
+    "out_of_range": "expect_column_values_to_be_between",
+}
+
+
+def test_planted_faults_are_visible_in_data_quality(demo_run, warehouse):
+    settings, _, _ = demo_run
+    faults = pd.read_parquet(settings.demo_dir / "truth" / "faults.parquet")
+    failed = warehouse.execute(
+        "select entity, expectation, severity, unexpected_count from marts.data_quality where not success"
+    ).df()
+    for (entity_name, kind), group in faults.groupby(["entity", "kind"]):
+        rows = failed[(failed.entity == entity_name) & (failed.expectation == FAULT_EXPECTATIONS[kind])]
+        assert len(rows) >= 1, f"{kind} faults in {entity_name} do not show in marts.data_quality"
+        assert (rows.severity == "error").all()
+        assert rows.unexpected_count.sum() >= len(group)
+    passed = warehouse.execute("select count(*) from marts.data_quality where success").fetchone()[0]
+    assert passed > len(failed), "most expectations pass on the demo data"
