@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test install lock lint clean airflow
+.PHONY: run test install lock lint clean airflow bench
 
 # The virtualenv inside the repo, from the project's own lock file (hash-checked).
 $(STAMP): requirements.lock pyproject.toml
@@ -22,6 +22,11 @@ install: $(STAMP)
 
 run: $(STAMP)
 	@$(BIN)/cxloop demo $(ARGS)
+
+# Benchmarks: make bench PRESET=small|medium|large|xlarge (results in bench/results/).
+PRESET ?= small
+bench: $(STAMP)
+	@$(BIN)/python -m cxloop.bench --preset $(PRESET) $(BENCH_ARGS)
 
 # Airflow's UI on the demo home, for a newcomer to look around (Ctrl-C stops it).
 airflow: $(STAMP)

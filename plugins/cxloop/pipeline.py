@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -316,6 +317,7 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
     docs_dir = settings.logs_dir / "data_docs" / f"{as_of:%Y%m%dT%H%M%S}"
     counts: dict[str, dict] = {}
     failed_expectations = 0
+    timings = {"validate_s": 0.0, "load_s": 0.0, "data_docs_s": 0.0}
     try:
         warehouse.ensure_raw_schema(con)
         db = Db(con)
@@ -325,6 +327,7 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
             stored = warehouse.known_keys(con)
             pending = _add_pending(db, frames, entities, stored, settings, batch.batch_id)
             drop = _file_drop_labels(settings, batch) if batch.source == "files" else None
+            started = time.perf_counter()
             outcome = validation.validate_batch(
                 frames,
                 batch_id=batch.batch_id,
@@ -335,17 +338,20 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
                 origin=drop.origin if drop else {e: batch.files[e] for e in entities},
                 suites_dir=settings.expectations_dir,
             )
+            timings["validate_s"] += time.perf_counter() - started
             releases = _split_pending(outcome, pending)
             if drop is not None:
                 from cxloop.sources.files import relabel_outcome
 
                 relabel_outcome(outcome, drop)  # messages name the dropped file and its line
+            started = time.perf_counter()
             warehouse.load_outcome(
                 con,
                 outcome,
                 extracted_at=datetime.fromisoformat(batch.extracted_at),
                 quarantine_dir=settings.quarantine_dir,
             )
+            timings["load_s"] += time.perf_counter() - started
             for entity_name, rows in releases.items():
                 record_releases(db, entity_name, rows, batch.batch_id)
             advance_watermarks(
@@ -354,7 +360,9 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
                 {e: datetime.fromisoformat(batch.cursors[e]) for e in entities if e in batch.cursors},
                 batch.batch_id,
             )
+            started = time.perf_counter()
             validation.build_data_docs(outcome, docs_dir / f"{batch.batch_id}-{entities[0]}")
+            timings["data_docs_s"] += time.perf_counter() - started
             for e in entities:
                 counts[e] = {"source": batch.source, **outcome.counts[e]}
             failed_expectations += int((~outcome.results["success"].astype(bool)).sum())
@@ -365,6 +373,7 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
         "counts": counts,
         "failed_expectations": failed_expectations,
         "data_docs": str(docs_dir),
+        "timings": {k: round(v, 3) for k, v in timings.items()},
     }
     log.info("loaded: %s", json.dumps(counts, sort_keys=True))
     return report

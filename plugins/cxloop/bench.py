@@ -1,0 +1,367 @@
+"""``make bench``: how fast, how big, and where the time goes.
+
+Every stage runs in its own process, so its wall time, CPU time (user + system, children
+included) and peak memory (max RSS) are its own. The demo source server runs in a separate
+process too, so extraction is measured through real HTTP without the server's CPU.
+
+Stages: generate, extract (Salesforce + Qualtrics over HTTP), validate + load (with the
+validation and load shares reported from inside the step), dbt build, export; then an
+incremental rerun over a one-day window on top. Reference lines in the same run: a
+hand-written DuckDB SQL over the landed Parquet computing the headline numbers (the lower
+bound for the transform), dbt's fixed start-up (an empty selection), and, where a Postgres
+server is reachable, the same validate + load and dbt build on the Postgres target.
+
+Results: ``bench/results/<preset>-<UTC time>.json`` and ``.md``, with the machine's cores
+and memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cxloop.config import PROJECT_ROOT
+
+AS_OF = datetime(2026, 10, 1)
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    scale: float  # generator scale: 200 accounts per 1.0
+    days: int  # days of survey history before as_of
+
+
+PRESETS = {
+    "small": Preset("small", 0.2, 365),  # CI-sized: 40 accounts
+    "medium": Preset("medium", 10, 365),  # ~2,000 accounts, a year of surveys
+    "large": Preset("large", 100, 365),  # ~20,000 accounts, ~1.2M invitations a year
+    "xlarge": Preset("xlarge", 1000, 365),  # 10 x large
+}
+
+
+@dataclass
+class StageResult:
+    stage: str
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    ok: bool
+    detail: dict
+
+    def row(self) -> str:
+        state = "" if self.ok else " (failed)"
+        return f"| {self.stage}{state} | {self.wall_s:.2f} | {self.cpu_s:.2f} | {self.peak_rss_mb:.0f} |"
+
+
+def _run_stage(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> StageResult:
+    out_file = log_dir / f"{name}.json"
+    cmd = [sys.executable, "-m", "cxloop.bench", "stage", name, "--out", str(out_file), *args]
+    started = time.perf_counter()
+    with open(log_dir / f"{name}.log", "w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    detail = json.loads(out_file.read_text()) if out_file.exists() else {}
+    ok = os.waitstatus_to_exitcode(status) == 0
+    if not ok:
+        detail["log"] = str(log_dir / f"{name}.log")
+    return StageResult(name, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, ok, detail)
+
+
+# --------------------------------------------------------------------------- stage bodies
+
+
+def _settings(target: str = "duckdb"):
+    from cxloop.config import Settings
+
+    return Settings.from_env({**os.environ, "CXLOOP_TARGET": target})
+
+
+def stage_generate(a) -> dict:
+    from cxloop.demo.generator import generate
+
+    truth = generate(Path(a.demo), seed=a.seed, scale=a.scale, as_of=AS_OF, start=(AS_OF - timedelta(days=a.days)).date())
+    return {"served": {e: c["served"] for e, c in truth["counts"].items()}}
+
+
+def stage_extract(a) -> dict:
+    from cxloop.config import SourceSettings
+    from cxloop.pipeline import extract
+
+    settings = _settings()
+    as_of = datetime.fromisoformat(a.as_of)
+    batches = []
+    for name, opts in (("salesforce", {}), ("qualtrics", {"directory_id": "POOL_cxloopdemo"})):
+        batches.append(extract(SourceSettings(name, a.base_url, a.token, opts), settings, as_of))
+    Path(a.batches).write_text(json.dumps(batches))
+    rows = sum(sum(b["rows"].values()) for b in batches)
+    return {"rows": rows}
+
+
+def stage_load(a) -> dict:
+    from cxloop.pipeline import validate_and_load
+
+    report = validate_and_load(json.loads(Path(a.batches).read_text()), _settings(a.target), datetime.fromisoformat(a.as_of))
+    return {"timings": report["timings"], "counts": report["counts"]}
+
+
+def stage_dbt(a) -> dict:
+    from cxloop.transform import run_dbt
+
+    result = run_dbt("build", _settings(a.target), datetime.fromisoformat(a.as_of), select=a.select or None)
+    return {"elapsed_s": result.elapsed_s, "nodes": len(result.nodes)}
+
+
+def stage_export(a) -> dict:
+    from cxloop.pipeline import export
+
+    folder = export(_settings(), datetime.fromisoformat(a.as_of), "bench", None)
+    return {"folder": folder}
+
+
+def stage_lower_bound(a) -> dict:
+    """The headline numbers straight from the landed Parquet in one DuckDB SQL: the least
+    work any transform must do (no validation, no dbt, no intermediate tables)."""
+    import duckdb
+
+    batches = json.loads(Path(a.batches).read_text())
+    files = {e: p for b in batches for e, p in b["files"].items()}
+    con = duckdb.connect()
+    sql = f"""
+    with responses as (
+        select r.contact_id, r.account_id, try_cast(r.recorded_at as timestamp) as recorded_at,
+               try_cast(r.nps_score as integer) as score, r.response_id, r.invitation_id, s.survey_type
+        from read_parquet('{files["responses"]}') r
+        join read_parquet('{files["surveys"]}') s using (survey_id)
+    ),
+    counted as (
+        select *, date_trunc('quarter', recorded_at) as period from responses
+        where score between 0 and 10
+        qualify row_number() over (partition by date_trunc('quarter', recorded_at), survey_type, contact_id
+                                   order by recorded_at desc, response_id desc) = 1
+    ),
+    nps as (
+        select period, survey_type, count(*) as n,
+               100.0 * (count(*) filter (where score >= 9) - count(*) filter (where score <= 6)) / count(*) as nps
+        from counted group by all
+    ),
+    inv as (
+        select i.invitation_id, i.account_id, try_cast(i.sent_at as timestamp) as sent_at, s.survey_type
+        from read_parquet('{files["invitations"]}') i join read_parquet('{files["surveys"]}') s using (survey_id)
+        where i.delivery_status = 'delivered'
+    ),
+    rr as (
+        select date_trunc('quarter', inv.sent_at) as period, inv.survey_type, count(*) as delivered,
+               count(*) filter (where exists (select 1 from responses r where r.invitation_id = inv.invitation_id
+                   and r.recorded_at between inv.sent_at and inv.sent_at + interval 30 day)) as responded
+        from inv group by all
+    ),
+    sla as (
+        select date_trunc('quarter', r.recorded_at) as period,
+               count(*) filter (where try_cast(f.first_contact_at as timestamp) <= r.recorded_at + interval 48 hour) as met,
+               count(*) as due
+        from responses r left join read_parquet('{files["follow_ups"]}') f using (response_id)
+        where r.score between 0 and 6 group by all
+    )
+    select (select count(*) from nps), (select count(*) from rr), (select count(*) from sla)
+    """
+    started = time.perf_counter()
+    counts = con.execute(sql).fetchone()
+    return {"elapsed_s": time.perf_counter() - started, "groups": list(counts)}
+
+
+STAGES = {
+    "generate": stage_generate,
+    "extract": stage_extract,
+    "load": stage_load,
+    "dbt": stage_dbt,
+    "export": stage_export,
+    "lower_bound": stage_lower_bound,
+}
+
+
+def stage_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="cxloop.bench stage")
+    p.add_argument("name", choices=sorted(STAGES))
+    p.add_argument("--out", required=True)
+    p.add_argument("--demo")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--days", type=int, default=365)
+    p.add_argument("--as-of", default=AS_OF.isoformat())
+    p.add_argument("--base-url")
+    p.add_argument("--token")
+    p.add_argument("--batches")
+    p.add_argument("--target", default="duckdb")
+    p.add_argument("--select", nargs="*")
+    a = p.parse_args(argv)
+    detail = STAGES[a.name](a)
+    Path(a.out).write_text(json.dumps(detail, default=str))
+    return 0
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+def _postgres_reachable(dsn: str) -> str | None:
+    try:
+        import psycopg2
+
+        psycopg2.connect(dsn.replace("dbname=cxloop_bench", "dbname=postgres"), connect_timeout=3).close()
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure means: no Postgres reference line
+        return str(exc).strip().splitlines()[0]
+
+
+def run_bench(preset: Preset, *, out_dir: Path, work_dir: Path, with_postgres: bool = True) -> dict:
+    from cxloop.demo.server import DemoServer  # noqa: F401 - fail early if the demo is missing
+
+    if work_dir.exists():
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True)
+    logs = work_dir / "logs-bench"
+    logs.mkdir()
+    env = {
+        **os.environ,
+        "CXLOOP_VAR": str(work_dir / "var"),
+        "CXLOOP_PII_KEY": os.environ.get("CXLOOP_PII_KEY") or secrets.token_hex(16),
+        "CXLOOP_PG_DBNAME": "cxloop_bench",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    demo = work_dir / "demo"
+    batches = work_dir / "batches.json"
+    results: list[StageResult] = []
+
+    def stage(name: str, label: str | None = None, *args: str, environ: dict | None = None) -> StageResult:
+        r = _run_stage(name, list(args), environ or env, logs)
+        r.stage = label or name
+        results.append(r)
+        print(r.row(), flush=True)
+        if not r.ok:
+            raise RuntimeError(f"bench stage {r.stage} failed; see {r.detail.get('log')}")
+        return r
+
+    print(f"| stage ({preset.name}) | wall s | cpu s | peak MB |\n|---|---|---|---|", flush=True)
+    stage("generate", None, "--demo", str(demo), "--scale", str(preset.scale), "--days", str(preset.days))
+    token = secrets.token_urlsafe(16)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cxloop.demo.server", "--data", str(demo / "source"), "--token", token],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base_url = _read_base_url(server)
+        common = ["--base-url", base_url, "--token", token, "--batches", str(batches)]
+        stage("extract", None, *common)
+        stage("load", "validate + load", *common)
+        stage("dbt", "dbt build", *common)
+        stage("export", None, *common)
+        stage("lower_bound", "reference: hand-written SQL on landed Parquet", *common)
+        stage("dbt", "reference: dbt fixed start-up (empty selection)", "--select", "tag:cxloop_nothing")
+        next_day = (AS_OF + timedelta(days=1)).isoformat()
+        inc = ["--base-url", base_url, "--token", token, "--batches", str(work_dir / "batches-inc.json")]
+        inc += ["--as-of", next_day]
+        stage("extract", "incremental: extract (one new day)", *inc)
+        stage("load", "incremental: validate + load", *inc)
+        stage("dbt", "incremental: dbt build", *inc)
+        pg_note = None
+        if with_postgres:
+            from cxloop.config import Settings
+
+            pg_note = _postgres_reachable(Settings.from_env({**env, "CXLOOP_TARGET": "postgres"}).pg_dsn())
+            if pg_note is None:
+                stage("load", "reference: validate + load on Postgres", *common, "--target", "postgres")
+                stage("dbt", "reference: dbt build on Postgres", *common, "--target", "postgres")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return _write_results(preset, results, out_dir, pg_note)
+
+
+def _read_base_url(server: subprocess.Popen) -> str:
+    assert server.stdout is not None
+    for line in server.stdout:
+        for word in line.split():
+            if word.startswith("http://127.0.0.1:"):
+                return word.rstrip(",;")
+    raise RuntimeError("the demo server did not print its URL")
+
+
+def _write_results(preset: Preset, results: list[StageResult], out_dir: Path, pg_note: str | None) -> dict:
+    by = {r.stage: r for r in results}
+    e2e = sum(by[s].wall_s for s in ("extract", "validate + load", "dbt build", "export"))
+    load = by["validate + load"].detail.get("timings", {})
+    served = sum(by["generate"].detail.get("served", {}).values())
+    report = {
+        "preset": asdict(PRESETS[preset.name]),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cores": os.cpu_count(),
+            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "python": platform.python_version(),
+        },
+        "rows_served": served,
+        "end_to_end_s": round(e2e, 2),
+        "extract_rows_per_s": round(by["extract"].detail.get("rows", 0) / by["extract"].wall_s, 1),
+        "validation_s": load.get("validate_s"),
+        "validation_share_of_end_to_end": round(load.get("validate_s", 0) / e2e, 3) if e2e else None,
+        "peak_rss_mb": round(max(r.peak_rss_mb for r in results), 1),
+        "postgres_reference": "ran" if pg_note is None else f"skipped: {pg_note}",
+        "stages": [asdict(r) for r in results],
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{preset.name}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2, default=str))
+    lines = [
+        f"# cxloop benchmark: preset `{preset.name}` (scale {preset.scale}, {preset.days} days)",
+        "",
+        f"{report['machine']['cores']} cores, {report['machine']['memory_gb']} GiB, Python "
+        f"{report['machine']['python']}; {served:,} source rows; {report['at']}",
+        "",
+        "| stage | wall s | cpu s | peak MB |",
+        "|---|---|---|---|",
+        *[r.row() for r in results],
+        "",
+        f"- end to end (extract + validate/load + dbt build + export): {e2e:.1f} s",
+        f"- extraction: {report['extract_rows_per_s']:,.0f} rows/s through HTTP",
+        f"- validation: {report['validation_s']} s = {100 * (report['validation_share_of_end_to_end'] or 0):.1f}% "
+        f"of end to end (load {load.get('load_s')} s, data docs {load.get('data_docs_s')} s)",
+        f"- Postgres reference: {report['postgres_reference']}",
+    ]
+    (out_dir / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[6 + len(results) :]), flush=True)
+    print(f"results: {out_dir / stem}.json and .md", flush=True)
+    report["files"] = [str(out_dir / f"{stem}.json"), str(out_dir / f"{stem}.md")]
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "stage":
+        return stage_main(argv[1:])
+    p = argparse.ArgumentParser(prog="cxloop bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", choices=sorted(PRESETS), default="small")
+    p.add_argument("--out", default=str(PROJECT_ROOT / "bench" / "results"))
+    p.add_argument("--work", default=None, help="scratch folder (default var/bench/<preset>)")
+    p.add_argument("--no-postgres", action="store_true")
+    a = p.parse_args(argv)
+    preset = PRESETS[a.preset]
+    work = Path(a.work) if a.work else PROJECT_ROOT / "var" / "bench" / preset.name
+    run_bench(preset, out_dir=Path(a.out), work_dir=work, with_postgres=not a.no_postgres)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
