@@ -1,18 +1,26 @@
-{#- Long mapping account x group (company 'all', segment, region, owner, tier) with the
-    account attributes the portfolio marts weigh by. Covers every non-deleted account plus any
-    account_id seen on an invitation or response but absent from the CRM (all attributes
-    null -> group value 'unknown', not active, ARR null). -#}
+{#- Long mapping period x account x group (company 'all', segment, region, owner, tier) with
+    the account attributes the portfolio marts weigh by, all as they were at the close of the
+    period (int_account_periods, type-2). Covers every current account plus any account_id
+    seen on an invitation or response but absent from the CRM (all attributes null -> group
+    value 'unknown', not active, ARR null, no eligible contacts). n_eligible = the account's
+    contacts that were active and not opted out at the period's close. -#}
 with
 
-accounts as (
+periods as (
 
-    select * from {{ ref('stg_crm__accounts') }}
+    select period_start from {{ ref('int_periods') }}
 
 ),
 
-contacts as (
+account_periods as (
 
-    select * from {{ ref('stg_crm__contacts') }}
+    select * from {{ ref('int_account_periods') }}
+
+),
+
+contact_periods as (
+
+    select * from {{ ref('int_contact_periods') }}
 
 ),
 
@@ -24,61 +32,87 @@ referenced as (
 
 ),
 
-all_accounts as (
+unknown_accounts as (
 
-    select account_id from accounts
-    union
-    select account_id from referenced
+    select
+        periods.period_start,
+        referenced.account_id
+    from referenced
+    cross join periods
+    where referenced.account_id not in (select account_id from {{ ref('stg_crm__accounts') }})
 
 ),
 
 eligible as (
 
     select
+        period_start,
         account_id,
         cast(count(*) as bigint) as n_eligible
-    from contacts
+    from contact_periods
     where is_active and not opted_out
-    group by account_id
+    group by period_start, account_id
 
 ),
 
 attributes as (
 
     select
-        all_accounts.account_id,
-        coalesce(accounts.is_active, false) as is_active,
-        accounts.arr,
-        coalesce(eligible.n_eligible, 0) as n_eligible,
-        coalesce(accounts.segment, 'unknown') as segment,
-        coalesce(accounts.region, 'unknown') as region,
-        coalesce(accounts.owner_id, 'unknown') as owner,
-        coalesce(accounts.tier, 'unknown') as tier
-    from all_accounts
-    left join accounts
-        on all_accounts.account_id = accounts.account_id
+        account_periods.period_start,
+        account_periods.account_id,
+        coalesce(account_periods.is_active, false) as is_active,
+        account_periods.arr,
+        coalesce(account_periods.segment, 'unknown') as segment,
+        coalesce(account_periods.region, 'unknown') as region,
+        coalesce(account_periods.owner_id, 'unknown') as owner,
+        coalesce(account_periods.tier, 'unknown') as tier
+    from account_periods
+
+    union all
+
+    select
+        period_start,
+        account_id,
+        false as is_active,
+        cast(null as float8) as arr,
+        'unknown' as segment,
+        'unknown' as region,
+        'unknown' as owner,
+        'unknown' as tier
+    from unknown_accounts
+
+),
+
+with_eligible as (
+
+    select
+        attributes.*,
+        coalesce(eligible.n_eligible, 0) as n_eligible
+    from attributes
     left join eligible
-        on all_accounts.account_id = eligible.account_id
+        on attributes.period_start = eligible.period_start
+        and attributes.account_id = eligible.account_id
 
 ),
 
 unpivoted as (
 
-    select account_id, is_active, arr, n_eligible, 'company' as group_type, 'all' as group_value from attributes
+    select period_start, account_id, is_active, arr, n_eligible, 'company' as group_type, 'all' as group_value from with_eligible
     union all
-    select account_id, is_active, arr, n_eligible, 'segment', segment from attributes
+    select period_start, account_id, is_active, arr, n_eligible, 'segment', segment from with_eligible
     union all
-    select account_id, is_active, arr, n_eligible, 'region', region from attributes
+    select period_start, account_id, is_active, arr, n_eligible, 'region', region from with_eligible
     union all
-    select account_id, is_active, arr, n_eligible, 'owner', owner from attributes
+    select period_start, account_id, is_active, arr, n_eligible, 'owner', owner from with_eligible
     union all
-    select account_id, is_active, arr, n_eligible, 'tier', tier from attributes
+    select period_start, account_id, is_active, arr, n_eligible, 'tier', tier from with_eligible
 
 ),
 
 final as (
 
     select
+        period_start,
         account_id,
         cast(group_type as text) as group_type,
         cast(group_value as text) as group_value,

@@ -18,6 +18,13 @@ contacts as (
 
 ),
 
+-- the contact's CRM version valid when the response was recorded (type-2 snapshot)
+contact_versions as (
+
+    select * from {{ ref('int_contact_versions') }}
+
+),
+
 role_weights as (
 
     select * from {{ ref('role_weights') }}
@@ -48,12 +55,17 @@ joined as (
         responses.recorded_at,
         responses.nps_score,
         responses.is_finished,
-        coalesce(contacts.buying_role, 'unknown') as buying_role
+        -- role as of recorded_at; contacts absent from the snapshot keep their current role
+        coalesce(contact_versions.buying_role, contacts.buying_role, 'unknown') as buying_role
     from responses
     left join surveys
         on responses.survey_id = surveys.survey_id
     left join contacts
         on responses.contact_id = contacts.contact_id
+    left join contact_versions
+        on responses.contact_id = contact_versions.contact_id
+        and (contact_versions.valid_from is null or contact_versions.valid_from <= responses.recorded_at)
+        and (contact_versions.valid_to is null or responses.recorded_at < contact_versions.valid_to)
 
 ),
 

@@ -8,7 +8,7 @@ scores as (
 
 accounts as (
 
-    select account_id, n_eligible
+    select period_start, account_id, n_eligible
     from {{ ref('int_account_groups') }}
     where group_type = 'company'
 
@@ -53,7 +53,8 @@ with_population as (
         coalesce(accounts.n_eligible, 0) as n_eligible
     from methods
     left join accounts
-        on methods.account_id = accounts.account_id
+        on methods.period_start = accounts.period_start
+        and methods.account_id = accounts.account_id
 
 ),
 

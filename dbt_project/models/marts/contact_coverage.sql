@@ -1,114 +1,14 @@
 with
 
-periods as (
-
-    select * from {{ ref('int_periods') }}
-
-),
-
-accounts as (
-
-    select * from {{ ref('stg_crm__accounts') }}
-    where is_active
-
-),
-
-contacts as (
-
-    select * from {{ ref('stg_crm__contacts') }}
-
-),
-
-invitations as (
-
-    select * from {{ ref('stg_survey__invitations') }}
-
-),
-
 responses as (
 
     select * from {{ ref('int_responses_enriched') }}
 
 ),
 
-coverage_slots as (
+slots as (
 
-    select * from {{ ref('coverage_slots') }}
-
-),
-
-slot_tiers as (
-
-    select distinct tier from coverage_slots
-
-),
-
-account_tiers as (
-
-    select
-        accounts.account_id,
-        accounts.tier,
-        coalesce(slot_tiers.tier, '{{ var("default_coverage_tier") }}') as slot_tier
-    from accounts
-    left join slot_tiers
-        on accounts.tier = slot_tiers.tier
-
-),
-
--- one row per period x active account x role with slots
-grid as (
-
-    select
-        periods.period_start,
-        account_tiers.account_id,
-        account_tiers.tier,
-        account_tiers.slot_tier,
-        coverage_slots.role,
-        coverage_slots.required
-    from periods
-    cross join account_tiers
-    inner join coverage_slots
-        on account_tiers.slot_tier = coverage_slots.tier
-
-),
-
-on_file as (
-
-    select
-        account_id,
-        buying_role as role,
-        count(*) as n_contacts
-    from contacts
-    where is_active
-    group by account_id, buying_role
-
-),
-
-invited as (
-
-    select
-        {{ cxloop_period_start('invitations.sent_at') }} as period_start,
-        invitations.account_id,
-        coalesce(contacts.buying_role, 'unknown') as role,
-        count(distinct invitations.contact_id) as n_contacts
-    from invitations
-    left join contacts
-        on invitations.contact_id = contacts.contact_id
-    where invitations.delivery_status = 'delivered'
-    group by 1, 2, 3
-
-),
-
-responded as (
-
-    select
-        period_start,
-        account_id,
-        buying_role as role,
-        count(distinct contact_id) as n_contacts
-    from responses
-    where is_scored
-    group by period_start, account_id, buying_role
+    select * from {{ ref('int_coverage_role_slots') }}
 
 ),
 
@@ -121,33 +21,6 @@ responders as (
     from responses
     where is_scored
     group by period_start, account_id
-
-),
-
-slots as (
-
-    select
-        grid.period_start,
-        grid.account_id,
-        grid.tier,
-        grid.slot_tier,
-        grid.role,
-        grid.required,
-        coalesce(on_file.n_contacts, 0) as n_on_file,
-        coalesce(invited.n_contacts, 0) as n_invited,
-        coalesce(responded.n_contacts, 0) as n_responded
-    from grid
-    left join on_file
-        on grid.account_id = on_file.account_id
-        and grid.role = on_file.role
-    left join invited
-        on grid.period_start = invited.period_start
-        and grid.account_id = invited.account_id
-        and grid.role = invited.role
-    left join responded
-        on grid.period_start = responded.period_start
-        and grid.account_id = responded.account_id
-        and grid.role = responded.role
 
 ),
 

@@ -18,6 +18,18 @@ accounts as (
 
 ),
 
+account_versions as (
+
+    select * from {{ ref('int_account_versions') }}
+
+),
+
+calendar as (
+
+    select * from {{ ref('int_business_calendar') }}
+
+),
+
 owners as (
 
     select * from {{ ref('stg_crm__owners') }}
@@ -70,7 +82,11 @@ joined as (
         required.recorded_at,
         required.nps_score,
         required.score_value,
-        coalesce(linked.owner_id, accounts.owner_id) as owner_id,
+        -- task owner, else the account owner as of recorded_at (type-2), else the current one
+        coalesce(
+            linked.owner_id,
+            case when account_versions.account_id is not null then account_versions.owner_id else accounts.owner_id end
+        ) as owner_id,
         linked.follow_up_id,
         linked.created_at as follow_up_created_at,
         -- timestamps at/after as_of are not known yet
@@ -78,6 +94,7 @@ joined as (
         case when linked.closed_at < as_of.as_of_ts then linked.closed_at end as closed_at,
         {{ cxloop_add_hours('required.recorded_at', 'sla_policy.first_contact_hours') }} as first_contact_due_at,
         {{ cxloop_add_days('required.recorded_at', 'sla_policy.close_days') }} as close_due_at,
+        cast({{ var('sla_first_contact_business_hours') }} as float8) as first_contact_business_hours,
         as_of.as_of_ts
     from required
     cross join sla_policy
@@ -87,6 +104,56 @@ joined as (
         and linked.link_rank = 1
     left join accounts
         on required.account_id = accounts.account_id
+    left join account_versions
+        on required.account_id = account_versions.account_id
+        and (account_versions.valid_from is null or account_versions.valid_from <= required.recorded_at)
+        and (account_versions.valid_to is null or required.recorded_at < account_versions.valid_to)
+
+),
+
+-- business-hours clock: clock(t) = business hours elapsed from the calendar's start to t
+clocked as (
+
+    select
+        joined.*,
+        {{ cxloop_business_clock('rec', 'joined.recorded_at') }} as recorded_clock,
+        {{ cxloop_business_clock('fc', 'joined.first_contact_at') }} as first_contact_clock,
+        {{ cxloop_business_clock('cl', 'joined.closed_at') }} as closed_clock
+    from joined
+    left join calendar as rec
+        on rec.calendar_date = cast(joined.recorded_at as date)
+    left join calendar as fc
+        on fc.calendar_date = cast(joined.first_contact_at as date)
+    left join calendar as cl
+        on cl.calendar_date = cast(joined.closed_at as date)
+
+),
+
+-- the business-clock due time: the business day in which the clock reaches
+-- recorded_clock + first_contact_business_hours
+business_due as (
+
+    select
+        clocked.response_id,
+        {{ cxloop_add_hours('due_day.open_at',
+            'clocked.recorded_clock + clocked.first_contact_business_hours - due_day.cum_hours_before') }}
+            as first_contact_due_at_business
+    from clocked
+    inner join calendar as due_day
+        on due_day.business_hours > 0
+        and due_day.cum_hours_before < clocked.recorded_clock + clocked.first_contact_business_hours
+        and due_day.cum_hours_before + due_day.business_hours >= clocked.recorded_clock + clocked.first_contact_business_hours
+
+),
+
+with_due as (
+
+    select
+        clocked.*,
+        business_due.first_contact_due_at_business
+    from clocked
+    left join business_due
+        on clocked.response_id = business_due.response_id
 
 ),
 
@@ -100,7 +167,7 @@ next_responses as (
             partition by joined.response_id
             order by later.recorded_at asc, later.response_id asc
         ) as next_rank
-    from joined
+    from with_due as joined
     inner join responses as later
         on later.contact_id = joined.contact_id
         and later.is_scored
@@ -113,20 +180,11 @@ classified as (
 
     select
         joined.*,
-        case
-            when joined.first_contact_at is not null and joined.first_contact_at <= joined.first_contact_due_at
-                then 'met'
-            when joined.first_contact_at is not null
-                then 'breached'
-            when joined.as_of_ts <= joined.first_contact_due_at
-                then 'active'
-            when joined.follow_up_id is not null
-                then 'breached'
-            else 'missing'
-        end as sla_status,
+        {{ cxloop_sla_status('joined.first_contact_due_at') }} as sla_status_calendar,
+        {{ cxloop_sla_status('joined.first_contact_due_at_business') }} as sla_status_business,
         next_responses.next_score,
         next_responses.next_score_value
-    from joined
+    from with_due as joined
     left join next_responses
         on joined.response_id = next_responses.response_id
         and next_responses.next_rank = 1
@@ -156,11 +214,21 @@ final as (
         case when classified.closed_at is not null
             then {{ cxloop_hours_between('classified.recorded_at', 'classified.closed_at') }}
         end as hours_to_close,
-        classified.sla_status,
+        cast('{{ cxloop_sla_clock() }}' as text) as sla_clock,
+        classified.sla_status_{{ cxloop_sla_clock() }} as sla_status,
         case
-            when classified.sla_status in ('breached', 'missing') then true
-            when classified.sla_status = 'met' then false
+            when classified.sla_status_{{ cxloop_sla_clock() }} in ('breached', 'missing') then true
+            when classified.sla_status_{{ cxloop_sla_clock() }} = 'met' then false
         end as is_sla_breach,
+        classified.first_contact_due_at_business,
+        case when classified.first_contact_at is not null
+            then classified.first_contact_clock - classified.recorded_clock
+        end as hours_to_first_contact_business,
+        case when classified.closed_at is not null
+            then classified.closed_clock - classified.recorded_clock
+        end as hours_to_close_business,
+        classified.sla_status_calendar,
+        classified.sla_status_business,
         classified.closed_at is not null and classified.closed_at <= classified.close_due_at as is_completed,
         classified.close_due_at <= classified.as_of_ts as is_completion_due,
         classified.next_score,

@@ -28,12 +28,6 @@ response_rate as (
 
 ),
 
-coverage as (
-
-    select * from {{ ref('contact_coverage') }}
-
-),
-
 follow_ups as (
 
     select * from {{ ref('follow_up_sla') }}
@@ -72,36 +66,10 @@ response_rate_kpis as (
 
 ),
 
--- active accounts of every group in every period, with their coverage flags
-account_periods as (
+portfolio_coverage as (
 
-    select
-        coverage.period_start,
-        groups.group_type,
-        groups.group_value,
-        coverage.account_id,
-        coalesce(groups.arr, 0.0) as arr,
-        coverage.n_responding_contacts > 0 as has_response,
-        coverage.has_decision_maker_response
-    from coverage
-    inner join groups
-        on coverage.account_id = groups.account_id
-
-),
-
-coverage_totals as (
-
-    select
-        period_start,
-        group_type,
-        group_value,
-        count(*) as n_accounts,
-        sum(case when has_response then 1 else 0 end) as n_responding,
-        sum(case when has_decision_maker_response then 1 else 0 end) as n_dm_responding,
-        sum(arr) as total_arr,
-        sum(case when has_response then arr else 0.0 end) as responding_arr
-    from account_periods
-    group by period_start, group_type, group_value
+    select * from {{ ref('portfolio_coverage') }}
+    where group_type in ('company', 'segment', 'region', 'owner')
 
 ),
 
@@ -110,34 +78,112 @@ coverage_kpis as (
     select
         period_start, group_type, group_value,
         'account_coverage' as kpi,
-        cast(n_responding as float8) / cast(n_accounts as float8) as value,
+        account_coverage as value,
         cast(null as float8) as ci_low, cast(null as float8) as ci_high,
-        n_accounts as n,
-        cast(null as float8) as target
-    from coverage_totals
+        active_accounts as n,
+        coverage_target as target
+    from portfolio_coverage
 
     union all
 
     select
         period_start, group_type, group_value,
         'decision_maker_coverage' as kpi,
-        cast(n_dm_responding as float8) / cast(n_accounts as float8) as value,
+        decision_maker_coverage as value,
         cast(null as float8) as ci_low, cast(null as float8) as ci_high,
-        n_accounts as n,
-        cast(null as float8) as target
-    from coverage_totals
+        active_accounts as n,
+        coverage_target as target
+    from portfolio_coverage
 
     union all
 
     select
         period_start, group_type, group_value,
         'revenue_coverage' as kpi,
-        responding_arr / total_arr as value,
+        revenue_coverage as value,
         cast(null as float8) as ci_low, cast(null as float8) as ci_high,
-        n_accounts as n,
-        cast({{ var('revenue_coverage_target') }} as float8) as target
-    from coverage_totals
-    where total_arr > 0
+        active_accounts as n,
+        revenue_coverage_target as target
+    from portfolio_coverage
+    where active_arr > 0
+
+    union all
+
+    -- CRM data quality: active accounts with an active decision maker on file at period close
+    select
+        period_start, group_type, group_value,
+        'decision_maker_on_file_rate' as kpi,
+        decision_maker_on_file_rate as value,
+        cast(null as float8) as ci_low, cast(null as float8) as ci_high,
+        active_accounts as n,
+        cast(null as float8) as target
+    from portfolio_coverage
+
+),
+
+-- CRM data quality: active contacts of active accounts at period close with a known buying role
+contact_periods as (
+
+    select * from {{ ref('int_contact_periods') }}
+    where is_active
+
+),
+
+known_role_totals as (
+
+    select
+        groups.period_start,
+        groups.group_type,
+        groups.group_value,
+        count(*) as n_contacts,
+        sum(case when contact_periods.buying_role <> 'unknown' then 1 else 0 end) as n_known
+    from contact_periods
+    inner join groups
+        on contact_periods.period_start = groups.period_start
+        and contact_periods.account_id = groups.account_id
+    where groups.is_active
+    group by groups.period_start, groups.group_type, groups.group_value
+
+),
+
+-- CRM data quality: invitations of the send period that bounced / all invitations sent
+invitation_totals as (
+
+    select
+        {{ cxloop_period_start('invitations.sent_at') }} as period_start,
+        groups.group_type,
+        groups.group_value,
+        count(*) as n_sent,
+        sum(case when invitations.delivery_status = 'bounced' then 1 else 0 end) as n_bounced
+    from {{ ref('stg_survey__invitations') }} as invitations
+    inner join groups
+        on {{ cxloop_period_start('invitations.sent_at') }} = groups.period_start
+        and invitations.account_id = groups.account_id
+    group by 1, 2, 3
+
+),
+
+data_quality_kpis as (
+
+    select
+        period_start, group_type, group_value,
+        'known_buying_role_rate' as kpi,
+        cast(n_known as float8) / cast(n_contacts as float8) as value,
+        cast(null as float8) as ci_low, cast(null as float8) as ci_high,
+        n_contacts as n,
+        cast(null as float8) as target
+    from known_role_totals
+
+    union all
+
+    select
+        period_start, group_type, group_value,
+        'invitation_bounce_rate' as kpi,
+        cast(n_bounced as float8) / cast(n_sent as float8) as value,
+        cast(null as float8) as ci_low, cast(null as float8) as ci_high,
+        n_sent as n,
+        cast(null as float8) as target
+    from invitation_totals
 
 ),
 
@@ -152,7 +198,8 @@ follow_up_groups as (
         follow_ups.is_completion_due
     from follow_ups
     inner join groups
-        on follow_ups.account_id = groups.account_id
+        on follow_ups.period_start = groups.period_start
+        and follow_ups.account_id = groups.account_id
 
 ),
 
@@ -206,6 +253,8 @@ all_kpis as (
     select * from coverage_kpis
     union all
     select * from follow_up_kpis
+    union all
+    select * from data_quality_kpis
 
 ),
 

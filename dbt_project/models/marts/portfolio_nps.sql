@@ -16,12 +16,13 @@ groups as (
 population as (
 
     select
+        period_start,
         group_type,
         group_value,
         sum(case when is_active then n_eligible else 0 end) as n_eligible_contacts,
         sum(case when is_active then 1 else 0 end) as n_active_accounts
     from groups
-    group by group_type, group_value
+    group by period_start, group_type, group_value
 
 ),
 
@@ -42,7 +43,8 @@ responding_accounts as (
         coalesce(groups.arr, 0.0) as a
     from scores
     inner join groups
-        on scores.account_id = groups.account_id
+        on scores.period_start = groups.period_start
+        and scores.account_id = groups.account_id
 
 ),
 
@@ -112,7 +114,8 @@ combined as (
         and ge.group_type = dispersion.group_type
         and ge.group_value = dispersion.group_value
     inner join population
-        on ge.group_type = population.group_type
+        on ge.period_start = population.period_start
+        and ge.group_type = population.group_type
         and ge.group_value = population.group_value
 
 ),

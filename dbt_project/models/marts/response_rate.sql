@@ -82,7 +82,8 @@ grouped as (
             as accounts_responded
     from invitation_outcomes
     inner join groups
-        on invitation_outcomes.account_id = groups.account_id
+        on invitation_outcomes.period_start = groups.period_start
+        and invitation_outcomes.account_id = groups.account_id
     group by 1, 2, 3, 4
 
 ),

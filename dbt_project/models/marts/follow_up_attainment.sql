@@ -1,0 +1,97 @@
+with
+
+follow_ups as (
+
+    select * from {{ ref('follow_up_sla') }}
+
+),
+
+segments as (
+
+    select period_start, account_id, group_value as segment
+    from {{ ref('int_account_groups') }}
+    where group_type = 'segment'
+
+),
+
+tagged as (
+
+    select
+        follow_ups.*,
+        coalesce(segments.segment, 'unknown') as segment
+    from follow_ups
+    left join segments
+        on follow_ups.period_start = segments.period_start
+        and follow_ups.account_id = segments.account_id
+
+),
+
+grouped as (
+
+    select period_start, 'company' as group_type, 'all' as group_value, sla_status, is_completed, is_completion_due, next_score, is_recovered from tagged
+    union all
+    select period_start, 'owner', coalesce(owner_id, 'unknown'), sla_status, is_completed, is_completion_due, next_score, is_recovered from tagged
+    union all
+    select period_start, 'team', coalesce(team, 'unknown'), sla_status, is_completed, is_completion_due, next_score, is_recovered from tagged
+    union all
+    select period_start, 'account', account_id, sla_status, is_completed, is_completion_due, next_score, is_recovered from tagged
+    union all
+    select period_start, 'segment', segment, sla_status, is_completed, is_completion_due, next_score, is_recovered from tagged
+
+),
+
+totals as (
+
+    select
+        period_start,
+        group_type,
+        group_value,
+        count(*) as required_follow_ups,
+        sum(case when sla_status = 'met' then 1 else 0 end) as sla_met,
+        sum(case when sla_status = 'breached' then 1 else 0 end) as sla_breached,
+        sum(case when sla_status = 'missing' then 1 else 0 end) as sla_missing,
+        sum(case when sla_status = 'active' then 1 else 0 end) as sla_active,
+        sum(case when is_completion_due then 1 else 0 end) as completion_due,
+        sum(case when is_completion_due and is_completed then 1 else 0 end) as completed,
+        sum(case when next_score is not null then 1 else 0 end) as with_next_score,
+        sum(case when is_recovered then 1 else 0 end) as recovered
+    from grouped
+    group by period_start, group_type, group_value
+
+),
+
+final as (
+
+    select
+        period_start,
+        cast(group_type as text) as group_type,
+        cast(group_value as text) as group_value,
+        cast('{{ cxloop_sla_clock() }}' as text) as sla_clock,
+        cast(required_follow_ups as integer) as required_follow_ups,
+        cast(sla_met as integer) as sla_met,
+        cast(sla_breached as integer) as sla_breached,
+        cast(sla_missing as integer) as sla_missing,
+        cast(sla_active as integer) as sla_active,
+        case when sla_met + sla_breached + sla_missing > 0
+            then cast(sla_met as float8) / cast(sla_met + sla_breached + sla_missing as float8)
+        end as sla_attainment,
+        cast({{ var('sla_attainment_target') }} as float8) as sla_target,
+        case when sla_met + sla_breached + sla_missing > 0
+            then cast(sla_met as float8) / cast(sla_met + sla_breached + sla_missing as float8)
+                >= {{ var('sla_attainment_target') }}
+        end as meets_sla_target,
+        cast(completion_due as integer) as completion_due,
+        cast(completed as integer) as completed,
+        case when completion_due > 0
+            then cast(completed as float8) / cast(completion_due as float8)
+        end as completion_rate,
+        cast(with_next_score as integer) as with_next_score,
+        cast(recovered as integer) as recovered,
+        case when with_next_score > 0
+            then cast(recovered as float8) / cast(with_next_score as float8)
+        end as recovery_rate
+    from totals
+
+)
+
+select * from final
