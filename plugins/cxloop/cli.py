@@ -72,34 +72,57 @@ def _demo_data(settings: Settings, seed: int, scale: float, as_of: str, progress
     return truth
 
 
-def run_dag(settings: Settings, env: dict[str, str], as_of: str, progress: Progress) -> int:
+# The DAGs of one pipeline pass, in the order the assets chain them.
+PIPELINE_DAGS = ("cx_ingest_crm", "cx_ingest_survey", "cx_transform", "cx_publish")
+WAREHOUSE_POOL = "warehouse_writer"
+
+
+def prepare_airflow(env: dict[str, str], log_dir: Path) -> None:
+    """Migrate the metadata database and create the pool that serialises warehouse writers."""
+    from cxloop.airflow_home import airflow_bin
+
+    airflow = str(airflow_bin())
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / "airflow-db-migrate.log", "w") as fh:
+        for cmd in (
+            [airflow, "db", "migrate"],
+            [airflow, "pools", "set", WAREHOUSE_POOL, "1", "DuckDB allows one writer process at a time"],
+        ):
+            rc = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
+            if rc != 0:
+                raise RuntimeError(f"{' '.join(cmd[1:3])} failed (exit {rc}); see {log_dir / 'airflow-db-migrate.log'}")
+
+
+def run_dags(settings: Settings, env: dict[str, str], as_of: str, progress: Progress | None = None) -> int:
+    """Run the pipeline's DAGs once each through Airflow (`airflow dags test`), in asset order."""
     from cxloop.airflow_home import airflow_bin
 
     airflow = str(airflow_bin())
     log_dir = settings.logs_dir
-    log_dir.mkdir(parents=True, exist_ok=True)
-    progress.step("initialising the Airflow metadata database (SQLite) ...")
-    with open(log_dir / "airflow-db-migrate.log", "w") as fh:
-        rc = subprocess.run([airflow, "db", "migrate"], env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
-    if rc != 0:
-        progress.step(f"airflow db migrate failed (exit {rc}); see {log_dir / 'airflow-db-migrate.log'}")
-        return rc
-    progress.step("running DAG cx_pipeline through Airflow (airflow dags test) ...")
+    if progress:
+        progress.step("initialising the Airflow metadata database (SQLite) ...")
+    prepare_airflow(env, log_dir)
     log_path = log_dir / "airflow-dags-test.log"
-    cmd = [airflow, "dags", "test", "cx_pipeline", "--conf", json.dumps({"as_of": as_of})]
     with open(log_path, "w") as fh:
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            fh.write(line)
-            marker = _task_marker(line)
-            if marker:
-                progress.step(marker)
-        rc = proc.wait()
-    if rc != 0:
-        progress.step(f"DAG run failed (exit {rc}); the last lines of {log_path}:")
-        print("".join(log_path.read_text().splitlines(keepends=True)[-40:]))
-    return rc
+        for dag_id in PIPELINE_DAGS:
+            if progress:
+                progress.step(f"running DAG {dag_id} through Airflow (airflow dags test) ...")
+            cmd = [airflow, "dags", "test", dag_id, "--conf", json.dumps({"as_of": as_of})]
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                fh.write(line)
+                marker = _task_marker(line)
+                if marker and progress:
+                    progress.step(marker)
+            rc = proc.wait()
+            if rc != 0:
+                fh.flush()
+                if progress:
+                    progress.step(f"DAG {dag_id} failed (exit {rc}); the last lines of {log_path}:")
+                    print("".join(log_path.read_text().splitlines(keepends=True)[-40:]))
+                return rc
+    return 0
 
 
 _STARTING = re.compile(r"\[DAG TEST\] starting task_id=(\w+)")
@@ -166,7 +189,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         progress.step(f"demo Qualtrics + Salesforce server listening on {base_url}")
         env = airflow_env(settings)
         env.update(demo_source_env(settings, base_url, token, args.crm, args.survey, progress))
-        rc = run_dag(settings, env, args.as_of, progress)
+        rc = run_dags(settings, env, args.as_of, progress)
     if rc != 0:
         return rc
     summary_path = settings.logs_dir / "last_run_summary.txt"

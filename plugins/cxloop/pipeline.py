@@ -59,7 +59,11 @@ def read_watermarks(settings: Settings, source: str) -> dict[str, datetime]:
 
         if not settings.warehouse_path.exists():
             return {}
-        con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+        try:
+            con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+        except duckdb.ConnectionException:
+            # this process already holds the file open (dbt, under `airflow dags test`)
+            con = duckdb.connect(str(settings.warehouse_path))
     else:
         import psycopg2
 
@@ -96,16 +100,21 @@ def extract(
     entities: tuple[str, ...] | None = None,
     full_refresh: bool = False,
     config: SourceConfig | None = None,
+    watermarks: dict[str, datetime] | None = None,
 ) -> dict:
     """Pull one source's changes since its watermarks (minus a lookback) up to ``as_of``, and
     land them as an immutable batch. ``entities`` limits the source to one domain's entities
-    (a file drop can feed both domains); ``full_refresh`` ignores the watermarks."""
+    (a file drop can feed both domains); ``full_refresh`` ignores the watermarks;
+    ``watermarks`` passes them in when a step that may hold the warehouse read them."""
     config = config or load_source_config()
     settings.ensure_dirs()
     extracted_at = datetime.now(UTC).replace(tzinfo=None)
     batch_id = new_batch_id(source.name, extracted_at)
     raw_dir = settings.landing_dir / f"source={source.name}" / "raw" / batch_id
-    watermarks = {} if full_refresh else read_watermarks(settings, source.name)
+    if full_refresh:
+        watermarks = {}
+    elif watermarks is None:
+        watermarks = read_watermarks(settings, source.name)
     windows_back = lookbacks(config)
     since = {e: wm - windows_back[e] for e, wm in watermarks.items() if e in CURSOR_COLUMNS}
     opts = {**config.options_for(source.name), **source.options}
@@ -297,6 +306,59 @@ def _split_pending(outcome, pending: dict[str, _Pending]) -> dict[str, list[tupl
     return releases
 
 
+def _release_pass(db, con, warehouse, settings: Settings, as_of: datetime, skip: set[str]) -> dict[str, int]:
+    """Retry the pending quarantined rows of entities this run did not carry (a follow-up
+    waiting for a response that the survey ingestion has just loaded), so they do not
+    wait for their own source's next run. Each pass is a small batch of its own."""
+    import pandas as pd
+
+    from cxloop import validation
+    from cxloop.contract import ENTITIES
+    from cxloop.state import pending_entities, record_releases
+
+    released: dict[str, int] = {}
+    for entity_name, source in sorted(pending_entities(db), key=lambda p: ENTITY_ORDER.index(p[0])):
+        if entity_name in skip:
+            continue
+        batch_id = f"release-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+        frames = {entity_name: pd.DataFrame(columns=ENTITIES[entity_name].column_names, dtype=object)}
+        stored = warehouse.known_keys(con)
+        pending = _add_pending(db, frames, [entity_name], stored, settings, batch_id)
+        if entity_name not in pending:
+            continue
+        outcome = validation.validate_batch(
+            frames,
+            batch_id=batch_id,
+            source=source,
+            as_of=as_of,
+            known_keys=stored,
+            known_sent_at=warehouse.known_invitation_sent_at(con),
+            suites_dir=settings.expectations_dir,
+        )
+        releases = _split_pending(outcome, pending)
+        if not releases.get(entity_name):
+            continue
+        warehouse.load_outcome(con, outcome, extracted_at=datetime.now(UTC).replace(tzinfo=None))
+        record_releases(db, entity_name, releases[entity_name], batch_id)
+        released[entity_name] = len(releases[entity_name])
+    return released
+
+
+def data_as_of(settings: Settings) -> datetime | None:
+    """The end of the data window the warehouse is complete up to (see state.data_as_of)."""
+    from cxloop.state import Db, ensure_state_tables
+    from cxloop.state import data_as_of as state_as_of
+
+    store, con = raw_store(settings)
+    try:
+        store.ensure_raw_schema(con)
+        db = Db(con)
+        ensure_state_tables(db)
+        return state_as_of(db)
+    finally:
+        con.close()
+
+
 def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) -> dict:
     """Gate every landed batch of this run through the expectations, then load it.
 
@@ -309,7 +371,7 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
     batch's rows are committed.
     """
     from cxloop import validation
-    from cxloop.state import Db, advance_watermarks, ensure_state_tables, record_releases
+    from cxloop.state import Db, advance_watermarks, ensure_state_tables, record_releases, record_window
 
     landed = [LandedBatch.from_dict(b) for b in batches]
     settings.ensure_dirs()
@@ -360,18 +422,22 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
                 {e: datetime.fromisoformat(batch.cursors[e]) for e in entities if e in batch.cursors},
                 batch.batch_id,
             )
+            record_window(db, batch.source, entities, datetime.fromisoformat(batch.as_of), batch.batch_id)
             started = time.perf_counter()
             validation.build_data_docs(outcome, docs_dir / f"{batch.batch_id}-{entities[0]}")
             timings["data_docs_s"] += time.perf_counter() - started
             for e in entities:
                 counts[e] = {"source": batch.source, **outcome.counts[e]}
             failed_expectations += int((~outcome.results["success"].astype(bool)).sum())
+        done = {e for _, entities in _validation_groups(landed) for e in entities}
+        released = _release_pass(db, con, warehouse, settings, as_of, done)
     finally:
         con.close()
     report = {
         "batch_ids": sorted({b.batch_id for b in landed}),
         "counts": counts,
         "failed_expectations": failed_expectations,
+        "released_by_other_entities": released,
         "data_docs": str(docs_dir),
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
@@ -380,9 +446,11 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
 
 
 def build(settings: Settings, as_of: datetime) -> dict:
-    from cxloop.transform import run_dbt
+    """dbt build; every node's result is logged and kept in ``raw.dbt_results``."""
+    from cxloop.transform import record_results, run_dbt
 
-    result = run_dbt("build", settings, as_of).to_dict()
+    result = run_dbt("build", settings, as_of)
+    record_results(settings, result, as_of)
     if settings.target == "postgres":
         from cxloop import warehouse_pg
 
@@ -391,46 +459,113 @@ def build(settings: Settings, as_of: datetime) -> dict:
             warehouse_pg.grant_bi_access(con)  # the BI role reads marts, and nothing else
         finally:
             con.close()
-    return result
+    return result.to_dict()
+
+
+def last_invocation_id(settings: Settings) -> str | None:
+    """The dbt invocation that built the marts now in the warehouse (raw.dbt_results)."""
+    from cxloop.state import Db
+
+    store, con = raw_store(settings)
+    try:
+        rows = Db(con).execute(
+            "SELECT invocation_id FROM raw.dbt_results ORDER BY recorded_at DESC LIMIT 1"
+        ) if _has_table(con, "dbt_results") else []
+        return rows[0][0] if rows else None
+    finally:
+        con.close()
+
+
+def _has_table(con, name: str) -> bool:
+    from cxloop.state import Db
+
+    return bool(
+        Db(con).execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'raw' AND table_name = ?", [name]
+        )[0][0]
+    )
+
+
+def publish(settings: Settings, as_of: datetime, run_id: str, dbt_invocation_id: str | None) -> str | None:
+    """The read-only BI snapshot (DuckDB only; on Postgres the BI role reads the marts)."""
+    from cxloop.publish import publish_snapshot
+
+    dbt_invocation_id = dbt_invocation_id or last_invocation_id(settings)
+    path = publish_snapshot(settings, as_of, run_id, dbt_invocation_id)
+    return str(path) if path else None
 
 
 def export(settings: Settings, as_of: datetime, run_id: str, dbt_invocation_id: str | None) -> str:
     from cxloop.exports import export_marts
 
+    dbt_invocation_id = dbt_invocation_id or last_invocation_id(settings)
+    watermarks = {
+        source: {e: t.isoformat() for e, t in read_watermarks(settings, source).items()} for source in SOURCES
+    }
     return str(
         export_marts(
-            settings.warehouse_path,
+            settings,
             settings.exports_dir,
             as_of=as_of,
             run_id=run_id,
             dbt_invocation_id=dbt_invocation_id,
+            watermarks={s: w for s, w in watermarks.items() if w},
         )
     )
 
 
-def summarise(settings: Settings, as_of: datetime, batch_ids: list[str], export_dir: str | None) -> dict:
+def report(settings: Settings, as_of: datetime, run_id: str, dbt_invocation_id: str | None) -> str:
+    from cxloop.report import build_report
+
+    dbt_invocation_id = dbt_invocation_id or last_invocation_id(settings)
+    return str(build_report(settings, as_of, run_id, dbt_invocation_id=dbt_invocation_id))
+
+
+def latest_batch_ids(settings: Settings) -> list[str]:
+    """The batches that loaded each entity's latest data window."""
+    from cxloop.state import Db, ensure_state_tables
+
+    store, con = raw_store(settings)
+    try:
+        db = Db(con)
+        ensure_state_tables(db)
+        return sorted({row[0] for row in db.execute("SELECT DISTINCT batch_id FROM raw.extraction_windows")})
+    finally:
+        con.close()
+
+
+def summarise(
+    settings: Settings,
+    as_of: datetime,
+    batch_ids: list[str] | None,
+    export_dir: str | None,
+    extra: dict[str, str] | None = None,
+) -> dict:
+    """The run summary, printed by `make run` and kept in logs/last_run_summary.{txt,json}.
+    ``batch_ids`` None means the batches behind the warehouse's latest data windows."""
     from cxloop.reader import WarehouseReader
     from cxloop.summary import headline, load_counts, render
 
+    if batch_ids is None:
+        batch_ids = latest_batch_ids(settings)
     with WarehouseReader(settings) as reader:
         counts = load_counts(reader, batch_ids)
         head = headline(reader, as_of)
-    text = render(
-        counts,
-        head,
-        {
-            "warehouse": settings.warehouse_path if settings.target == "duckdb" else "postgres: " + settings.pg_dsn(),
-            "exports": export_dir or "(not exported)",
-            "quarantine": settings.quarantine_dir,
-            "landing": settings.landing_dir,
-            "logs": settings.logs_dir,
-        },
-    )
+    locations = {
+        "warehouse": settings.warehouse_path if settings.target == "duckdb" else "postgres: " + settings.pg_dsn(),
+        **(extra or {}),
+        "exports": export_dir or "(not exported)",
+        "quarantine": settings.quarantine_dir,
+        "landing": settings.landing_dir,
+        "logs": settings.logs_dir,
+    }
+    text = render(counts, head, locations)
     summary_path = settings.logs_dir / "last_run_summary.txt"
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(text)
     (settings.logs_dir / "last_run_summary.json").write_text(
-        json.dumps({"headline": head, "counts": counts}, indent=2, default=str)
+        json.dumps({"headline": head, "counts": counts, "locations": {k: str(v) for k, v in locations.items()}},
+                   indent=2, default=str)
     )
     return {"text": text, "headline": head, "path": str(summary_path)}
 

@@ -38,6 +38,15 @@ CREATE TABLE IF NOT EXISTS raw.quarantine_releases (
     resolved_at TIMESTAMP NOT NULL
 )"""
 
+WINDOWS_DDL = """
+CREATE TABLE IF NOT EXISTS raw.extraction_windows (
+    source VARCHAR NOT NULL,
+    entity VARCHAR NOT NULL,
+    as_of TIMESTAMP NOT NULL,
+    batch_id VARCHAR NOT NULL,
+    loaded_at TIMESTAMP NOT NULL
+)"""
+
 # Quarantine reasons that a later batch can cure: the referenced parent was unknown, or was
 # itself quarantined. Everything else (a bad score, a malformed date) stays quarantined.
 RETRYABLE_EXPECTATIONS = ("expect_column_values_to_be_in_set", "cxloop_parent_not_quarantined")
@@ -65,6 +74,7 @@ def ensure_state_tables(db: Db) -> None:
     db.execute("CREATE SCHEMA IF NOT EXISTS raw")
     db.execute(WATERMARKS_DDL)
     db.execute(RELEASES_DDL)
+    db.execute(WINDOWS_DDL)
 
 
 def get_watermarks(db: Db, source: str) -> dict[str, dt.datetime]:
@@ -127,3 +137,33 @@ def record_releases(
         )
         n += 1
     return n
+
+
+def record_window(db: Db, source: str, entities: Iterable[str], as_of: dt.datetime, batch_id: str) -> None:
+    """The end of the data window each entity has been loaded up to (by a committed batch)."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    for entity in entities:
+        db.execute("DELETE FROM raw.extraction_windows WHERE source = ? AND entity = ?", [source, entity])
+        db.execute(
+            "INSERT INTO raw.extraction_windows (source, entity, as_of, batch_id, loaded_at) VALUES (?, ?, ?, ?, ?)",
+            [source, entity, as_of, batch_id, now],
+        )
+
+
+def data_as_of(db: Db) -> dt.datetime | None:
+    """How far the warehouse's data is complete: the earliest window end over the entities
+    (an asset-triggered transform has no data interval of its own; this is its as_of)."""
+    rows = db.execute("SELECT min(latest) FROM (SELECT entity, max(as_of) AS latest FROM raw.extraction_windows GROUP BY entity) w")
+    return rows[0][0] if rows and rows[0][0] is not None else None
+
+
+def pending_entities(db: Db) -> list[tuple[str, str]]:
+    """(entity, source) pairs that have quarantined rows no release has resolved yet."""
+    return [
+        (e, src)
+        for e, src in db.execute(
+            """SELECT DISTINCT q.entity, q.source FROM raw.quarantine AS q WHERE NOT EXISTS (
+                   SELECT 1 FROM raw.quarantine_releases AS r
+                   WHERE r.batch_id = q.batch_id AND r.entity = q.entity AND r.row_number = q.row_number)"""
+        )
+    ]

@@ -56,12 +56,18 @@ def headline(reader: WarehouseReader, as_of: datetime, grain: str = "quarter") -
 
 
 def load_counts(reader: WarehouseReader, batch_ids: list[str]) -> list[tuple]:
-    """(source, entity, received, loaded, quarantined) of this run's batches."""
+    """(source, entity, received, loaded, quarantined, released) of this run's batches, where
+    released counts quarantined rows that a later batch loaded once their parent arrived."""
     batches = reader.df("select source, entity, batch_id, received, loaded, quarantined from raw.batches")
     batches = batches[batches["batch_id"].isin(batch_ids)]
     grouped = batches.groupby(["source", "entity"], as_index=False)[["received", "loaded", "quarantined"]].sum()
+    releases = reader.df(
+        "select batch_id, entity, count(*) as released from raw.quarantine_releases "
+        "where resolution = 'released' group by batch_id, entity"
+    )
+    releases = releases[releases["batch_id"].isin(batch_ids)].groupby("entity")["released"].sum()
     return [
-        (r.source, r.entity, int(r.received), int(r.loaded), int(r.quarantined))
+        (r.source, r.entity, int(r.received), int(r.loaded), int(r.quarantined), int(releases.get(r.entity, 0)))
         for r in grouped.sort_values(["source", "entity"]).itertuples()
     ]
 
@@ -72,9 +78,11 @@ def _pct(x: float | None) -> str:
 
 def render(counts: list[tuple], head: dict, locations: dict[str, Path | str]) -> str:
     lines = ["", "cxloop run summary", "=" * 18, "", "Rows per entity (extracted = loaded + quarantined):"]
-    lines.append(f"  {'source':<12}{'entity':<14}{'extracted':>10}{'loaded':>10}{'quarantined':>13}")
-    for source, entity_name, received, loaded, quarantined in counts:
-        lines.append(f"  {source:<12}{entity_name:<14}{received:>10}{loaded:>10}{quarantined:>13}")
+    lines.append(f"  {'source':<12}{'entity':<14}{'extracted':>10}{'loaded':>10}{'quarantined':>13}{'released':>10}")
+    for source, entity_name, received, loaded, quarantined, released in counts:
+        lines.append(f"  {source:<12}{entity_name:<14}{received:>10}{loaded:>10}{quarantined:>13}{released:>10}")
+    if any(c[5] for c in counts):
+        lines.append("  (released: quarantined only because the parent row had not arrived yet, loaded once it did)")
     lines += ["", f"Headline for period starting {head['period_start']}:"]
     if head.get("nps") is not None:
         lines.append(

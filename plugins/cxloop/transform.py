@@ -6,7 +6,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cxloop.config import Settings
@@ -118,3 +118,39 @@ def run_dbt(
 
 def manifest_path(settings: Settings) -> Path:
     return settings.var_dir / "dbt" / "target" / "manifest.json"
+
+
+RESULTS_DDL = """
+CREATE TABLE IF NOT EXISTS raw.dbt_results (
+    invocation_id VARCHAR,
+    as_of TIMESTAMP NOT NULL,
+    node VARCHAR NOT NULL,
+    resource_type VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    seconds DOUBLE PRECISION NOT NULL,
+    message VARCHAR,
+    recorded_at TIMESTAMP NOT NULL
+)"""
+
+
+def record_results(settings: Settings, build: BuildResult, as_of: datetime) -> int:
+    """Keep every node's result of a dbt invocation in ``raw.dbt_results`` (BI can chart the
+    pipeline's own health next to the data's)."""
+    from cxloop.pipeline import raw_store
+    from cxloop.state import Db
+
+    store, con = raw_store(settings)
+    try:
+        db = Db(con)
+        db.execute("CREATE SCHEMA IF NOT EXISTS raw")
+        db.execute(RESULTS_DDL)
+        db.execute("DELETE FROM raw.dbt_results WHERE invocation_id = ?", [build.invocation_id])
+        now = datetime.now(UTC).replace(tzinfo=None)
+        for n in build.nodes:
+            db.execute(
+                "INSERT INTO raw.dbt_results VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [build.invocation_id, as_of, n.name, n.resource_type, n.status, n.seconds, n.message, now],
+            )
+        return len(build.nodes)
+    finally:
+        con.close()

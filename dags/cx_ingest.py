@@ -1,0 +1,85 @@
+"""
+### cx_ingest_crm / cx_ingest_survey: extract, gate and load one domain
+
+One DAG per domain. `config/sources.yml` (or `CXLOOP_CRM_SOURCE` / `CXLOOP_SURVEY_SOURCE`)
+says which system feeds it: CRM from Salesforce, HubSpot or file drops (owners, accounts,
+contacts with buying roles, follow-up tasks); surveys from Qualtrics or file drops (surveys,
+invitations, responses).
+
+Each run reads every entity from its watermark (minus a lookback) up to `as_of` (the run
+parameter, else the data interval end), lands the batch as immutable Parquet, gates it
+through the Great Expectations suites (bad rows go to `raw.quarantine` with file, row, field
+and reason), merges the rest into the warehouse's `raw` schema and only then advances the
+watermarks. Rerunning a window changes nothing. A structurally broken batch fails the run
+and moves no watermark.
+
+Produces the asset `cxloop_raw_crm` / `cxloop_raw_survey`, which schedules `cx_transform`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import dag, task
+from cxloop_airflow import AS_OF_PARAM, DEFAULT_ARGS, RAW_ASSETS, TAGS, WAREHOUSE_POOL, explicit_as_of, source_settings
+
+
+def make_ingest_dag(domain: str):
+    @dag(
+        dag_id=f"cx_ingest_{domain}",
+        schedule="@daily",
+        start_date=datetime(2025, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        tags=[*TAGS, "ingest", domain],
+        doc_md=__doc__,
+        params=AS_OF_PARAM,
+        default_args=DEFAULT_ARGS,
+    )
+    def ingest():
+        @task
+        def resolve_as_of(params=None, data_interval_end=None, dag_run=None) -> str:
+            from cxloop.config import parse_as_of
+
+            return explicit_as_of(params, data_interval_end) or parse_as_of(dag_run.run_after).isoformat()
+
+        @task(pool=WAREHOUSE_POOL)
+        def read_watermarks() -> dict[str, str]:
+            from cxloop.config import Settings
+            from cxloop.pipeline import read_watermarks as read
+            from cxloop.source_config import load_source_config
+
+            source = load_source_config().source_for(domain)
+            return {e: t.isoformat() for e, t in read(Settings.from_env(), source).items()}
+
+        @task
+        def extract(as_of: str, watermarks: dict[str, str]) -> dict:
+            from cxloop.config import Settings, parse_as_of
+            from cxloop.pipeline import extract as run
+            from cxloop.source_config import DOMAINS, load_source_config
+
+            config = load_source_config()
+            return run(
+                source_settings(config.source_for(domain)),
+                Settings.from_env(),
+                parse_as_of(as_of),
+                entities=DOMAINS[domain],
+                config=config,
+                watermarks={e: datetime.fromisoformat(t) for e, t in watermarks.items()},
+            )
+
+        @task(pool=WAREHOUSE_POOL, retries=0, outlets=[RAW_ASSETS[domain]])
+        def validate_and_load(batch: dict, as_of: str) -> dict:
+            from cxloop.config import Settings, parse_as_of
+            from cxloop.pipeline import validate_and_load as run
+
+            return run([batch], Settings.from_env(), parse_as_of(as_of))
+
+        as_of = resolve_as_of()
+        validate_and_load(extract(as_of, read_watermarks()), as_of)
+
+    return ingest()
+
+
+cx_ingest_crm = make_ingest_dag("crm")
+cx_ingest_survey = make_ingest_dag("survey")

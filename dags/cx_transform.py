@@ -1,0 +1,58 @@
+"""
+### cx_transform: build the CX marts with dbt
+
+Scheduled on the raw-layer assets (`cxloop_raw_crm` or `cxloop_raw_survey` updated): runs
+`dbt build` (seeds, snapshots, staging, intermediate, marts and every data and unit test) in
+one task and keeps each node's result in `raw.dbt_results` and in the task log.
+
+An asset-triggered run has no data interval: its `as_of` (the "now" of SLA clocks and
+close-out windows) is the end of the data window the warehouse is complete up to, read from
+the extraction windows the ingestion DAGs recorded. A manual run may pass `as_of`.
+
+Produces the asset `cxloop_marts`, which schedules `cx_publish`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import dag, task
+from cxloop_airflow import AS_OF_PARAM, DEFAULT_ARGS, MARTS_ASSET, RAW_ASSETS, TAGS, WAREHOUSE_POOL, explicit_as_of
+
+
+@dag(
+    dag_id="cx_transform",
+    schedule=(RAW_ASSETS["crm"] | RAW_ASSETS["survey"]),
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=[*TAGS, "dbt"],
+    doc_md=__doc__,
+    params=AS_OF_PARAM,
+    default_args=DEFAULT_ARGS,
+)
+def cx_transform():
+    @task(pool=WAREHOUSE_POOL)
+    def resolve_as_of(params=None) -> str:
+        from cxloop.config import Settings
+        from cxloop.pipeline import data_as_of
+
+        explicit = explicit_as_of(params)
+        if explicit:
+            return explicit
+        found = data_as_of(Settings.from_env())
+        if found is None:
+            raise ValueError("no data loaded yet: run the ingestion DAGs first, or pass as_of")
+        return found.isoformat()
+
+    @task(pool=WAREHOUSE_POOL, retries=1, outlets=[MARTS_ASSET])
+    def dbt_build(as_of: str) -> dict:
+        from cxloop.config import Settings, parse_as_of
+        from cxloop.pipeline import build
+
+        return build(Settings.from_env(), parse_as_of(as_of))
+
+    dbt_build(resolve_as_of())
+
+
+cx_transform()

@@ -1,0 +1,60 @@
+"""Failure callbacks: a log line always, a JSON webhook when configured, never an exception."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+
+import pytest
+
+from cxloop.alerts import WEBHOOK_ENV, failure_payload, on_failure
+
+
+@pytest.fixture
+def webhook():
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(204)
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+
+
+def context(error: Exception) -> dict:
+    ti = SimpleNamespace(dag_id="cx_ingest_crm", task_id="extract", run_id="manual__1", try_number=3)
+    return {"ti": ti, "run_id": "manual__1", "exception": error}
+
+
+def test_payload_names_the_task_and_the_error():
+    payload = failure_payload(context(ValueError("source salesforce: base URL is not configured")))
+    assert payload["text"] == "cxloop: cx_ingest_crm.extract failed in run manual__1: ValueError"
+    assert payload["try_number"] == 3
+    assert "base URL" in payload["error"]
+
+
+def test_webhook_receives_the_failure(webhook, monkeypatch, caplog):
+    url, received = webhook
+    monkeypatch.setenv(WEBHOOK_ENV, url)
+    with caplog.at_level("ERROR", logger="cxloop.alerts"):
+        on_failure(context(RuntimeError("dbt build failed")))
+    assert received and received[0]["task_id"] == "extract"
+    assert "dbt build failed" in caplog.text
+
+
+def test_a_dead_webhook_never_raises(monkeypatch, caplog):
+    monkeypatch.setenv(WEBHOOK_ENV, "http://127.0.0.1:9/unreachable")
+    with caplog.at_level("WARNING", logger="cxloop.alerts"):
+        on_failure(context(RuntimeError("boom")))
+    assert "alert webhook failed" in caplog.text
