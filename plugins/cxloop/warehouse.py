@@ -201,6 +201,22 @@ def load_outcome(
     return outcome.counts
 
 
+def with_lineage(
+    name: str, frame: pd.DataFrame, batch_id: str, source: str, extracted: dt.datetime, loaded: dt.datetime
+) -> pd.DataFrame:
+    """The valid rows of one entity in contract column order, plus the lineage columns.
+    Shared by the DuckDB and the Postgres stores."""
+    e = ENTITIES[name]
+    if frame[e.primary_key].isna().any() or frame[e.primary_key].duplicated().any():
+        raise ValueError(f"valid rows of {name} must have unique, non-null {e.primary_key}")
+    incoming = frame.reindex(columns=e.column_names).copy()
+    incoming["_batch_id"] = batch_id
+    incoming["_source"] = source
+    incoming["_extracted_at"] = pd.Timestamp(extracted)
+    incoming["_loaded_at"] = pd.Timestamp(loaded)
+    return incoming
+
+
 def _merge_entity(
     con: duckdb.DuckDBPyConnection,
     name: str,
@@ -213,13 +229,7 @@ def _merge_entity(
     e = ENTITIES[name]
     if frame.empty:
         return
-    if frame[e.primary_key].isna().any() or frame[e.primary_key].duplicated().any():
-        raise ValueError(f"valid rows of {name} must have unique, non-null {e.primary_key}")
-    incoming = frame.reindex(columns=e.column_names).copy()
-    incoming["_batch_id"] = batch_id
-    incoming["_source"] = source
-    incoming["_extracted_at"] = pd.Timestamp(extracted)
-    incoming["_loaded_at"] = pd.Timestamp(loaded)
+    incoming = with_lineage(name, frame, batch_id, source, extracted, loaded)
     view = f"_cx_incoming_{name}"
     con.register(view, incoming)
     try:

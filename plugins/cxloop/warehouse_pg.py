@@ -59,7 +59,7 @@ from psycopg2.extensions import make_dsn, parse_dsn
 
 from cxloop.contract import ENTITIES, ENTITY_ORDER, LINEAGE_COLUMNS
 from cxloop.validation import QUARANTINE_COLUMNS, RESULT_COLUMNS, ValidationOutcome
-from cxloop.warehouse import write_quarantine_parquet  # engine-neutral, re-exported
+from cxloop.warehouse import with_lineage, write_quarantine_parquet  # engine-neutral, shared
 
 __all__ = [
     "BI_ROLE",
@@ -428,13 +428,7 @@ def _merge_entity(
     e = ENTITIES[name]
     if frame.empty:
         return
-    if frame[e.primary_key].isna().any() or frame[e.primary_key].duplicated().any():
-        raise ValueError(f"valid rows of {name} must have unique, non-null {e.primary_key}")
-    incoming = frame.reindex(columns=e.column_names).copy()
-    incoming["_batch_id"] = batch_id
-    incoming["_source"] = source
-    incoming["_extracted_at"] = pd.Timestamp(extracted)
-    incoming["_loaded_at"] = pd.Timestamp(loaded)
+    incoming = with_lineage(name, frame, batch_id, source, extracted, loaded)
     types = {c.name: c.type for c in e.columns} | {c.name: c.type for c in LINEAGE_COLUMNS}
     stage = _q(f"_cx_stage_{name}")
     table = f"{SCHEMA}.{_q(name)}"
