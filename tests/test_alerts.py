@@ -8,7 +8,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
-
 from cxloop.alerts import WEBHOOK_ENV, failure_payload, on_failure
 
 

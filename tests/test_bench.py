@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from cxloop.bench import PRESETS, run_bench
 
 pytestmark = pytest.mark.e2e

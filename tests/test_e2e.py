@@ -168,7 +168,9 @@ def _compare(mart: str, actual: pd.DataFrame, wanted: pd.DataFrame) -> None:
         else:
             xs = x.astype(object).where(x.notna(), None)
             ys = y.astype(object).where(y.notna(), None)
-            bad = np.array([(p is None) != (q is None) or (p is not None and p != q) for p, q in zip(xs, ys, strict=True)])
+            bad = np.array(
+                [(p is None) != (q is None) or (p is not None and p != q) for p, q in zip(xs, ys, strict=True)]
+            )
         if bad.any():
             sample = merged.loc[bad, keys + [f"{col}_mart", f"{col}_oracle"]].head(5)
             problems.append(f"{col}: {int(bad.sum())} rows differ\n{sample.to_string()}")

@@ -11,7 +11,6 @@ from datetime import datetime
 
 import duckdb
 import pytest
-
 from cxloop.config import Settings, SourceSettings
 from cxloop.contract import ENTITIES, ENTITY_ORDER
 from cxloop.demo.generator import generate

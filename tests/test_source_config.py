@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from cxloop.source_config import SourceConfigError, load_source_config
 
 

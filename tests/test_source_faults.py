@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 import pytest
-
 from cxloop.config import Settings, SourceSettings
 from cxloop.demo.generator import generate
 from cxloop.demo.server import DemoServer

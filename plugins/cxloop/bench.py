@@ -91,7 +91,9 @@ def _settings(target: str = "duckdb"):
 def stage_generate(a) -> dict:
     from cxloop.demo.generator import generate
 
-    truth = generate(Path(a.demo), seed=a.seed, scale=a.scale, as_of=AS_OF, start=(AS_OF - timedelta(days=a.days)).date())
+    truth = generate(
+        Path(a.demo), seed=a.seed, scale=a.scale, as_of=AS_OF, start=(AS_OF - timedelta(days=a.days)).date()
+    )
     return {"served": {e: c["served"] for e, c in truth["counts"].items()}}
 
 
@@ -112,7 +114,9 @@ def stage_extract(a) -> dict:
 def stage_load(a) -> dict:
     from cxloop.pipeline import validate_and_load
 
-    report = validate_and_load(json.loads(Path(a.batches).read_text()), _settings(a.target), datetime.fromisoformat(a.as_of))
+    report = validate_and_load(
+        json.loads(Path(a.batches).read_text()), _settings(a.target), datetime.fromisoformat(a.as_of)
+    )
     return {"timings": report["timings"], "counts": report["counts"]}
 
 
@@ -169,7 +173,8 @@ def stage_lower_bound(a) -> dict:
     ),
     sla as (
         select date_trunc('quarter', r.recorded_at) as period,
-               count(*) filter (where try_cast(f.first_contact_at as timestamp) <= r.recorded_at + interval 48 hour) as met,
+               count(*) filter (
+                   where try_cast(f.first_contact_at as timestamp) <= r.recorded_at + interval 48 hour) as met,
                count(*) as due
         from responses r left join read_parquet('{files["follow_ups"]}') f using (response_id)
         where r.score between 0 and 6 group by all

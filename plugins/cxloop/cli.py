@@ -1,10 +1,10 @@
 """The ``cxloop`` command line.
 
-    cxloop demo [--scale X] [--seed N] [--keep]   generate demo data, serve it, run the DAG
-                                                  through Airflow, print the summary
-    cxloop generate --out DIR [--scale X]         demo data only
-    cxloop serve --data DIR                       the demo source server only
-    cxloop summary                                print the last run's summary again
+cxloop demo [--scale X] [--seed N] [--keep]   generate demo data, serve it, run the DAG
+                                              through Airflow, print the summary
+cxloop generate --out DIR [--scale X]         demo data only
+cxloop serve --data DIR                       the demo source server only
+cxloop summary                                print the last run's summary again
 """
 
 from __future__ import annotations
@@ -57,8 +57,10 @@ def _demo_data(settings: Settings, seed: int, scale: float, as_of: str, progress
     truth_file = settings.demo_dir / "ground_truth.json"
     if truth_file.exists():
         truth = json.loads(truth_file.read_text())
-        if truth.get("seed") == seed and float(truth.get("scale")) == scale and truth.get("as_of", "").startswith(
-            as_of[:10]
+        if (
+            truth.get("seed") == seed
+            and float(truth.get("scale")) == scale
+            and truth.get("as_of", "").startswith(as_of[:10])
         ):
             progress.step(f"demo data (seed {seed}, scale {scale}) already in {settings.demo_dir}")
             return truth
@@ -66,9 +68,7 @@ def _demo_data(settings: Settings, seed: int, scale: float, as_of: str, progress
     progress.step(f"generating demo data: seed {seed}, scale {scale}, as of {as_of} ...")
     truth = generate(settings.demo_dir, seed=seed, scale=scale, as_of=parse_as_of(as_of))
     served = truth.get("counts", {})
-    progress.step(
-        "generated " + ", ".join(f"{e} {c.get('served')}" for e, c in served.items() if isinstance(c, dict))
-    )
+    progress.step("generated " + ", ".join(f"{e} {c.get('served')}" for e, c in served.items() if isinstance(c, dict)))
     return truth
 
 
@@ -255,8 +255,12 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("CXLOOP_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="cxloop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    logging.basicConfig(
+        level=os.environ.get("CXLOOP_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
+    )
+    parser = argparse.ArgumentParser(
+        prog="cxloop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="run the whole pipeline on demo data through Airflow")
     p.add_argument("--scale", type=float, default=1.0)

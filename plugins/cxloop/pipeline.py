@@ -468,9 +468,11 @@ def last_invocation_id(settings: Settings) -> str | None:
 
     store, con = raw_store(settings)
     try:
-        rows = Db(con).execute(
-            "SELECT invocation_id FROM raw.dbt_results ORDER BY recorded_at DESC LIMIT 1"
-        ) if _has_table(con, "dbt_results") else []
+        rows = (
+            Db(con).execute("SELECT invocation_id FROM raw.dbt_results ORDER BY recorded_at DESC LIMIT 1")
+            if _has_table(con, "dbt_results")
+            else []
+        )
         return rows[0][0] if rows else None
     finally:
         con.close()
@@ -564,8 +566,11 @@ def summarise(
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(text)
     (settings.logs_dir / "last_run_summary.json").write_text(
-        json.dumps({"headline": head, "counts": counts, "locations": {k: str(v) for k, v in locations.items()}},
-                   indent=2, default=str)
+        json.dumps(
+            {"headline": head, "counts": counts, "locations": {k: str(v) for k, v in locations.items()}},
+            indent=2,
+            default=str,
+        )
     )
     return {"text": text, "headline": head, "path": str(summary_path)}
 

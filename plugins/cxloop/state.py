@@ -153,7 +153,9 @@ def record_window(db: Db, source: str, entities: Iterable[str], as_of: dt.dateti
 def data_as_of(db: Db) -> dt.datetime | None:
     """How far the warehouse's data is complete: the earliest window end over the entities
     (an asset-triggered transform has no data interval of its own; this is its as_of)."""
-    rows = db.execute("SELECT min(latest) FROM (SELECT entity, max(as_of) AS latest FROM raw.extraction_windows GROUP BY entity) w")
+    rows = db.execute(
+        "SELECT min(latest) FROM (SELECT entity, max(as_of) AS latest FROM raw.extraction_windows GROUP BY entity) w"
+    )
     return rows[0][0] if rows and rows[0][0] is not None else None
 
 

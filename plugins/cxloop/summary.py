@@ -32,7 +32,9 @@ def headline(reader: WarehouseReader, as_of: datetime, grain: str = "quarter") -
     period = latest_period(as_of, grain)
     out: dict = {"period_start": period.isoformat()}
     nps = _rows(
-        reader, "portfolio_nps", period,
+        reader,
+        "portfolio_nps",
+        period,
         "and survey_type = 'relationship' and group_type = 'company' and method = 'respondent'",
     )
     first = nps.iloc[0] if len(nps) else None
@@ -96,7 +98,8 @@ def render(counts: list[tuple], head: dict, locations: dict[str, Path | str]) ->
         f"({head['responses']} of {head['delivered']} delivered; target 70%)"
     )
     lines.append(
-        f"  Decision-maker coverage:       {_pct(head['decision_maker_coverage'])} of {head['active_accounts']} active accounts"
+        f"  Decision-maker coverage:       {_pct(head['decision_maker_coverage'])} "
+        f"of {head['active_accounts']} active accounts"
     )
     lines.append(
         f"  Follow-up SLA attainment:      {_pct(head['sla_attainment'])} "
