@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test install lock lint clean airflow bench
+.PHONY: run test install lock lint clean airflow bench celery
 
 # The virtualenv inside the repo, from the project's own lock file (hash-checked).
 $(STAMP): requirements.lock pyproject.toml
@@ -31,6 +31,12 @@ bench: $(STAMP)
 # Airflow's UI on the demo home, for a newcomer to look around (Ctrl-C stops it).
 airflow: $(STAMP)
 	@$(BIN)/cxloop airflow
+
+# The distributed setup on this machine, no Docker: CeleryExecutor, two Celery workers, the
+# local Postgres (metadata + warehouse) and Redis (broker); asserts every DAG run succeeded with
+# tasks on both workers. Logs in var/celery/logs. CELERY_ARGS="--help" lists the options.
+celery: $(STAMP)
+	@$(BIN)/python scripts/celery_run.py $(CELERY_ARGS)
 
 test: $(STAMP)
 	@scripts/system-deps.sh

@@ -1,7 +1,8 @@
 """
 ### cx_transform: build the CX marts with dbt
 
-Scheduled on the raw-layer assets (`cxloop_raw_crm` or `cxloop_raw_survey` updated): runs
+Scheduled on the raw-layer assets (both `cxloop_raw_crm` and `cxloop_raw_survey` updated since
+the last build, so a daily pair of ingestions triggers one build): runs
 `dbt build` (seeds, snapshots, staging, intermediate, marts and every data and unit test) in
 one task and keeps each node's result in `raw.dbt_results` and in the task log.
 
@@ -22,7 +23,7 @@ from cxloop_airflow import AS_OF_PARAM, DEFAULT_ARGS, MARTS_ASSET, RAW_ASSETS, T
 
 @dag(
     dag_id="cx_transform",
-    schedule=(RAW_ASSETS["crm"] | RAW_ASSETS["survey"]),
+    schedule=(RAW_ASSETS["crm"] & RAW_ASSETS["survey"]),
     start_date=datetime(2025, 1, 1),
     catchup=False,
     max_active_runs=1,
