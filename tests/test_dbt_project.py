@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -317,81 +316,5 @@ def test_docs_generate_describes_every_mart_and_column(incremental_run):
     assert {"governance_report", "governance_export", "bi_marts_snapshot"} <= exposures
     assert not problems, "\n".join(problems)
 
-
-# --------------------------------------------------------------------------------- Postgres
-
-
-def _postgres_reachable() -> str | None:
-    try:
-        pg_connect().close()
-        return None
-    except Exception as exc:  # noqa: BLE001 - any failure means: no server to test against
-        where = f"{os.environ.get('CXLOOP_PG_HOST', '127.0.0.1')}:{os.environ.get('CXLOOP_PG_PORT', '5432')}"
-        return f"Postgres at {where} unreachable: {exc}"
-
-
-@pytest.fixture(scope="module")
-def postgres_build(incremental_run, tmp_path_factory):
-    """`dbt build` (with every data and unit test) on the local Postgres, in a database created
-    for the test and dropped after it, from exactly the raw rows of the DuckDB run."""
-    reason = _postgres_reachable()
-    if reason:
-        pytest.skip(reason)
-    con = duckdb.connect(str(incremental_run["full_db"]), read_only=True)
-    try:
-        raw = {e: con.execute(f'select * from raw."{e}"').df() for e in ENTITY_ORDER}
-        results = con.execute("select * from raw.validation_results").df()
-    finally:
-        con.close()
-    dbname = f"cxloop_test_{uuid.uuid4().hex[:10]}"
-    admin = pg_connect()
-    admin.autocommit = True
-    admin.cursor().execute(f'create database "{dbname}"')
-    admin.close()
-    work = tmp_path_factory.mktemp("postgres")
-    try:
-        load_postgres(dbname, raw, results)
-        started = datetime.now()
-        run = dbt(["build"], target="postgres", env={"CXLOOP_PG_DBNAME": dbname}, cwd=work)
-        elapsed = (datetime.now() - started).total_seconds()
-        con = pg_connect(dbname)
-        try:
-            marts = {}
-            for m in MARTS:
-                with con.cursor() as cur:
-                    cur.execute(f"select * from marts.{m}")  # noqa: S608 - fixed names
-                    marts[m] = pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
-        finally:
-            con.close()
-        yield {"marts": marts, "elapsed": elapsed, "log": run.stdout, "raw": raw}
-    finally:
-        admin = pg_connect()
-        admin.autocommit = True
-        admin.cursor().execute(f'drop database if exists "{dbname}" with (force)')
-        admin.close()
-
-
-def test_postgres_build_passes(postgres_build):
-    print(f"dbt build on Postgres: {postgres_build['elapsed']:.1f} s")
-    assert "Completed successfully" in postgres_build["log"]
-    assert all(len(df) for name, df in postgres_build["marts"].items() if name != "at_risk_accounts")
-
-
-@pytest.mark.parametrize("mart", ["account_nps", "portfolio_nps", "contact_coverage", "response_rate", "follow_up_sla"])
-def test_postgres_marts_equal_independent_computation(postgres_build, mart):
-    import oracle
-    from test_e2e import _compare
-
-    expected = oracle.compute_marts(postgres_build["raw"], AS_OF)
-    _compare(mart, postgres_build["marts"][mart], expected[mart])
-
-
-@pytest.mark.parametrize("mart", MARTS)
-def test_postgres_equals_duckdb(postgres_build, incremental_run, mart):
-    duck = read_marts(incremental_run["full_db"])[mart]
-    pg = postgres_build["marts"][mart]
-    for col in duck.columns:
-        if col == "period_start" or col.endswith("_date"):
-            duck[col] = pd.to_datetime(duck[col]).dt.date
-            pg[col] = pd.to_datetime(pg[col]).dt.date
-    assert_frames_equal(mart, duck[list(duck.columns)], pg[list(duck.columns)])
+# dbt build on Postgres, and its marts against the oracle and DuckDB, are checked by
+# tests/test_parity.py (the pipeline's own Postgres path: COPY load, then dbt build).

@@ -229,7 +229,9 @@ def _postgres_reachable(dsn: str) -> str | None:
         return str(exc).strip().splitlines()[0]
 
 
-def run_bench(preset: Preset, *, out_dir: Path, work_dir: Path, with_postgres: bool = True) -> dict:
+def run_bench(
+    preset: Preset, *, out_dir: Path, work_dir: Path, with_postgres: bool = True, with_incremental: bool = True
+) -> dict:
     from cxloop.demo.server import DemoServer  # noqa: F401 - fail early if the demo is missing
 
     if work_dir.exists():
@@ -275,12 +277,13 @@ def run_bench(preset: Preset, *, out_dir: Path, work_dir: Path, with_postgres: b
         stage("export", None, *common)
         stage("lower_bound", "reference: hand-written SQL on landed Parquet", *common)
         stage("dbt", "reference: dbt fixed start-up (empty selection)", "--select", "tag:cxloop_nothing")
-        next_day = (AS_OF + timedelta(days=1)).isoformat()
-        inc = ["--base-url", base_url, "--token", token, "--batches", str(work_dir / "batches-inc.json")]
-        inc += ["--as-of", next_day]
-        stage("extract", "incremental: extract (one new day)", *inc)
-        stage("load", "incremental: validate + load", *inc)
-        stage("dbt", "incremental: dbt build", *inc)
+        if with_incremental:
+            next_day = (AS_OF + timedelta(days=1)).isoformat()
+            inc = ["--base-url", base_url, "--token", token, "--batches", str(work_dir / "batches-inc.json")]
+            inc += ["--as-of", next_day]
+            stage("extract", "incremental: extract (one new day)", *inc)
+            stage("load", "incremental: validate + load", *inc)
+            stage("dbt", "incremental: dbt build", *inc)
         pg_note = None
         if with_postgres:
             from cxloop.config import Settings
