@@ -18,12 +18,7 @@ with
 source as (
 
     select * from {{ source('survey', 'responses') }}
-    {%- if is_incremental() %}
-    where _loaded_at >= (
-        select {{ cxloop_add_hours('max(loaded_at)', -1 * var('incremental_lookback_hours')) }}
-        from {{ this }}
-    )
-    {%- endif %}
+    {{ cxloop_loaded_since_last_build() }}
 
 ),
 
