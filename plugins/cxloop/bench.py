@@ -263,14 +263,14 @@ def run_bench(
     stage("generate", None, "--demo", str(demo), "--scale", str(preset.scale), "--days", str(preset.days))
     token = secrets.token_urlsafe(16)
     server = subprocess.Popen(
-        [sys.executable, "-m", "cxloop.demo.server", "--data", str(demo / "source"), "--token", token],
+        [sys.executable, "-m", "cxloop.demo.server", "--data", str(demo / "source"), f"--token={token}"],
         env=env,
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         base_url = _read_base_url(server)
-        common = ["--base-url", base_url, "--token", token, "--batches", str(batches)]
+        common = ["--base-url", base_url, f"--token={token}", "--batches", str(batches)]
         stage("extract", None, *common)
         stage("load", "validate + load", *common)
         stage("dbt", "dbt build", *common)
@@ -279,7 +279,7 @@ def run_bench(
         stage("dbt", "reference: dbt fixed start-up (empty selection)", "--select", "tag:cxloop_nothing")
         if with_incremental:
             next_day = (AS_OF + timedelta(days=1)).isoformat()
-            inc = ["--base-url", base_url, "--token", token, "--batches", str(work_dir / "batches-inc.json")]
+            inc = ["--base-url", base_url, f"--token={token}", "--batches", str(work_dir / "batches-inc.json")]
             inc += ["--as-of", next_day]
             stage("extract", "incremental: extract (one new day)", *inc)
             stage("load", "incremental: validate + load", *inc)
