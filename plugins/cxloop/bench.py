@@ -40,13 +40,15 @@ class Preset:
     name: str
     scale: float  # generator scale: 200 accounts per 1.0
     days: int  # days of survey history before as_of
+    contact_density: float = 1.0  # generator: contacts per account x this (1.0: ~8 per account)
 
 
 PRESETS = {
     "small": Preset("small", 0.2, 365),  # CI-sized: 40 accounts
-    "medium": Preset("medium", 10, 365),  # ~2,000 accounts, a year of surveys
-    "large": Preset("large", 100, 365),  # ~20,000 accounts, ~1.2M invitations a year
-    "xlarge": Preset("xlarge", 1000, 365),  # 10 x large
+    "medium": Preset("medium", 10, 365, 1.9),  # ~2,000 accounts, ~30k contacts, a year of surveys
+    # ~20,000 accounts, ~300,000 contacts, ~1.2M invitations and ~650k responses a year
+    "large": Preset("large", 100, 365, 1.9),
+    "xlarge": Preset("xlarge", 1000, 365, 1.9),  # 10 x large
 }
 
 
@@ -64,18 +66,19 @@ class StageResult:
         return f"| {self.stage}{state} | {self.wall_s:.2f} | {self.cpu_s:.2f} | {self.peak_rss_mb:.0f} |"
 
 
-def _run_stage(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> StageResult:
-    out_file = log_dir / f"{name}.json"
+def _run_stage(name: str, args: list[str], env: dict[str, str], log_dir: Path, stem: str | None = None) -> StageResult:
+    stem = stem or name
+    out_file = log_dir / f"{stem}.json"
     cmd = [sys.executable, "-m", "cxloop.bench", "stage", name, "--out", str(out_file), *args]
     started = time.perf_counter()
-    with open(log_dir / f"{name}.log", "w") as log:
+    with open(log_dir / f"{stem}.log", "w") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     detail = json.loads(out_file.read_text()) if out_file.exists() else {}
     ok = os.waitstatus_to_exitcode(status) == 0
     if not ok:
-        detail["log"] = str(log_dir / f"{name}.log")
+        detail["log"] = str(log_dir / f"{stem}.log")
     return StageResult(name, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, ok, detail)
 
 
@@ -92,7 +95,12 @@ def stage_generate(a) -> dict:
     from cxloop.demo.generator import generate
 
     truth = generate(
-        Path(a.demo), seed=a.seed, scale=a.scale, as_of=AS_OF, start=(AS_OF - timedelta(days=a.days)).date()
+        Path(a.demo),
+        seed=a.seed,
+        scale=a.scale,
+        as_of=AS_OF,
+        start=(AS_OF - timedelta(days=a.days)).date(),
+        contact_density=a.contact_density,
     )
     return {"served": {e: c["served"] for e, c in truth["counts"].items()}}
 
@@ -204,6 +212,7 @@ def stage_main(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--days", type=int, default=365)
+    p.add_argument("--contact-density", type=float, default=1.0)
     p.add_argument("--as-of", default=AS_OF.isoformat())
     p.add_argument("--base-url")
     p.add_argument("--token")
@@ -251,7 +260,8 @@ def run_bench(
     results: list[StageResult] = []
 
     def stage(name: str, label: str | None = None, *args: str, environ: dict | None = None) -> StageResult:
-        r = _run_stage(name, list(args), environ or env, logs)
+        stem = f"{len(results) + 1:02d}-{name}"  # one log per stage run (the incremental reruns too)
+        r = _run_stage(name, list(args), environ or env, logs, stem)
         r.stage = label or name
         results.append(r)
         print(r.row(), flush=True)
@@ -260,7 +270,12 @@ def run_bench(
         return r
 
     print(f"| stage ({preset.name}) | wall s | cpu s | peak MB |\n|---|---|---|---|", flush=True)
-    stage("generate", None, "--demo", str(demo), "--scale", str(preset.scale), "--days", str(preset.days))
+    stage(
+        "generate",
+        None,
+        *("--demo", str(demo), "--scale", str(preset.scale), "--days", str(preset.days)),
+        *("--contact-density", str(preset.contact_density)),
+    )
     token = secrets.token_urlsafe(16)
     server = subprocess.Popen(
         [sys.executable, "-m", "cxloop.demo.server", "--data", str(demo / "source"), f"--token={token}"],
