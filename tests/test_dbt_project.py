@@ -288,6 +288,42 @@ def test_incremental_equals_full_refresh(incremental_run, mart):
     assert_frames_equal(mart, inc, full)
 
 
+def test_unit_tests_pass(incremental_run):
+    """The pipeline's scheduled builds leave dbt's unit tests out (they test the SQL logic on
+    fixed inputs, not the data); they run here, on every make test."""
+    work = incremental_run["work"]
+    env = {"CXLOOP_WAREHOUSE": str(incremental_run["full_db"])}
+    dbt(["test", "--select", "test_type:unit"], target="duckdb", env=env, cwd=work)
+    results = json.loads((work / "target" / "run_results.json").read_text())["results"]
+    units = [r for r in results if r["unique_id"].startswith("unit_test.")]
+    assert len(units) >= 12 and all(r["status"] == "pass" for r in units), [
+        (r["unique_id"], r["status"]) for r in units
+    ]
+
+
+def test_not_null_columns_reports_each_null_column(incremental_run):
+    """The grouped not-null test (one scan for all of a model's columns) fails on a null and
+    names the column and the number of nulls."""
+    work = incremental_run["work"]
+    db = work / "nulls.duckdb"
+    shutil.copy(incremental_run["full_db"], db)
+    con = duckdb.connect(str(db))
+    con.execute("update staging.base_survey__responses set loaded_at = null where response_id in "
+                "(select response_id from staging.base_survey__responses order by response_id limit 3)")
+    con.close()
+    args = [
+        str(DBT), "test", "--select", "base_survey__responses,test_name:not_null_columns",
+        "--project-dir", str(PROJECT), "--profiles-dir", str(PROJECT), "--target", "duckdb",
+        "--target-path", str(work / "target-nulls"), "--log-path", str(work / "logs"),
+        "--vars", json.dumps({"as_of": AS_OF.strftime("%Y-%m-%dT%H:%M:%S")}),
+    ]
+    env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "CXLOOP_WAREHOUSE": str(db)}
+    run = subprocess.run(args, env=env, cwd=work, capture_output=True, text=True, timeout=600)
+    assert run.returncode != 0, run.stdout[-3000:]
+    results = json.loads((work / "target-nulls" / "run_results.json").read_text())["results"]
+    assert [(r["status"], r["failures"]) for r in results] == [("fail", 3)], results
+
+
 # --------------------------------------------------------------------------------- dbt docs
 
 

@@ -27,3 +27,21 @@ select *
 from {{ model }}
 where not coalesce(({{ expression }}), false)
 {% endtest %}
+
+{#- none of the columns holds a null: one pass over the model for all of them, instead of one
+    not_null test (one more scan of a view, one more dbt node) per column. A failure returns a
+    row per column that has nulls; the failure count is the number of null values. -#}
+{% test not_null_columns(model, columns) %}
+{{ config(fail_calc = 'coalesce(sum(null_rows), 0)') }}
+with null_counts as (
+    select
+    {%- for c in columns %}
+        count(*) filter (where {{ c }} is null) as null_{{ loop.index }}{{ "," if not loop.last }}
+    {%- endfor %}
+    from {{ model }}
+)
+{%- for c in columns %}
+select '{{ c }}' as column_name, null_{{ loop.index }} as null_rows from null_counts where null_{{ loop.index }} > 0
+{{ "union all" if not loop.last }}
+{%- endfor %}
+{% endtest %}
