@@ -36,3 +36,11 @@ def test_small_preset_runs_every_stage(tmp_path):
     saved = json.loads(open(report["files"][0]).read())
     assert saved["machine"]["cores"] >= 1
     assert "| dbt build |" in open(report["files"][1]).read()
+    # Salesforce and Qualtrics are extracted by two concurrent processes, as the two ingestion DAGs run
+    extract = next(s for s in report["stages"] if s["stage"] == "extract")
+    assert len(extract["detail"]["parts"]) == 2
+    assert extract["detail"]["rows"] == sum(p["rows"] for p in extract["detail"]["parts"]) > 1000
+    # every target of the issue is reported with what was measured (no timing assertion)
+    targets = {t["target"]: t for t in report["targets"]}
+    assert len(targets) == 5 and all(t["measured"] for t in targets.values())
+    assert "| issue 8 target" in open(report["files"][1]).read()
