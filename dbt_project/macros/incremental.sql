@@ -1,11 +1,10 @@
-{#- The filter of an incremental base model: on an incremental run, only raw rows loaded since
-    the latest loaded_at already stored, minus var incremental_lookback_hours (late or
-    re-delivered batches keep their first _loaded_at). Empty on a full build. -#}
+{#- The filter of an incremental base model: on an incremental run, only the raw rows of batches
+    the model has not merged yet. Landed batches are immutable and every load writes its own
+    batch id (a re-delivered row replaces the raw row under the new batch's id; released
+    quarantine rows arrive under a release batch), so this reads exactly what changed, however
+    late a batch was loaded, and nothing else. Empty on a full build. -#}
 {% macro cxloop_loaded_since_last_build() -%}
     {%- if is_incremental() %}
-    where _loaded_at >= (
-        select {{ cxloop_add_hours('max(loaded_at)', -1 * var('incremental_lookback_hours')) }}
-        from {{ this }}
-    )
+    where _batch_id not in (select distinct batch_id from {{ this }} where batch_id is not null)
     {%- endif %}
 {%- endmacro %}

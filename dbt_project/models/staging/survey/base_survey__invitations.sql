@@ -1,8 +1,7 @@
 {#- Incremental, typed copy of raw.invitations (data that only grows). Not filtered by as_of: the
     as_of window is applied by the view stg_survey__invitations on top, so a rerun with an earlier
-    as_of stays correct. On an incremental run only rows loaded since the latest loaded_at
-    already stored, minus var incremental_lookback_hours (late-arriving or re-delivered batches
-    keep their first _loaded_at), are read and merged on invitation_id: a re-delivered row replaces
+    as_of stays correct. On an incremental run only the raw rows of batches not merged yet
+    (macro cxloop_loaded_since_last_build) are read and merged on invitation_id: a re-delivered row replaces
     the stored one. Rows hard-deleted from raw stay until a --full-refresh. -#}
 {{
     config(
