@@ -3,8 +3,12 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# bump the suffix when the install recipe changes, so existing virtualenvs are synced again
+STAMP := $(VENV)/.installed-v2
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+# No __pycache__ in the checkout; the virtualenv's packages are byte-compiled once at install
+# (uv --compile-bytecode): without it every process recompiled GX, dbt and Airflow from source
+# (importing GX took 13 s instead of 6 s).
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: run test test-slow install lock lint clean airflow bench celery
@@ -14,7 +18,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@echo "==> creating $(VENV) from requirements.lock (first time: a minute or two)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==0.13.8"
-	@$(BIN)/uv pip sync --quiet --python $(BIN)/python --require-hashes requirements.lock
+	@$(BIN)/uv pip sync --quiet --python $(BIN)/python --require-hashes --compile-bytecode requirements.lock
 	@$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
