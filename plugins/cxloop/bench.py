@@ -163,7 +163,9 @@ def stage_export(a) -> dict:
 
 def stage_lower_bound(a) -> dict:
     """The headline numbers straight from the landed Parquet in one DuckDB SQL: the least
-    work any transform must do (no validation, no dbt, no intermediate tables)."""
+    work any transform must do (no validation, no dbt, no intermediate tables). Headline:
+    respondent and account-level NPS per quarter, contact coverage per account and role,
+    response rate within the close-out window, follow-up SLA attainment."""
     import duckdb
 
     batches = json.loads(Path(a.batches).read_text())
@@ -187,6 +189,22 @@ def stage_lower_bound(a) -> dict:
                100.0 * (count(*) filter (where score >= 9) - count(*) filter (where score <= 6)) / count(*) as nps
         from counted group by all
     ),
+    account_nps as (
+        select period, survey_type, account_id, count(*) as n,
+               100.0 * (count(*) filter (where score >= 9) - count(*) filter (where score <= 6)) / count(*) as nps
+        from counted group by all
+    ),
+    contacts as (
+        select contact_id, account_id, coalesce(buying_role, 'unknown') as role
+        from read_parquet('{files["contacts"]}')
+        where coalesce(is_deleted, 'false') = 'false' and coalesce(is_active, 'true') = 'true'
+    ),
+    coverage as (
+        select c.role, counted.period, c.account_id, count(distinct c.contact_id) as on_file,
+               count(distinct counted.contact_id) as responded
+        from contacts c left join counted using (contact_id)
+        group by all
+    ),
     inv as (
         select i.invitation_id, i.account_id, try_cast(i.sent_at as timestamp) as sent_at, s.survey_type
         from read_parquet('{files["invitations"]}') i join read_parquet('{files["surveys"]}') s using (survey_id)
@@ -206,7 +224,8 @@ def stage_lower_bound(a) -> dict:
         from responses r left join read_parquet('{files["follow_ups"]}') f using (response_id)
         where r.score between 0 and 6 group by all
     )
-    select (select count(*) from nps), (select count(*) from rr), (select count(*) from sla)
+    select (select count(*) from nps), (select count(*) from account_nps), (select count(*) from coverage),
+           (select count(*) from rr), (select count(*) from sla)
     """
     started = time.perf_counter()
     counts = con.execute(sql).fetchone()
