@@ -118,6 +118,34 @@ def extract(
     windows_back = lookbacks(config)
     since = {e: wm - windows_back[e] for e, wm in watermarks.items() if e in CURSOR_COLUMNS}
     opts = {**config.options_for(source.name), **source.options}
+    # Salesforce and Qualtrics stream: page-sized chunks are landed as Parquet row groups as they
+    # arrive, so no entity is ever held in memory whole (the entities each lands).
+    streamed = {
+        "salesforce": ("owners", "accounts", "contacts", "follow_ups"),
+        "qualtrics": ("surveys", "invitations", "responses"),
+    }
+    if source.name in streamed:
+        from cxloop.landing import BatchWriter
+
+        wanted = [e for e in streamed[source.name] if entities is None or e in entities]
+        with BatchWriter(
+            landing_dir=settings.landing_dir,
+            source=source.name,
+            batch_id=batch_id,
+            extracted_at=extracted_at,
+            as_of=as_of,
+            entities=wanted,
+            cursor_columns=CURSOR_COLUMNS,
+        ) as writer:
+            _extract_frames(source, opts, settings, raw_dir, since, as_of, sink=writer.write)
+            windows = {
+                e: [since[e].isoformat() if e in since else None, as_of.isoformat()]
+                for e in wanted
+                if e in CURSOR_COLUMNS
+            }
+            batch = writer.finish(windows)
+        log.info("extracted %s: %s", source.name, ", ".join(f"{e}={n}" for e, n in batch.rows.items()))
+        return batch.to_dict()
     frames = _extract_frames(source, opts, settings, raw_dir, since, as_of)
     if entities is not None:
         frames = {e: f for e, f in frames.items() if e in entities}
@@ -138,25 +166,44 @@ def extract(
     return batch.to_dict()
 
 
-def _extract_frames(source: SourceSettings, opts: dict, settings: Settings, raw_dir: Path, since: dict, as_of):
+def _extract_frames(
+    source: SourceSettings, opts: dict, settings: Settings, raw_dir: Path, since: dict, as_of, sink=None
+):
+    """The source's entities as frames; with ``sink`` (Salesforce and Qualtrics), streamed into
+    it instead (``sink(entity, text table, maxima)``, see :class:`cxloop.landing.BatchWriter`)."""
     if source.name == "salesforce":
-        from cxloop.sources.salesforce import extract_salesforce
+        from cxloop.sources.salesforce import extract_salesforce, land_salesforce
 
-        return extract_salesforce(
-            source.base_url,
-            source.token,
+        common = dict(
             landing_dir=raw_dir,
             api_version=opts.get("api_version", "v60.0"),
             role_field=opts.get("buying_role_field", "Buying_Role__c"),
             since=since,
             until=as_of,
         )
+        if sink is not None:
+            return land_salesforce(source.base_url, source.token, sink, **common)
+        return extract_salesforce(source.base_url, source.token, **common)
     if source.name == "qualtrics":
-        from cxloop.sources.qualtrics import extract_qualtrics
+        from cxloop.sources.qualtrics import extract_qualtrics, land_qualtrics
 
         directory_id = opts.get("directory_id")
         if not directory_id:
             raise ValueError("source qualtrics: option directory_id is not configured")
+        if sink is not None:
+            return land_qualtrics(
+                source.base_url,
+                source.token,
+                directory_id,
+                sink,
+                landing_dir=raw_dir,
+                nps_question_id=opts.get("nps_question_id", "QID1"),
+                comment_question_id=opts.get("comment_question_id", "QID2_TEXT"),
+                relationship_pattern=opts.get("relationship_pattern", "(?i)relationship"),
+                start=since.get("responses"),
+                end=as_of,
+                invitations_since=since.get("invitations"),
+            )
         return extract_qualtrics(
             source.base_url,
             source.token,

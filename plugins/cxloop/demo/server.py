@@ -48,6 +48,13 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from cxloop.demo import hubspot_api  # HubSpot CRM v3 routes and fault injection
 
+try:
+    import msgspec
+
+    _fast_encode = msgspec.json.Encoder().encode
+except ImportError:  # pragma: no cover
+    _fast_encode = None
+
 QUALTRICS_PREFIX = "/API/v3"
 SALESFORCE_PREFIX = "/services/data/"
 SF_OBJECTS = ("User", "Account", "Contact", "Task")
@@ -403,11 +410,30 @@ class SourceData:
     def distributions(self) -> list[dict[str, Any]]:
         return self._load("q:distributions", "qualtrics/distributions.json", [])
 
+    def distribution_ids(self) -> set[Any]:
+        dists = self.distributions()
+        with self._lock:
+            if "q:distribution_ids" not in self._cache:
+                self._cache["q:distribution_ids"] = {d.get("id") for d in dists}
+            return self._cache["q:distribution_ids"]
+
     def distribution_history(self) -> dict[str, list[dict[str, Any]]]:
         return self._load("q:history", "qualtrics/distribution_history.json", {})
 
     def responses(self, survey_id: str) -> list[dict[str, Any]]:
         return self._load(f"q:responses:{survey_id}", f"qualtrics/responses/{survey_id}.json", [])
+
+
+def _dumps(obj: Any, compact: bool = True) -> bytes:
+    """JSON bytes (msgspec when installed: several times faster than the stdlib on big pages)."""
+    if _fast_encode is not None:
+        try:
+            return _fast_encode(obj)
+        except (TypeError, ValueError, OverflowError):
+            pass  # something msgspec does not encode (NaN is fine; e.g. huge ints): the stdlib
+    if compact:
+        return json.dumps(obj, separators=(",", ":")).encode()
+    return json.dumps(obj).encode()
 
 
 def _distribution_survey(d: dict[str, Any]) -> str | None:
@@ -435,6 +461,9 @@ class _Export:
     end: datetime | None
     polls: int = 0
     file_id: str | None = None
+    job: Any = None  # the background thread building the file (an export job runs asynchronously)
+    blob: bytes | None = None
+    error: BaseException | None = None
 
 
 class DemoServer:
@@ -603,7 +632,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, status: int, obj: Any) -> None:
-        self._send(status, json.dumps(obj, separators=(",", ":")).encode())
+        self._send(status, _dumps(obj))
 
     def _authorized(self, qualtrics: bool) -> bool:
         auth = self.headers.get("Authorization", "")
@@ -706,8 +735,7 @@ class _Handler(BaseHTTPRequestHandler):
         if len(seg) == 3 and seg[0] == "distributions" and seg[2] == "history":
             need("GET")
             history = data.distribution_history()
-            known = {d.get("id") for d in data.distributions()}
-            if seg[1] not in history and seg[1] not in known:
+            if seg[1] not in history and seg[1] not in data.distribution_ids():
                 raise _HTTPError(404, f"Distribution {seg[1]} not found", "GS_1")
             return self._qualtrics_ok(demo._page(history.get(seg[1], []), query, QUALTRICS_PREFIX + path))
         if len(seg) >= 3 and seg[0] == "surveys" and seg[2] == "export-responses":
@@ -746,10 +774,18 @@ class _Handler(BaseHTTPRequestHandler):
                 except ValueError:
                     raise _HTTPError(400, f"Invalid {key}", "QVal_1") from None
         progress_id = "ES_" + secrets.token_hex(8)
+        export = _Export(survey_id, bounds.get("startDate"), bounds.get("endDate"))
+
+        def build() -> None:
+            try:
+                export.blob = self._export_zip(export)
+            except BaseException as e:  # noqa: BLE001 - reported by the progress request
+                export.error = e
+
+        export.job = threading.Thread(target=build, name=f"export-{progress_id}", daemon=True)
         with self.demo._lock:
-            self.demo._exports[progress_id] = _Export(
-                survey_id, bounds.get("startDate"), bounds.get("endDate")
-            )
+            self.demo._exports[progress_id] = export
+        export.job.start()
         self._qualtrics_ok({"progressId": progress_id, "percentComplete": 0.0, "status": "inProgress"})
 
     def _export_progress(self, survey_id: str, progress_id: str) -> None:
@@ -764,11 +800,14 @@ class _Handler(BaseHTTPRequestHandler):
             pct = round(100.0 * polls / demo.export_polls, 1)
             return self._qualtrics_ok({"percentComplete": pct, "status": "inProgress"})
         if export.file_id is None:
-            blob = self._export_zip(export)
+            export.job.join()  # the demo's file is complete after export_polls polls, ready or not
+            if export.error is not None:
+                raise export.error
             file_id = secrets.token_hex(4) + "-" + str(uuid.uuid4())
             with demo._lock:
-                demo._files[file_id] = (survey_id, blob)
-                export.file_id = file_id
+                if export.file_id is None:
+                    demo._files[file_id] = (survey_id, export.blob)
+                    export.file_id = file_id
         self._qualtrics_ok({"fileId": export.file_id, "percentComplete": 100.0, "status": "complete"})
 
     def _export_zip(self, export: _Export) -> bytes:
@@ -791,8 +830,8 @@ class _Handler(BaseHTTPRequestHandler):
             (s.get("name") for s in data.surveys() if s.get("id") == export.survey_id), export.survey_id
         )
         buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr(f"{name}.json", json.dumps({"responses": rows}))
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+            zf.writestr(f"{name}.json", _dumps({"responses": rows}, compact=False))
         return buf.getvalue()
 
     # -- Salesforce -----------------------------------------------------------------------

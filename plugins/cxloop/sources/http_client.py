@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
@@ -32,6 +33,14 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+
+try:  # msgspec (an Airflow dependency) decodes JSON pages a good deal faster than the stdlib
+    import msgspec
+
+    _fast_json: Callable[[bytes], Any] | None = msgspec.json.Decoder().decode
+    _FastJsonError: type[Exception] = msgspec.DecodeError
+except ImportError:  # pragma: no cover - the standard decoder then
+    _fast_json, _FastJsonError = None, ValueError
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +160,17 @@ class HttpClient:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self.stats = RequestStats()
+        own_session = session is None
         self.session = session or requests.Session()
+        if own_session:
+            # Every request goes to the one origin: resolve the environment's proxy and CA
+            # settings once here instead of on every request (requests re-reads them per call,
+            # which costs about a millisecond a request on a paged extraction).
+            self.session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
+            ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            if ca_bundle:
+                self.session.verify = ca_bundle
+            self.session.trust_env = False
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=8, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -283,6 +302,11 @@ class HttpClient:
         return self.decode(response), response.content
 
     def decode(self, response: requests.Response) -> Any:
+        if _fast_json is not None:
+            try:
+                return _fast_json(response.content)
+            except _FastJsonError:
+                pass  # not UTF-8 JSON msgspec takes (NaN, huge numbers, ...): the standard decoder
         try:
             return response.json()
         except ValueError:

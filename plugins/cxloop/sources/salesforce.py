@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ import pandas as pd
 import requests
 
 from cxloop.pseudonymise import email_hash, is_valid_email, pii_key
-from cxloop.sources import Landing, build_frame, safe_name
+from cxloop.sources import ChunkBuffer, ChunkSink, FrameCollector, Landing, safe_name
 from cxloop.sources.http_client import HttpClient, RetryPolicy, SourceHTTPError
 from cxloop.sources.roles import RoleMapper
 
@@ -146,9 +148,15 @@ class SalesforceClient:
         self.batch_size = batch_size
 
     def pages(
-        self, soql: str, *, include_deleted: bool = False, land_as: str | None = None
+        self,
+        soql: str,
+        *,
+        include_deleted: bool = False,
+        land_as: str | None = None,
+        stop: threading.Event | None = None,
     ) -> Iterator[dict]:
-        """Every page of a SOQL query (each landed raw as ``<land_as>/page-NNNN.json``)."""
+        """Every page of a SOQL query (each landed raw as ``<land_as>/page-NNNN.json``); ends
+        early when ``stop`` is set (another query of the same extraction failed)."""
         headers = {"Sforce-Query-Options": f"batchSize={self.batch_size}"} if self.batch_size else None
         endpoint = "queryAll" if include_deleted else "query"
         body, raw = self.http.get_json(endpoint, params={"q": soql}, headers=headers)
@@ -158,7 +166,7 @@ class SalesforceClient:
                 self.landing.write(f"{safe_name(land_as)}/page-{n:04d}.json", raw)
             yield body
             next_url = body.get("nextRecordsUrl")
-            if body.get("done", True) or not next_url:
+            if body.get("done", True) or not next_url or (stop is not None and stop.is_set()):
                 return
             body, raw = self.http.get_json(next_url, headers=headers)
             n += 1
@@ -269,6 +277,178 @@ TIMESTAMPS = {
     "follow_ups": ("created_at", "first_contact_at", "closed_at", "updated_at"),
 }
 SOBJECT = {"owners": "User", "accounts": "Account", "contacts": "Contact", "follow_ups": "Task"}
+ENTITIES = ("owners", "accounts", "contacts", "follow_ups")
+
+
+# --------------------------------------------------------------------------- page -> columns
+# The same mapping as map_owner/map_account/map_contact/map_task, a page's column at a time.
+
+
+def _col(records: list[dict[str, Any]], name: str, default: Any = None) -> list[Any]:
+    return [r.get(name, default) for r in records]
+
+
+def owner_columns(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    return {
+        "owner_id": _col(records, "Id"),
+        "owner_name": _col(records, "Name"),
+        "team": _col(records, "Department"),
+        "is_active": _col(records, "IsActive"),
+        "updated_at": _col(records, "SystemModstamp"),
+    }
+
+
+def account_columns(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    return {
+        "account_id": _col(records, "Id"),
+        "account_name": _col(records, "Name"),
+        "segment": _col(records, "Segment__c"),
+        "region": _col(records, "Region__c"),
+        "tier": _col(records, "Tier__c"),
+        "arr": _col(records, "AnnualRecurringRevenue__c"),
+        "owner_id": _col(records, "OwnerId"),
+        "renewal_date": _col(records, "Renewal_Date__c"),
+        "is_active": _col(records, "Active__c"),
+        "is_deleted": _col(records, "IsDeleted", False),
+        "created_at": _col(records, "CreatedDate"),
+        "updated_at": _col(records, "SystemModstamp"),
+    }
+
+
+class ContactMapper:
+    """:func:`map_contact` by columns, with the role and e-mail domain checks cached per value."""
+
+    def __init__(self, roles: RoleMapper, key: bytes, role_field: str = "Buying_Role__c"):
+        self.roles, self.key, self.role_field = roles, key, role_field
+        self._roles: dict[tuple[Any, Any], str] = {}
+        self._nested = "." in role_field
+
+    def _role(self, source: Any, title: Any) -> str:
+        try:
+            k = (source, title)
+            role = self._roles.get(k)
+        except TypeError:  # an unhashable value: no caching
+            return self.roles.map(source, title)
+        if role is None:
+            role = self._roles[k] = self.roles.map(source, title)
+        return role
+
+    def __call__(self, records: list[dict[str, Any]]) -> dict[str, list[Any]]:
+        emails = _col(records, "Email")
+        titles = _col(records, "Title")
+        sources = (
+            [_field(r, self.role_field) for r in records] if self._nested else _col(records, self.role_field)
+        )
+        hashes: list[Any] = []
+        valid: list[Any] = []
+        for e in emails:
+            if _is_blank(e):
+                hashes.append(None)
+                valid.append(None)
+            else:
+                hashes.append(email_hash(e, self.key))
+                valid.append(is_valid_email(e))
+        return {
+            "contact_id": _col(records, "Id"),
+            "account_id": _col(records, "AccountId"),
+            "email_hash": hashes,
+            "email_domain_valid": valid,
+            "title": titles,
+            "buying_role": [self._role(src, t) for src, t in zip(sources, titles, strict=True)],
+            "buying_role_source": [None if _is_blank(src) else src for src in sources],
+            "is_active": _col(records, "Active__c"),
+            "opted_out": _col(records, "HasOptedOutOfEmail"),
+            "is_deleted": _col(records, "IsDeleted", False),
+            "updated_at": _col(records, "SystemModstamp"),
+        }
+
+
+def task_columns(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    return {
+        "follow_up_id": _col(records, "Id"),
+        "response_id": _col(records, "Survey_Response_Id__c"),
+        "account_id": _col(records, "WhatId"),
+        "contact_id": _col(records, "WhoId"),
+        "owner_id": _col(records, "OwnerId"),
+        "created_at": _col(records, "CreatedDate"),
+        "first_contact_at": _col(records, "First_Contact_At__c"),
+        "closed_at": _col(records, "CompletedDateTime"),
+        "status": [map_task_status(v) for v in _col(records, "Status")],
+        "updated_at": _col(records, "SystemModstamp"),
+    }
+
+
+def _run(
+    base_url: str,
+    token: str,
+    landing_dir: Path | None,
+    api_version: str,
+    *,
+    buffers: dict[str, Any],
+    role_mapper: RoleMapper | None,
+    batch_size: int | None,
+    retry: RetryPolicy | None,
+    since: dict[str, datetime] | None,
+    until: datetime | None,
+    role_field: str,
+    workers: int,
+) -> None:
+    """Query every entity of ``buffers`` (concurrently, one thread per query: the queries are
+    independent) and hand each page's mapped columns to its buffer."""
+    entities = tuple(buffers)
+    roles = role_mapper or RoleMapper()
+    key = pii_key() if "contacts" in entities else b""  # fail fast, before any request
+    for entity in entities:  # a bad role field fails before any request too
+        build_soql(entity, (since or {}).get(entity), until, role_field=role_field)
+    client = SalesforceClient(
+        base_url, token, api_version=api_version, batch_size=batch_size, landing_dir=landing_dir, retry=retry
+    )
+    mappers = {
+        "owners": owner_columns,
+        "accounts": account_columns,
+        "contacts": ContactMapper(roles, key, role_field),
+        "follow_ups": task_columns,
+    }
+    stop = threading.Event()
+
+    def one(entity: str) -> None:
+        endpoint, soql = build_soql(entity, (since or {}).get(entity), until, role_field=role_field)
+        t0 = time.monotonic()
+        n = 0
+        total = None
+        land_as = SOBJECT[entity]
+        for page in client.pages(soql, include_deleted=endpoint == "queryAll", land_as=land_as, stop=stop):
+            total = page.get("totalSize", total)
+            records = page.get("records") or []
+            n += len(records)
+            buffers[entity].add(mappers[entity](records))
+        if stop.is_set():  # cut short because another query failed: that failure is raised
+            return
+        if total is not None and total != n:
+            raise SourceHTTPError(
+                "GET", f"query {land_as}", 200, f"totalSize {total} but {n} records received: paging lost rows"
+            )
+        buffers[entity].flush()
+        log.info("salesforce: %s: %d rows in %.2fs", entity, n, time.monotonic() - t0)
+
+    try:
+        if workers <= 1 or len(entities) <= 1:
+            for entity in entities:
+                one(entity)
+            return
+        with ThreadPoolExecutor(max_workers=min(workers, len(entities)), thread_name_prefix="sf") as pool:
+            futures = {entity: pool.submit(one, entity) for entity in entities}
+            first: BaseException | None = None
+            for entity in entities:  # the first failure in entity order is the one raised
+                try:
+                    futures[entity].result()
+                except BaseException as exc:  # noqa: BLE001 - re-raised below, after the others stop
+                    stop.set()
+                    first = first or exc
+            if first is not None:
+                raise first
+    finally:
+        client.close()
 
 
 def extract_salesforce(
@@ -284,6 +464,7 @@ def extract_salesforce(
     since: dict[str, datetime] | None = None,
     until: datetime | None = None,
     role_field: str = "Buying_Role__c",
+    workers: int = 4,
 ) -> dict[str, pd.DataFrame]:
     """Extract the CRM entities from Salesforce (or the demo server) into canonical frames.
 
@@ -294,27 +475,58 @@ def extract_salesforce(
     any field or ``Relationship__r.Field`` path the org uses).
     ``batch_size`` sets ``Sforce-Query-Options: batchSize`` (200..2000). Requires
     ``CXLOOP_PII_KEY`` (contacts' e-mail hashing) unless contacts are not extracted.
+    ``workers``: how many queries run at once (1: one after the other).
     """
-    roles = role_mapper or RoleMapper()
-    key = pii_key() if "contacts" in entities else b""  # fail fast, before any request
-    client = SalesforceClient(
-        base_url, token, api_version=api_version, batch_size=batch_size, landing_dir=landing_dir, retry=retry
+    collectors = {e: FrameCollector(e, TIMESTAMPS[e]) for e in entities}
+    _run(
+        base_url,
+        token,
+        landing_dir,
+        api_version,
+        buffers=collectors,
+        role_mapper=role_mapper,
+        batch_size=batch_size,
+        retry=retry,
+        since=since,
+        until=until,
+        role_field=role_field,
+        workers=workers,
     )
-    mappers = {
-        "owners": map_owner,
-        "accounts": map_account,
-        "contacts": lambda r: map_contact(r, roles, key, role_field),
-        "follow_ups": map_task,
-    }
-    out: dict[str, pd.DataFrame] = {}
-    try:
-        for entity in entities:
-            endpoint, soql = build_soql(entity, (since or {}).get(entity), until, role_field=role_field)
-            t0 = time.monotonic()
-            records = client.records(soql, include_deleted=endpoint == "queryAll", land_as=SOBJECT[entity])
-            rows = [mappers[entity](r) for r in records]
-            out[entity] = build_frame(entity, rows, TIMESTAMPS[entity])
-            log.info("salesforce: %s: %d rows in %.2fs", entity, len(rows), time.monotonic() - t0)
-    finally:
-        client.close()
-    return out
+    return {e: c.frame() for e, c in collectors.items()}
+
+
+def land_salesforce(
+    base_url: str,
+    token: str,
+    sink: ChunkSink,
+    landing_dir: Path | None = None,
+    api_version: str = "v60.0",
+    *,
+    role_mapper: RoleMapper | None = None,
+    batch_size: int | None = None,
+    retry: RetryPolicy | None = None,
+    entities: tuple[str, ...] = ENTITIES,
+    since: dict[str, datetime] | None = None,
+    until: datetime | None = None,
+    role_field: str = "Buying_Role__c",
+    workers: int = 4,
+    chunk_rows: int = 100_000,
+) -> None:
+    """:func:`extract_salesforce`, streamed: every ``chunk_rows`` rows of an entity go to
+    ``sink(entity, text table, maxima)`` in their landed text form (:func:`cxloop.sources.text_table`)
+    as the pages arrive, so memory stays bounded by the chunk size, not the data."""
+    buffers = {e: ChunkBuffer(e, sink, TIMESTAMPS[e], rows=chunk_rows) for e in entities}
+    _run(
+        base_url,
+        token,
+        landing_dir,
+        api_version,
+        buffers=buffers,
+        role_mapper=role_mapper,
+        batch_size=batch_size,
+        retry=retry,
+        since=since,
+        until=until,
+        role_field=role_field,
+        workers=workers,
+    )
