@@ -280,29 +280,49 @@ class _Pending:
 
     offset: int  # rows of the batch itself; retried rows are at row_number offset+1 ...
     rows: list[tuple[str, int, str | None]]  # (batch_id, row_number, primary key) in frame order
+    frame: object = None  # the retried rows, when the batch itself is a landed file (validated in chunks)
 
 
-def _add_pending(db, frames: dict, entities: list[str], stored: dict[str, set], settings: Settings, batch_id: str):
+def _add_pending(db, frames: dict, entities: list[str], stored, settings: Settings, batch_id: str):
     """Append the still-pending quarantined rows of ``entities`` (waiting for a parent) to the
     frames, so they are validated again now that more parents may be loaded. Pending rows whose
-    key arrives again in this batch, or is already stored, are superseded instead."""
+    key arrives again in this batch, or is already stored, are superseded instead.
+
+    ``frames``: entity -> DataFrame, or the landed file's path (then the retried rows are kept in
+    ``_Pending.frame``, to be validated after the file's own rows); ``stored``: the stored keys
+    (``validation.KnownKeys``, or a dict of sets)."""
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
 
     from cxloop.contract import ENTITIES
     from cxloop.state import pending_rows, record_releases
+    from cxloop.validation import KnownKeys, SetKnownKeys
 
+    known = stored if isinstance(stored, KnownKeys) else SetKnownKeys(stored)
     pending: dict[str, _Pending] = {}
     for entity_name in entities:
         ent = ENTITIES[entity_name]
-        if ent.primary_key not in frames[entity_name].columns:
+        source = frames[entity_name]
+        is_file = not isinstance(source, pd.DataFrame)
+        columns = pq.ParquetFile(source).schema_arrow.names if is_file else list(source.columns)
+        if ent.primary_key not in columns:
             continue  # structurally broken: the gate rejects the batch before anything loads
         found = pending_rows(db, entity_name, ent.references)
         if not found:
             continue
-        fresh = set(frames[entity_name][ent.primary_key].dropna())
+        keys = sorted({k for _, _, k in found if k is not None})
+        if is_file:
+            column = pq.read_table(source, columns=[ent.primary_key]).column(0)
+            hits = pc.is_in(column, value_set=pa.array(keys, type=pa.string()))
+            fresh = set(pc.unique(pc.filter(column, hits)).to_pylist())
+        else:
+            fresh = set(source[ent.primary_key].dropna())
+        in_store = known.contains(entity_name, [k for k in keys if k not in fresh]) if known.has(entity_name) else set()
         superseded, retry, seen = [], [], set()
         for b, n, key in sorted(found, key=lambda r: (r[0], r[1]), reverse=True):  # newest batch first
-            if key is None or key in fresh or key in stored.get(entity_name, set()) or key in seen:
+            if key is None or key in fresh or key in in_store or key in seen:
                 superseded.append((b, n, key, "superseded"))
             else:
                 seen.add(key)
@@ -322,24 +342,34 @@ def _add_pending(db, frames: dict, entities: list[str], stored: dict[str, set], 
             parts.append((b, positions, part))
         if not parts:
             continue
-        offset = len(frames[entity_name])
+        offset = pq.ParquetFile(source).metadata.num_rows if is_file else len(source)
         rows = [(b, p + 1, None) for b, positions, _ in parts for p in positions]
         keys = [k for _, _, part in parts for k in part[ent.primary_key].tolist()]
+        retried = pd.concat([part for _, _, part in parts], ignore_index=True)
         pending[entity_name] = _Pending(offset, [(b, n, k) for (b, n, _), k in zip(rows, keys, strict=True)])
-        frames[entity_name] = pd.concat([frames[entity_name], *[part for _, _, part in parts]], ignore_index=True)
+        if is_file:
+            pending[entity_name].frame = retried
+        else:
+            frames[entity_name] = pd.concat([source, retried], ignore_index=True)
     return pending
 
 
-def _split_pending(outcome, pending: dict[str, _Pending]) -> dict[str, list[tuple[str, int, str | None, str]]]:
+def _split_pending(
+    outcome, pending: dict[str, _Pending], valid_keys_of: dict[str, set] | None = None
+) -> dict[str, list[tuple[str, int, str | None, str]]]:
     """Take the retried rows out of the batch's own bookkeeping: released ones are loaded (and
-    recorded as releases), the rest stay pending under their original batch."""
+    recorded as releases), the rest stay pending under their original batch. ``valid_keys_of``:
+    entity -> keys of the retried rows that passed (default: from ``outcome.valid``)."""
     from cxloop.contract import ENTITIES
 
     releases: dict[str, list] = {}
     q = outcome.quarantine
     for entity_name, p in pending.items():
         pk = ENTITIES[entity_name].primary_key
-        valid_keys = set(outcome.valid[entity_name][pk].dropna()) if entity_name in outcome.valid else set()
+        if valid_keys_of is not None:
+            valid_keys = valid_keys_of.get(entity_name, set())
+        else:
+            valid_keys = set(outcome.valid[entity_name][pk].dropna()) if entity_name in outcome.valid else set()
         released = [(b, n, k, "released") for b, n, k in p.rows if k in valid_keys]
         releases[entity_name] = released
         retried = (q["entity"] == entity_name) & (q["row_number"].astype(int) > p.offset)
@@ -353,7 +383,9 @@ def _split_pending(outcome, pending: dict[str, _Pending]) -> dict[str, list[tupl
     return releases
 
 
-def _release_pass(db, con, warehouse, settings: Settings, as_of: datetime, skip: set[str]) -> dict[str, int]:
+def _release_pass(
+    db, con, warehouse, settings: Settings, as_of: datetime, skip: set[str], context=None
+) -> dict[str, int]:
     """Retry the pending quarantined rows of entities this run did not carry (a follow-up
     waiting for a response that the survey ingestion has just loaded), so they do not
     wait for their own source's next run. Each pass is a small batch of its own."""
@@ -369,7 +401,8 @@ def _release_pass(db, con, warehouse, settings: Settings, as_of: datetime, skip:
             continue
         batch_id = f"release-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
         frames = {entity_name: pd.DataFrame(columns=ENTITIES[entity_name].column_names, dtype=object)}
-        stored = warehouse.known_keys(con)
+        lookup = hasattr(warehouse, "StoredKeys")
+        stored = warehouse.StoredKeys(con) if lookup else warehouse.known_keys(con)
         pending = _add_pending(db, frames, [entity_name], stored, settings, batch_id)
         if entity_name not in pending:
             continue
@@ -379,8 +412,9 @@ def _release_pass(db, con, warehouse, settings: Settings, as_of: datetime, skip:
             source=source,
             as_of=as_of,
             known_keys=stored,
-            known_sent_at=warehouse.known_invitation_sent_at(con),
+            known_sent_at=None if lookup else warehouse.known_invitation_sent_at(con),
             suites_dir=settings.expectations_dir,
+            context=context,
         )
         releases = _split_pending(outcome, pending)
         if not releases.get(entity_name):
@@ -416,8 +450,14 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
     structurally broken batch is rejected whole and fails the task: nothing of it is loaded
     and its source's watermarks stay where they were. Watermarks advance only after the
     batch's rows are committed.
+
+    On DuckDB each landed file is read, validated and merged in chunks of
+    ``validation.CHUNK_ROWS`` rows inside the group's one transaction (memory stays bounded by
+    the chunk, not the batch); the stored keys are looked up per chunk, never read whole. One
+    GX context serves the whole run.
     """
     from cxloop import validation
+    from cxloop.contract import ENTITIES
     from cxloop.state import Db, advance_watermarks, ensure_state_tables, record_releases, record_window
 
     landed = [LandedBatch.from_dict(b) for b in batches]
@@ -427,40 +467,96 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
     counts: dict[str, dict] = {}
     failed_expectations = 0
     timings = {"validate_s": 0.0, "load_s": 0.0, "data_docs_s": 0.0}
+    context = None
     try:
         warehouse.ensure_raw_schema(con)
         db = Db(con)
         ensure_state_tables(db)
         for batch, entities in _validation_groups(landed):
-            frames = {e: read_landed(batch.files[e]) for e in entities}
-            stored = warehouse.known_keys(con)
-            pending = _add_pending(db, frames, entities, stored, settings, batch.batch_id)
             drop = _file_drop_labels(settings, batch) if batch.source == "files" else None
-            started = time.perf_counter()
-            outcome = validation.validate_batch(
-                frames,
-                batch_id=batch.batch_id,
-                source=batch.source,
-                as_of=as_of,
-                known_keys=stored,
-                known_sent_at=warehouse.known_invitation_sent_at(con),
-                origin=drop.origin if drop else {e: batch.files[e] for e in entities},
-                suites_dir=settings.expectations_dir,
-            )
-            timings["validate_s"] += time.perf_counter() - started
-            releases = _split_pending(outcome, pending)
-            if drop is not None:
-                from cxloop.sources.files import relabel_outcome
+            origin = drop.origin if drop else {e: batch.files[e] for e in entities}
+            extracted_at = datetime.fromisoformat(batch.extracted_at)
+            if hasattr(warehouse, "BatchLoader"):
+                started = time.perf_counter()
+                if context is None:
+                    context = validation.gx_context()
+                timings["validate_s"] += time.perf_counter() - started
+                with warehouse.BatchLoader(
+                    con, batch_id=batch.batch_id, source=batch.source, extracted_at=extracted_at
+                ) as loader:
+                    known = loader.keys()
+                    pending = _add_pending(
+                        db, {e: batch.files[e] for e in entities}, entities, known, settings, batch.batch_id
+                    )
+                    started = time.perf_counter()
+                    gate = validation.Gate(
+                        batch_id=batch.batch_id,
+                        source=batch.source,
+                        as_of=as_of,
+                        known=known,
+                        origin=origin,
+                        suites_dir=settings.expectations_dir,
+                        context=context,
+                        track_all_keys=False,
+                    )
+                    gate.check_structure({e: validation.landed_shape(batch.files[e]) for e in entities})
+                    load_s = 0.0
+                    released_keys: dict[str, set] = {}
+                    for e in entities:
+                        pk = ENTITIES[e].primary_key
+                        gate.begin(e, validation.landed_duplicates(batch.files[e], pk))
+                        offset = 0
+                        parts = list(validation.landed_chunks(batch.files[e]))
+                        if e in pending:
+                            parts.append(pending[e].frame)
+                        while parts:
+                            chunk = parts.pop(0)
+                            valid = gate.validate(e, chunk, offset)
+                            if e in pending and offset >= pending[e].offset:
+                                released_keys[e] = set(valid[pk].dropna())
+                            offset += len(chunk)
+                            t0 = time.perf_counter()
+                            loader.merge(e, valid)
+                            load_s += time.perf_counter() - t0
+                            del chunk, valid
+                    outcome = gate.outcome({})
+                    timings["validate_s"] += time.perf_counter() - started - load_s
+                    timings["load_s"] += load_s
+                    releases = _split_pending(outcome, pending, released_keys)
+                    if drop is not None:
+                        from cxloop.sources.files import relabel_outcome
 
-                relabel_outcome(outcome, drop)  # messages name the dropped file and its line
-            started = time.perf_counter()
-            warehouse.load_outcome(
-                con,
-                outcome,
-                extracted_at=datetime.fromisoformat(batch.extracted_at),
-                quarantine_dir=settings.quarantine_dir,
-            )
-            timings["load_s"] += time.perf_counter() - started
+                        relabel_outcome(outcome, drop)  # messages name the dropped file and its line
+                    started = time.perf_counter()
+                    loader.finish(outcome, settings.quarantine_dir)
+                    timings["load_s"] += time.perf_counter() - started
+            else:
+                frames = {e: read_landed(batch.files[e]) for e in entities}
+                stored = warehouse.known_keys(con)
+                pending = _add_pending(db, frames, entities, stored, settings, batch.batch_id)
+                started = time.perf_counter()
+                outcome = validation.validate_batch(
+                    frames,
+                    batch_id=batch.batch_id,
+                    source=batch.source,
+                    as_of=as_of,
+                    known_keys=stored,
+                    known_sent_at=warehouse.known_invitation_sent_at(con),
+                    origin=origin,
+                    suites_dir=settings.expectations_dir,
+                    context=context,
+                )
+                timings["validate_s"] += time.perf_counter() - started
+                releases = _split_pending(outcome, pending)
+                if drop is not None:
+                    from cxloop.sources.files import relabel_outcome
+
+                    relabel_outcome(outcome, drop)  # messages name the dropped file and its line
+                started = time.perf_counter()
+                warehouse.load_outcome(
+                    con, outcome, extracted_at=extracted_at, quarantine_dir=settings.quarantine_dir
+                )
+                timings["load_s"] += time.perf_counter() - started
             for entity_name, rows in releases.items():
                 record_releases(db, entity_name, rows, batch.batch_id)
             advance_watermarks(
@@ -477,7 +573,7 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
                 counts[e] = {"source": batch.source, **outcome.counts[e]}
             failed_expectations += int((~outcome.results["success"].astype(bool)).sum())
         done = {e for _, entities in _validation_groups(landed) for e in entities}
-        released = _release_pass(db, con, warehouse, settings, as_of, done)
+        released = _release_pass(db, con, warehouse, settings, as_of, done, context)
     finally:
         con.close()
     report = {

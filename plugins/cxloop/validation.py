@@ -365,6 +365,44 @@ def _missing_mask(values: np.ndarray) -> np.ndarray:
     return np.fromiter((_is_missing(v) for v in values), dtype=bool, count=len(values))
 
 
+def _all_text(values: np.ndarray) -> bool:
+    """Only str (or missing) values: the landed files' case, where every fast path applies."""
+    return pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty")
+
+
+def _coerce_text_by_value(values: np.ndarray, fn: Callable[[Any], Any], logical_type: str, index) -> tuple[
+    pd.Series, np.ndarray
+]:
+    """A column of str/None: convert each distinct value once (``fn`` as for any value) and
+    spread the results over the rows by their factorize codes. Same results as
+    :func:`_map_values`, without a Python step per row."""
+    n = len(values)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    converted: list[Any] = [None] * len(uniques)
+    failed_u = np.zeros(len(uniques), dtype=bool)
+    for i, v in enumerate(uniques):
+        try:
+            r = fn(v)
+        except Exception:  # noqa: BLE001 - any surprise in a source value is a coercion failure
+            r = _FAIL
+        if r is _FAIL:
+            failed_u[i] = True
+        elif r is not _NULL:
+            converted[i] = r
+    present = codes >= 0
+    failed = np.zeros(n, dtype=bool)
+    failed[present] = failed_u[codes[present]]
+    dtype = _PANDAS_DTYPES[logical_type]
+    if logical_type == "date":
+        u_typed = pd.Series(pd.to_datetime(pd.Series(converted, dtype=object))).astype("datetime64[s]").array
+    else:
+        u_typed = pd.Series(converted, dtype=object).astype(dtype).array
+    if len(uniques) == 0:
+        return pd.Series([None] * n, index=index, dtype=object).astype(dtype), failed
+    typed = pd.api.extensions.take(u_typed, codes, allow_fill=True)
+    return pd.Series(typed, index=index).astype(dtype), failed
+
+
 def _coerce_strings(raw: pd.Series) -> tuple[pd.Series, np.ndarray] | None:
     """Fast path: a column of str/None only."""
     values = raw.to_numpy(dtype=object)
@@ -383,6 +421,16 @@ def _coerce_timestamp(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
         return s.astype("datetime64[us]"), np.zeros(len(raw), dtype=bool)
     values = raw.to_numpy(dtype=object)
     n = len(values)
+    if _all_text(values):  # vectorised: strip, blank -> null, parse
+        stripped = pd.Series(values, dtype=object).str.strip()
+        missing = stripped.isna().to_numpy(dtype=bool) | (stripped == "").to_numpy(dtype=bool)
+        candidates = stripped.where(~missing, None)
+        parsed = pd.to_datetime(candidates, utc=True, errors="coerce", format="ISO8601")
+        parsed = parsed.dt.tz_localize(None).astype("datetime64[us]")
+        failed = ~missing & parsed.isna().to_numpy(dtype=bool)
+        parsed = parsed.where(~failed)
+        parsed.index = raw.index
+        return parsed, failed
     missing = _missing_mask(values) | np.fromiter((_blank(v) for v in values), dtype=bool, count=n)
     parseable = np.fromiter(
         (isinstance(v, str | dt.datetime | np.datetime64) for v in values), dtype=bool, count=n
@@ -413,6 +461,8 @@ def coerce_column(raw: pd.Series, logical_type: str) -> tuple[pd.Series, np.ndar
         "bool": _to_bool,
         "date": _to_date,
     }[logical_type]
+    if _all_text(values):
+        return _coerce_text_by_value(values, fn, logical_type, raw.index)
     out, failed = _map_values(values, fn)
     dtype = _PANDAS_DTYPES[logical_type]
     if logical_type == "date":
@@ -481,8 +531,40 @@ def _naive_utc(t: dt.datetime | pd.Timestamp) -> pd.Timestamp:
 # --------------------------------------------------------------------------- the gate
 
 
+class KnownKeys:
+    """Keys already in the warehouse, asked for only the values a chunk references (so a run
+    never reads every stored key). ``cxloop.warehouse`` and ``cxloop.warehouse_pg`` implement
+    it on their connection; :class:`SetKnownKeys` on plain sets."""
+
+    def has(self, entity: str) -> bool:  # the entity's keys can be asked for
+        return True
+
+    def contains(self, entity: str, values: list[str]) -> set[str]:  # the stored ones among values
+        raise NotImplementedError
+
+    def sent_at(self, invitation_ids: list[str]) -> dict[str, Any]:  # invitation_id -> stored sent_at
+        raise NotImplementedError
+
+
+class SetKnownKeys(KnownKeys):
+    def __init__(self, keys: Mapping[str, Any] | None, sent_at: Mapping[str, Any] | None = None):
+        self.keys = {k: {str(x) for x in v} for k, v in (keys or {}).items()}
+        self.sent = {str(k): v for k, v in (sent_at or {}).items()}
+
+    def has(self, entity: str) -> bool:
+        return entity in self.keys
+
+    def contains(self, entity: str, values: list[str]) -> set[str]:
+        keys = self.keys.get(entity, set())
+        return {v for v in values if v in keys}
+
+    def sent_at(self, invitation_ids: list[str]) -> dict[str, Any]:
+        return {i: self.sent[i] for i in invitation_ids if i in self.sent}
+
+
 class _Collector:
-    """Quarantine / warning / result rows of one batch."""
+    """Quarantine / warning / result rows of one batch. Results are aggregated per (entity,
+    slot) over the chunks an entity is validated in."""
 
     def __init__(self, batch_id: str, source: str, checked_at: dt.datetime):
         self.batch_id = batch_id
@@ -490,23 +572,33 @@ class _Collector:
         self.checked_at = checked_at
         self.quarantine: list[dict[str, Any]] = []
         self.warnings: list[dict[str, Any]] = []
-        self.results: list[dict[str, Any]] = []
+        self.results: dict[tuple[str, str], dict[str, Any]] = {}
+        self.quarantined_rows: dict[str, set[int]] = {}
 
-    def result(self, entity, expectation, column, severity, success, rows_checked, unexpected_count):
-        self.results.append(
-            {
-                "batch_id": self.batch_id,
-                "source": self.source,
-                "entity": entity,
-                "expectation": expectation,
-                "column": column,
-                "severity": severity,
-                "success": bool(success),
-                "rows_checked": int(rows_checked),
-                "unexpected_count": int(unexpected_count),
-                "checked_at": self.checked_at,
-            }
-        )
+    def result(self, entity, expectation, column, severity, success, rows_checked, unexpected_count, slot=None,
+               table_level=False):
+        key = (entity, slot or f"{expectation}:{column}")
+        prev = self.results.get(key)
+        if prev is not None:
+            prev["success"] = prev["success"] and bool(success)
+            prev["rows_checked"] += int(rows_checked)
+            if table_level:
+                prev["unexpected_count"] = max(prev["unexpected_count"], int(unexpected_count))
+            else:
+                prev["unexpected_count"] += int(unexpected_count)
+            return
+        self.results[key] = {
+            "batch_id": self.batch_id,
+            "source": self.source,
+            "entity": entity,
+            "expectation": expectation,
+            "column": column,
+            "severity": severity,
+            "success": bool(success),
+            "rows_checked": int(rows_checked),
+            "unexpected_count": int(unexpected_count),
+            "checked_at": self.checked_at,
+        }
 
     def row(self, ctx: _EntityState, pos: int, field_, expectation, severity, reason):
         target = self.quarantine if severity == "error" else self.warnings
@@ -516,7 +608,7 @@ class _Collector:
                 "source": self.source,
                 "entity": ctx.name,
                 "primary_key": ctx.key_text(pos),
-                "row_number": pos + 1,
+                "row_number": ctx.offset + pos + 1,
                 "field": field_,
                 "expectation": expectation,
                 "severity": severity,
@@ -526,14 +618,18 @@ class _Collector:
         )
         if severity == "error":
             ctx.bad[pos] = True
+            self.quarantined_rows.setdefault(ctx.name, set()).add(ctx.offset + pos + 1)
 
 
 class _EntityState:
-    def __init__(self, entity: Entity, raw: pd.DataFrame, file: str):
+    """One chunk of one entity: rows ``offset + 1 .. offset + n`` of its landed file."""
+
+    def __init__(self, entity: Entity, raw: pd.DataFrame, file: str, offset: int = 0):
         self.entity = entity
         self.name = entity.name
         self.raw = raw.reset_index(drop=True)
         self.file = file
+        self.offset = offset
         self.n = len(self.raw)
         self.bad = np.zeros(self.n, dtype=bool)
         self.typed: pd.DataFrame | None = None
@@ -547,16 +643,17 @@ class _EntityState:
         return str(v)
 
     def prefix(self, pos: int) -> str:
-        return f"{self.file} row {pos + 1}"
+        return f"{self.file} row {self.offset + pos + 1}"
 
 
 def _structure(
-    frames: Mapping[str, pd.DataFrame], origin: Mapping[str, str], collector: _Collector
+    shapes: Mapping[str, tuple[list[Any], int]], origin: Mapping[str, str], collector: _Collector
 ) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+    """shapes: entity -> (column names, rows)."""
     problems: list[dict[str, Any]] = []
     extras: dict[str, list[str]] = {}
     lineage = {c.name for c in LINEAGE_COLUMNS}
-    for name, df in frames.items():
+    for name, (columns, n_rows) in shapes.items():
         file = origin.get(name, name)
         if name not in ENTITIES:
             problems.append(
@@ -564,7 +661,7 @@ def _structure(
             )
             continue
         e = ENTITIES[name]
-        cols = [str(c) for c in df.columns]
+        cols = [str(c) for c in columns]
         dup = sorted({c for c in cols if cols.count(c) > 1})
         missing = [c for c in e.column_names if c not in cols]
         unexpected = [c for c in cols if c not in e.column_names and c not in lineage]
@@ -580,55 +677,173 @@ def _structure(
                 }
             )
             collector.result(
-                name, STRUCTURE_EXPECTATION, None, "error", False, len(df), len(missing) + len(dup)
+                name, STRUCTURE_EXPECTATION, None, "error", False, n_rows, len(missing) + len(dup)
             )
     return problems, extras
 
 
-def validate_batch(
-    frames: Mapping[str, pd.DataFrame],
-    *,
-    batch_id: str,
-    source: str,
-    as_of: dt.datetime,
-    known_keys: Mapping[str, set[str]] | None = None,
-    origin: Mapping[str, str] | None = None,
-    known_sent_at: Mapping[str, Any] | None = None,
-    future_skew: dt.timedelta = DEFAULT_FUTURE_SKEW,
-    suites_dir: Path | None = None,
-) -> ValidationOutcome:
-    """Validate one extraction batch; see the module docstring for the steps.
+def duplicate_keys(keys: pd.Series) -> dict[str, int]:
+    """key -> 1-based row of its first occurrence, for the non-null keys occurring more than once
+    (``keys``: the typed primary key column of the whole entity, in file order)."""
+    mask = keys.duplicated(keep=False).to_numpy(dtype=bool) & keys.notna().to_numpy(dtype=bool)
+    out: dict[str, int] = {}
+    for pos in np.flatnonzero(mask):
+        out.setdefault(str(keys.iloc[pos]), int(pos) + 1)
+    return out
 
-    ``known_keys``: primary keys already in the warehouse per entity (``warehouse.known_keys``).
-    A reference check whose parent entity is neither in the batch nor in ``known_keys`` is
-    skipped (listed in ``outcome.skipped``); pass ``known_keys`` from the warehouse (it has an
-    entry, maybe empty, for every entity) to make every reference check strict.
-    ``known_sent_at``: invitation_id -> sent_at of invitations already in the warehouse, for the
-    "recorded_at not before sent_at" check (invitations of the batch are used anyway).
-    ``origin``: entity -> landed file name, used in messages (default: the entity name).
-    """
-    t_start = time.perf_counter()
-    origin = dict(origin or {})
-    known = {k: {str(x) for x in v} for k, v in (known_keys or {}).items()}
-    checked_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    col = _Collector(batch_id, source, checked_at)
-    timings: dict[str, float] = {}
 
-    problems, extras = _structure(frames, origin, col)
-    if problems:
-        raise BatchRejected(batch_id, problems, pd.DataFrame(col.results, columns=RESULT_COLUMNS))
+def gx_context():
+    """One ephemeral GX context (progress bars off); a run creates one and passes it to each Gate."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    max_ts = _naive_utc(as_of) + pd.Timedelta(future_skew)
-    order = [n for n in ENTITY_ORDER if n in frames]
-    states: dict[str, _EntityState] = {}
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    return context
 
-    # 1-2: extra columns, coercion
-    t0 = time.perf_counter()
-    for name in order:
+
+_GX_RESULT_FORMAT = {
+    "result_format": "COMPLETE",
+    "unexpected_index_column_names": [ROW_COL],
+    "return_unexpected_index_query": False,
+}
+
+
+@dataclass
+class _EntityRun:
+    name: str
+    file: str
+    config: dict[str, Any]
+    suite: Any
+    batch_definition: Any
+    extras: list[str]
+    duplicates: dict[str, int]
+    gone: dict[str, set[str]]  # parent -> its keys quarantined in this batch and not in the warehouse
+    received: int = 0
+    loaded: int = 0
+    chunks: int = 0
+
+
+class Gate:
+    """The gate of one batch, fed entity by entity (parents first), each in one or more chunks.
+
+    :func:`validate_batch` feeds whole frames; the pipeline feeds the landed Parquet files in
+    chunks and loads each chunk's valid rows before the next (``track_all_keys=False``: keys of
+    valid rows are then found through ``known``, which must see the rows already loaded; the
+    gate remembers only the keys it quarantined). Results are the same either way: duplicates
+    across chunks are found through ``duplicates`` (key -> first row, for the whole entity),
+    cascades through the parents' quarantined keys."""
+
+    def __init__(
+        self,
+        *,
+        batch_id: str,
+        source: str,
+        as_of: dt.datetime,
+        known: KnownKeys,
+        known_sent_at: Mapping[str, Any] | None = None,
+        origin: Mapping[str, str] | None = None,
+        future_skew: dt.timedelta = DEFAULT_FUTURE_SKEW,
+        suites_dir: Path | None = None,
+        context: Any = None,
+        track_all_keys: bool = True,
+    ):
+        self.batch_id = batch_id
+        self.source = source
+        self.as_of = as_of
+        self.known = known
+        self.known_sent_at = (
+            {str(k): _naive_utc(v) for k, v in known_sent_at.items() if not _is_missing(v)}
+            if known_sent_at is not None
+            else None
+        )
+        self.origin = dict(origin or {})
+        self.suites_dir = suites_dir
+        self.track_all_keys = track_all_keys
+        self.checked_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        self.col = _Collector(batch_id, source, self.checked_at)
+        self.max_ts = _naive_utc(as_of) + pd.Timedelta(future_skew)
+        self.timings: dict[str, float] = {}
+        self.extras: dict[str, list[str]] = {}
+        self.runs: dict[str, _EntityRun] = {}
+        self.batch_keys: dict[str, set[str]] = {}  # received keys (all, or the quarantined ones)
+        self.quarantined_keys: dict[str, set[str]] = {}  # keys whose every occurrence is quarantined
+        self.batch_sent_at: dict[str, pd.Timestamp] = {}
+        self.gx_results: dict[str, Any] = {}
+        self.skipped: list[str] = []
+        self._context = context
+        self._datasource = None
+
+    def _tick(self, key: str, started: float) -> None:
+        self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - started
+
+    def check_structure(self, shapes: Mapping[str, tuple[list[Any], int]]) -> None:
+        """shapes: entity -> (columns, rows) of every entity of the batch; raises BatchRejected."""
+        problems, extras = _structure(shapes, self.origin, self.col)
+        if problems:
+            raise BatchRejected(
+                self.batch_id, problems, pd.DataFrame(list(self.col.results.values()), columns=RESULT_COLUMNS)
+            )
+        self.extras.update(extras)
+
+    def _gx(self):
+        if self._datasource is None:
+            t0 = time.perf_counter()
+            if self._context is None:
+                self._context = gx_context()
+            self._tick("gx_import", t0)
+            import uuid
+
+            self._datasource = self._context.data_sources.add_pandas(name=f"cxloop_{uuid.uuid4().hex[:12]}")
+        return self._datasource
+
+    def begin(self, name: str, duplicates: Mapping[str, int] | None = None) -> None:
+        """Start an entity; ``duplicates``: see :func:`duplicate_keys` (over the whole entity)."""
+        config = load_suite_config(name, self.suites_dir)
+        kept = []
+        for exp in config["expectations"]:
+            meta = exp.get("meta") or {}
+            if meta.get("check") == "reference":
+                parent = meta["parent"]
+                if parent not in self.runs and not self.known.has(parent):
+                    self.skipped.append(f"{name}.{meta['column']} -> {parent}")
+                    continue
+            kept.append(exp)
+        config["expectations"] = kept
+        gone: dict[str, set[str]] = {}
+        for exp in kept:
+            meta = exp["meta"]
+            if meta.get("check") == "reference" and meta["severity"] == "error" and meta["parent"] in self.runs:
+                q = self.quarantined_keys.get(meta["parent"], set())
+                gone[meta["parent"]] = q - self.known.contains(meta["parent"], sorted(q)) if q else set()
+        asset = self._gx().add_dataframe_asset(name=name)
+        self.runs[name] = _EntityRun(
+            name=name,
+            file=self.origin.get(name, name),
+            config=config,
+            suite=build_suite(config),
+            batch_definition=asset.add_batch_definition_whole_dataframe(f"{name}_whole"),
+            extras=self.extras.get(name, []),
+            duplicates=dict(duplicates or {}),
+            gone=gone,
+        )
+        self.batch_keys.setdefault(name, set())
+        self.quarantined_keys.setdefault(name, set())
+
+    def validate(self, name: str, raw: pd.DataFrame, offset: int = 0) -> pd.DataFrame:
+        """Validate rows ``offset + 1 ..`` of entity ``name``; returns the chunk's valid rows (typed)."""
+        run = self.runs[name]
         e = ENTITIES[name]
-        st = _EntityState(e, frames[name], origin.get(name, name))
-        states[name] = st
-        col.result(name, EXTRA_COLUMNS_EXPECTATION, None, "warn", not extras[name], st.n, len(extras[name]))
+        col = self.col
+        st = _EntityState(e, raw, run.file, offset)
+        run.chunks += 1
+        run.received += st.n
+
+        # 1-2: extra columns, coercion
+        t0 = time.perf_counter()
+        col.result(
+            name, EXTRA_COLUMNS_EXPECTATION, None, "warn", not run.extras, st.n, len(run.extras), table_level=True
+        )
         typed = {}
         for c in e.columns:
             series, failed = coerce_column(st.raw[c.name], c.type)
@@ -646,135 +861,218 @@ def validate_batch(
                 )
             col.result(name, TYPE_EXPECTATION, c.name, "error", not failed.any(), st.n, int(failed.sum()))
         st.typed = pd.DataFrame(typed, index=st.raw.index)
-    timings["coerce"] = time.perf_counter() - t0
+        self._tick("coerce", t0)
 
-    # keys available to children: all received keys of the batch plus the warehouse's
-    batch_keys = {
-        n: {str(k) for k in states[n].typed[ENTITIES[n].primary_key].dropna().unique()} for n in order
-    }
-
-    # 3: GX
-    t0 = time.perf_counter()
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    timings["gx_import"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    datasource = context.data_sources.add_pandas(name="cxloop_batch")
-    gx_results: dict[str, Any] = {}
-    skipped: list[str] = []
-    for name in order:
-        t1 = time.perf_counter()
-        st = states[name]
-        config = load_suite_config(name, suites_dir)
-        params: dict[str, Any] = {"max_timestamp": max_ts}
-        frame = st.typed.copy()
-        frame[ROW_COL] = np.arange(1, st.n + 1)
-        kept = []
-        for exp in config["expectations"]:
+        # 3-4: GX (helper columns on a shallow copy of the typed rows)
+        t0 = time.perf_counter()
+        frame = st.typed.copy(deep=False)
+        frame[ROW_COL] = np.arange(offset + 1, offset + st.n + 1)
+        for exp in run.config["expectations"]:
             meta = exp.get("meta") or {}
             if meta.get("check") == "reference":
-                parent, column = meta["parent"], meta["column"]
-                if parent not in batch_keys and parent not in known:
-                    skipped.append(f"{name}.{column} -> {parent}")
-                    continue
-                keys = batch_keys.get(parent, set()) | known.get(parent, set())
-                values = frame[column]
-                flag = values.isin(keys).astype("boolean")
-                flag[values.isna()] = pd.NA
-                frame[meta["helper_column"]] = flag
-            kept.append(exp)
-        config["expectations"] = kept
-        suite = build_suite(config)
+                frame[meta["helper_column"]] = self._known_flags(meta["parent"], frame[meta["column"]])
         if name == "responses":
-            frame[SENT_AT_HELPER] = _sent_at_lookup(frame["invitation_id"], states, known_sent_at)
-        asset = datasource.add_dataframe_asset(name=name)
-        batch_def = asset.add_batch_definition_whole_dataframe(f"{name}_whole")
-        batch = batch_def.get_batch(batch_parameters={"dataframe": frame})
+            frame[SENT_AT_HELPER] = self._sent_at_of(frame["invitation_id"])
+        self._tick("references", t0)
+        t0 = time.perf_counter()
+        batch = run.batch_definition.get_batch(batch_parameters={"dataframe": _gx_vectorisable(frame)})
         result = batch.validate(
-            suite,
-            result_format={
-                "result_format": "COMPLETE",
-                "unexpected_index_column_names": [ROW_COL],
-                "return_unexpected_index_query": False,
-            },
-            expectation_parameters=params,
+            run.suite, result_format=_GX_RESULT_FORMAT, expectation_parameters={"max_timestamp": self.max_ts}
         )
-        gx_results[name] = result
-        _apply_gx_result(result, st, col, frame)
-        timings[f"gx_{name}"] = time.perf_counter() - t1
-    timings["gx"] = time.perf_counter() - t0
+        key = name if run.chunks == 1 else f"{name}.{run.chunks}"
+        self.gx_results[key] = result
+        self._tick(f"gx_{name}", t0)
+        t0 = time.perf_counter()
+        _apply_gx_result(result, st, col, frame, run.duplicates)
 
-    # 5: cascade along error-severity references, parents first
-    quarantined_keys: dict[str, set[str]] = {}
-    for name in order:
-        st = states[name]
+        # 5: cascade along error-severity references (parents are complete: they came first)
         own_bad = st.bad.copy()  # every quarantined parent is named, unless the row failed its own checks
-        config = load_suite_config(name, suites_dir)
-        for exp in config["expectations"]:
+        for exp in run.config["expectations"]:
             meta = exp["meta"]
             if meta.get("check") != "reference" or meta["severity"] != "error":
                 continue
             parent, column = meta["parent"], meta["column"]
-            if parent not in states:
+            if parent not in self.runs or parent == name:
                 continue
-            gone = quarantined_keys.get(parent, set()) - known.get(parent, set())
+            gone = run.gone.get(parent, set())
             hits = 0
             if gone:
                 values = st.typed[column]
                 mask = values.isin(list(gone)).fillna(False).to_numpy(dtype=bool) & ~own_bad
                 for pos in np.flatnonzero(mask):
-                    key = values.iloc[pos]
-                    col.row(
-                        st,
-                        int(pos),
-                        column,
-                        CASCADE_EXPECTATION,
-                        "error",
-                        f"parent {parent} {key} quarantined",
-                    )
+                    reason = f"parent {parent} {values.iloc[pos]} quarantined"
+                    col.row(st, int(pos), column, CASCADE_EXPECTATION, "error", reason)
                     hits += 1
             col.result(name, CASCADE_EXPECTATION, column, "error", hits == 0, st.n, hits)
-        pk = st.typed[st.entity.primary_key]
-        bad_keys = set(pk[st.bad].dropna().astype(str))
-        good_keys = set(pk[~st.bad].dropna().astype(str))
-        quarantined_keys[name] = bad_keys - good_keys
 
-    # outcome
-    valid = {}
-    counts = {}
-    quarantine = pd.DataFrame(col.quarantine, columns=QUARANTINE_COLUMNS)
-    quarantine = quarantine.astype({"row_number": "int64"}) if len(quarantine) else quarantine
-    for name in order:
-        st = states[name]
-        v = st.typed[~st.bad].reset_index(drop=True)
-        valid[name] = v
-        q_rows = (
-            quarantine.loc[quarantine["entity"] == name, "row_number"].nunique() if len(quarantine) else 0
-        )
-        counts[name] = {"received": st.n, "loaded": len(v), "quarantined": int(q_rows)}
-        if counts[name]["received"] != counts[name]["loaded"] + counts[name]["quarantined"]:
+        # what children of this batch need to know about these rows
+        pk = st.typed[e.primary_key]
+        pk_obj = pk.to_numpy(dtype=object, na_value=None)
+        rows = np.arange(offset + 1, offset + st.n + 1)
+        keys = self.batch_keys[name]
+        if self.track_all_keys:
+            keys.update(k for k in pk_obj if k is not None)
+        for pos in np.flatnonzero(st.bad):
+            k = pk_obj[pos]
+            if k is None:
+                continue
+            keys.add(k)
+            first = run.duplicates.get(k, int(rows[pos]))
+            if first == rows[pos]:
+                self.quarantined_keys[name].add(k)  # the first occurrence is the one loaded, if any
+        if name == "invitations":
+            self._remember_sent_at(st, pk_obj, rows, run)
+        valid = st.typed[~st.bad].reset_index(drop=True)
+        run.loaded += len(valid)
+        self._tick("apply", t0)
+        return valid
+
+    def _known_flags(self, parent: str, values: pd.Series) -> pd.Series:
+        """true where the key is a received key of the batch or stored, null where values is null."""
+        distinct = [str(v) for v in pd.unique(values.dropna())]
+        batch = self.batch_keys.get(parent, set())
+        found = {v for v in distinct if v in batch}
+        rest = [v for v in distinct if v not in found]
+        if rest and self.known.has(parent):
+            found |= self.known.contains(parent, rest)
+        obj = values.to_numpy(dtype=object, na_value=None)
+        if found:
+            hit = pd.Index(sorted(found), dtype=object).get_indexer(obj) >= 0
+        else:
+            hit = np.zeros(len(obj), dtype=bool)
+        flag = pd.array(hit, dtype="boolean")
+        flag[values.isna().to_numpy(dtype=bool)] = pd.NA
+        return pd.Series(flag, index=values.index)
+
+    def _remember_sent_at(self, st: _EntityState, pk_obj: np.ndarray, rows: np.ndarray, run: _EntityRun) -> None:
+        """sent_at of the batch's invitations, first occurrence with a sent_at first (as if the batch
+        were looked up before the warehouse). Without track_all_keys only those whose first
+        occurrence is quarantined: the others are loaded, so the warehouse has them."""
+        sent = st.typed["sent_at"]
+        ok = sent.notna().to_numpy(dtype=bool) & (pk_obj != None)  # noqa: E711 - elementwise
+        if not self.track_all_keys:
+            keep = np.zeros(st.n, dtype=bool)
+            for pos in np.flatnonzero(ok & st.bad):
+                k = pk_obj[pos]
+                first = run.duplicates.get(k, int(rows[pos]))
+                first_bad = k in self.quarantined_keys["invitations"] or (
+                    first > st.offset and st.bad[first - st.offset - 1]
+                )
+                keep[pos] = first_bad
+            ok &= keep
+        values = sent.to_numpy()
+        for pos in np.flatnonzero(ok):
+            self.batch_sent_at.setdefault(pk_obj[pos], values[pos])
+
+    def _sent_at_of(self, invitation_ids: pd.Series) -> pd.Series:
+        ids = [str(v) for v in pd.unique(invitation_ids.dropna())]
+        lookup: dict[str, Any] = {}
+        rest = []
+        for i in ids:
+            v = self.batch_sent_at.get(i)
+            if v is not None:
+                lookup[i] = v
+            else:
+                rest.append(i)
+        if rest:
+            stored = self.known_sent_at if self.known_sent_at is not None else None
+            if stored is not None:
+                lookup.update({i: stored[i] for i in rest if i in stored})
+            else:
+                found = self.known.sent_at(rest)
+                lookup.update({str(k): _naive_utc(v) for k, v in found.items() if not _is_missing(v)})
+        obj = invitation_ids.to_numpy(dtype=object, na_value=None)
+        out = np.full(len(obj), np.datetime64("NaT"), dtype="datetime64[us]")
+        if lookup:
+            keys = list(lookup)
+            values = pd.DatetimeIndex([pd.Timestamp(lookup[k]) for k in keys]).as_unit("us").to_numpy()
+            pos = pd.Index(keys, dtype=object).get_indexer(obj)
+            hit = pos >= 0
+            out[hit] = values[pos[hit]]
+        return pd.Series(out, index=invitation_ids.index, dtype="datetime64[us]")
+
+    def end(self, name: str) -> dict[str, int]:
+        """Close an entity: reconciliation (received == loaded + quarantined) and its counts."""
+        run = self.runs[name]
+        q_rows = len(self.col.quarantined_rows.get(name, set()))
+        counts = {"received": run.received, "loaded": run.loaded, "quarantined": q_rows}
+        if run.received != run.loaded + q_rows:
             raise ReconciliationError(
-                f"batch {batch_id} entity {name}: received {st.n} != loaded {len(v)} + quarantined {q_rows}"
+                f"batch {self.batch_id} entity {name}: received {run.received} != loaded {run.loaded} "
+                f"+ quarantined {q_rows}"
             )
-    timings["total"] = time.perf_counter() - t_start
-    return ValidationOutcome(
+        return counts
+
+    def outcome(self, valid: Mapping[str, pd.DataFrame]) -> ValidationOutcome:
+        counts = {name: self.end(name) for name in self.runs}
+        quarantine = pd.DataFrame(self.col.quarantine, columns=QUARANTINE_COLUMNS)
+        quarantine = quarantine.astype({"row_number": "int64"}) if len(quarantine) else quarantine
+        return ValidationOutcome(
+            batch_id=self.batch_id,
+            source=self.source,
+            as_of=self.as_of,
+            checked_at=self.checked_at,
+            valid=dict(valid),
+            quarantine=quarantine,
+            results=_results_frame(list(self.col.results.values())),
+            counts=counts,
+            warnings=pd.DataFrame(self.col.warnings, columns=QUARANTINE_COLUMNS),
+            gx_results=self.gx_results,
+            skipped=self.skipped,
+            timings=self.timings,
+        )
+
+
+def validate_batch(
+    frames: Mapping[str, pd.DataFrame],
+    *,
+    batch_id: str,
+    source: str,
+    as_of: dt.datetime,
+    known_keys: Mapping[str, set[str]] | KnownKeys | None = None,
+    origin: Mapping[str, str] | None = None,
+    known_sent_at: Mapping[str, Any] | None = None,
+    future_skew: dt.timedelta = DEFAULT_FUTURE_SKEW,
+    suites_dir: Path | None = None,
+    context: Any = None,
+) -> ValidationOutcome:
+    """Validate one extraction batch held in memory; see the module docstring for the steps.
+
+    ``known_keys``: primary keys already in the warehouse per entity (``warehouse.known_keys``),
+    or a :class:`KnownKeys` that looks them up (``warehouse.StoredKeys``).
+    A reference check whose parent entity is neither in the batch nor in ``known_keys`` is
+    skipped (listed in ``outcome.skipped``); pass ``known_keys`` from the warehouse (it has an
+    entry, maybe empty, for every entity) to make every reference check strict.
+    ``known_sent_at``: invitation_id -> sent_at of invitations already in the warehouse, for the
+    "recorded_at not before sent_at" check (invitations of the batch are used anyway); a
+    :class:`KnownKeys` answers it itself when this is None.
+    ``origin``: entity -> landed file name, used in messages (default: the entity name).
+    """
+    t_start = time.perf_counter()
+    known = known_keys if isinstance(known_keys, KnownKeys) else SetKnownKeys(known_keys)
+    if known_sent_at is None and not isinstance(known_keys, KnownKeys):
+        known_sent_at = {}
+    gate = Gate(
         batch_id=batch_id,
         source=source,
         as_of=as_of,
-        checked_at=checked_at,
-        valid=valid,
-        quarantine=quarantine,
-        results=_results_frame(col.results),
-        counts=counts,
-        warnings=pd.DataFrame(col.warnings, columns=QUARANTINE_COLUMNS),
-        gx_results=gx_results,
-        skipped=skipped,
-        timings=timings,
+        known=known,
+        known_sent_at=known_sent_at,
+        origin=origin,
+        future_skew=future_skew,
+        suites_dir=suites_dir,
+        context=context,
     )
+    gate.check_structure({name: (list(df.columns), len(df)) for name, df in frames.items()})
+    valid = {}
+    for name in [n for n in ENTITY_ORDER if n in frames]:
+        raw = frames[name]
+        pk = ENTITIES[name].primary_key
+        gate.begin(name, duplicate_keys(coerce_column(raw[pk].reset_index(drop=True), "string")[0]))
+        valid[name] = gate.validate(name, raw)
+    outcome = gate.outcome(valid)
+    outcome.timings["total"] = time.perf_counter() - t_start
+    return outcome
 
 
 def _results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -789,22 +1087,6 @@ def _results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     )
 
 
-def _sent_at_lookup(
-    invitation_ids: pd.Series, states: Mapping[str, _EntityState], known_sent_at: Mapping[str, Any] | None
-) -> pd.Series:
-    lookup: dict[str, pd.Timestamp] = {}
-    for k, v in (known_sent_at or {}).items():
-        if not _is_missing(v):
-            lookup[str(k)] = _naive_utc(v)
-    inv = states.get("invitations")
-    if inv is not None:
-        t = inv.typed[["invitation_id", "sent_at"]].dropna()
-        t = t.drop_duplicates("invitation_id", keep="first")
-        lookup.update(dict(zip(t["invitation_id"].astype(str), t["sent_at"], strict=True)))
-    mapped = invitation_ids.astype(object).map(lambda x: lookup.get(x) if isinstance(x, str) else None)
-    return pd.to_datetime(mapped).astype("datetime64[us]")
-
-
 def _exception_messages(info: Any) -> list[str]:
     if not info:
         return []
@@ -817,11 +1099,39 @@ def _exception_messages(info: Any) -> list[str]:
     return out
 
 
-def _apply_gx_result(result: Any, st: _EntityState, col: _Collector, frame: pd.DataFrame) -> None:
-    """Turn one entity's GX suite result into result rows and quarantine/warning rows.
+_NS_RANGE = (pd.Timestamp.min.as_unit("us"), pd.Timestamp.max.as_unit("us"))
 
-    ``success`` is checked per expectation; an expectation GX could not evaluate raises."""
-    for r in result.results:
+
+def _gx_vectorisable(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame GX evaluates, with the dtypes its pandas metrics compute vectorised.
+
+    GX's ``column_values.between`` compares whole columns only for numpy int/float and
+    datetime64[ns] columns; for the gate's nullable Int64/Float64 and datetime64[us] columns
+    it calls a Python function per value (at 1.2M invitations that was most of the GX time).
+    Same values, so the same rows pass or fail: numbers become float64 (null -> NaN, which GX
+    leaves out like null), timestamps datetime64[ns] when every value fits its range (years
+    1677-2262; a column with a wilder value keeps its type and the per-value path)."""
+    out = frame.copy(deep=False)
+    for name, series in frame.items():
+        dtype = series.dtype
+        if isinstance(dtype, pd.Int64Dtype | pd.Float64Dtype):
+            out[name] = series.to_numpy(dtype="float64", na_value=np.nan)
+        elif pd.api.types.is_datetime64_dtype(dtype) and dtype != np.dtype("datetime64[ns]"):
+            lo, hi = series.min(), series.max()
+            if pd.isna(lo) or (_NS_RANGE[0] <= lo and hi <= _NS_RANGE[1]):
+                out[name] = series.astype("datetime64[ns]")
+    return out
+
+
+def _apply_gx_result(
+    result: Any, st: _EntityState, col: _Collector, frame: pd.DataFrame, duplicates: Mapping[str, int]
+) -> None:
+    """Turn one chunk's GX suite result into result rows and quarantine/warning rows.
+
+    ``success`` is checked per expectation; an expectation GX could not evaluate raises.
+    Primary-key uniqueness is judged over the whole entity (``duplicates``: key -> first row):
+    GX sees one chunk at a time, so a duplicate of a row in an earlier chunk is found there."""
+    for i, r in enumerate(result.results):
         cfg = r.expectation_config
         meta = dict(cfg.meta or {})
         severity = meta.get("severity")
@@ -833,37 +1143,44 @@ def _apply_gx_result(result: Any, st: _EntityState, col: _Collector, frame: pd.D
         kwargs = cfg.kwargs
         column = meta.get("column") or kwargs.get("column") or kwargs.get("column_A")
         res = r.result or {}
+        rows = [int(d[ROW_COL]) - 1 - st.offset for d in (res.get("unexpected_index_list") or [])]
+        if cfg.type == UNIQUE_EXPECTATION:
+            pk = frame[column].to_numpy(dtype=object, na_value=None)
+            first = np.array([duplicates.get(k, 0) if k is not None else 0 for k in pk], dtype=np.int64)
+            if duplicates:
+                dup_rows = np.flatnonzero(first > 0)
+            else:
+                dup_rows = np.array([], dtype=np.int64)
+            if set(rows) - set(dup_rows.tolist()):
+                raise GateError(f"{st.file}: GX found duplicates of {column} the gate did not")
+            col.result(st.name, cfg.type, column, severity, len(dup_rows) == 0, st.n, len(dup_rows), slot=f"gx{i}")
+            reason = meta.get("reason", cfg.type)
+            for pos in dup_rows:
+                row_number = st.offset + int(pos) + 1
+                if first[pos] >= row_number:
+                    continue  # the first occurrence is kept
+                col.row(
+                    st,
+                    int(pos),
+                    column,
+                    cfg.type,
+                    severity,
+                    f"{st.prefix(int(pos))} field {column}: {_show(st.raw[column].iloc[pos])} {reason}; "
+                    f"first seen at row {first[pos]}",
+                )
+            continue
         unexpected = res.get("unexpected_count")
-        if unexpected is None:  # table-level expectation
+        table_level = unexpected is None
+        if table_level:  # table-level expectation
             unexpected = 0 if r.success else 1
-        col.result(st.name, cfg.type, column, severity, r.success, st.n, unexpected)
+        col.result(st.name, cfg.type, column, severity, r.success, st.n, unexpected, slot=f"gx{i}",
+                   table_level=table_level)
         if r.success:
             continue
-        rows = [int(d[ROW_COL]) - 1 for d in (res.get("unexpected_index_list") or [])]
         if not rows and cfg.type == STRUCTURE_EXPECTATION:
             raise GateError(f"{st.file}: structural expectation failed after the structure check")
         reason = meta.get("reason", cfg.type)
         check = meta.get("check")
-        if cfg.type == UNIQUE_EXPECTATION:
-            pk = frame[column]
-            later = (pk.duplicated(keep="first") & pk.notna()).to_numpy(dtype=bool)
-            first_row: dict[Any, int] = {}
-            for pos, key in enumerate(pk.tolist()):
-                if not _is_missing(key):
-                    first_row.setdefault(key, pos)
-            for pos in sorted(set(rows)):
-                if not later[pos]:
-                    continue  # the first occurrence is kept
-                col.row(
-                    st,
-                    pos,
-                    column,
-                    cfg.type,
-                    severity,
-                    f"{st.prefix(pos)} field {column}: {_show(st.raw[column].iloc[pos])} {reason}; "
-                    f"first seen at row {first_row[pk.iloc[pos]] + 1}",
-                )
-            continue
         if column not in st.typed.columns:
             raise GateError(f"suite {st.name}: {cfg.type} names unknown column {column!r} (set meta.column)")
         failed_coercion = st.coercion_failed.get(column)
@@ -959,3 +1276,51 @@ def _summary_html(outcome: ValidationOutcome, pages: Mapping[str, str | None]) -
         parts.append("<tr>" + "".join(f"<td>{esc(str(getattr(r, c)))}</td>" for c in qcols) + "</tr>")
     parts.append("</table></body></html>")
     return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- landed files in chunks
+
+CHUNK_ROWS = 250_000  # rows validated (and loaded) at a time
+
+
+def landed_shape(path: str | Path) -> tuple[list[str], int]:
+    """(column names, rows) of a landed Parquet file, from its footer."""
+    import pyarrow.parquet as pq
+
+    f = pq.ParquetFile(path)
+    return list(f.schema_arrow.names), f.metadata.num_rows
+
+
+def landed_chunks(path: str | Path, rows: int | None = None):
+    """The landed file as frames of at most ``rows`` rows (values str or None, as read_landed
+    gives them), in file order; one empty frame for an empty file."""
+    import pyarrow.parquet as pq
+
+    f = pq.ParquetFile(path)
+    names = list(f.schema_arrow.names)
+    seen = False
+    for b in f.iter_batches(batch_size=rows or CHUNK_ROWS):
+        seen = True
+        yield pd.DataFrame(
+            {n: b.column(i).to_numpy(zero_copy_only=False) for i, n in enumerate(names)}, dtype=object
+        )
+    if not seen:
+        yield pd.DataFrame({n: pd.Series([], dtype=object) for n in names})
+
+
+def landed_duplicates(path: str | Path, column: str) -> dict[str, int]:
+    """:func:`duplicate_keys` of a landed file's key column, computed by DuckDB over the file
+    (so no chunk needs the whole column): key -> 1-based row of its first occurrence."""
+    import duckdb
+
+    quoted = '"' + column.replace('"', '""') + '"'
+    con = duckdb.connect()
+    try:
+        rows = con.execute(
+            f"SELECT {quoted}, min(file_row_number) + 1 FROM read_parquet(?, file_row_number = true) "
+            f"WHERE {quoted} IS NOT NULL GROUP BY {quoted} HAVING count(*) > 1",
+            [str(path)],
+        ).fetchall()
+    finally:
+        con.close()
+    return {str(k): int(first) for k, first in rows if str(k).strip()}  # blank keys are null

@@ -25,9 +25,10 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from cxloop.contract import ENTITIES, ENTITY_ORDER, LINEAGE_COLUMNS
-from cxloop.validation import QUARANTINE_COLUMNS, RESULT_COLUMNS, ValidationOutcome
+from cxloop.validation import QUARANTINE_COLUMNS, RESULT_COLUMNS, KnownKeys, ValidationOutcome
 
 SCHEMA = "raw"
 SQL_TYPES = {
@@ -134,17 +135,64 @@ def load_outcome(
     records received/loaded/quarantined per entity. With ``quarantine_dir`` the batch's
     quarantine is also written to ``<quarantine_dir>/quarantine_<batch_id>.parquet``.
     """
-    ensure_raw_schema(con)
-    extracted = _naive_utc(extracted_at)
-    batch_id, source = outcome.batch_id, outcome.source
-    con.execute("BEGIN TRANSACTION")
-    try:
-        loaded = loaded_at and _naive_utc(loaded_at)
-        loaded = _previous_loaded_at(con, batch_id) or loaded or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    with BatchLoader(
+        con, batch_id=outcome.batch_id, source=outcome.source, extracted_at=extracted_at, loaded_at=loaded_at
+    ) as loader:
         for name in ENTITY_ORDER:
-            if name not in outcome.valid:
-                continue
-            _merge_entity(con, name, outcome.valid[name], batch_id, source, extracted, loaded)
+            if name in outcome.valid:
+                loader.merge(name, outcome.valid[name])
+        loader.finish(outcome, quarantine_dir)
+    return outcome.counts
+
+
+class BatchLoader:
+    """One batch's load as one transaction, fed chunk by chunk: ``merge`` the valid rows of each
+    chunk as the gate passes them, then ``finish`` with the outcome (bookkeeping rows, commit).
+    Leaving the ``with`` block without ``finish`` rolls everything back. Inside the
+    transaction, :meth:`keys` sees the rows merged so far (the gate's reference checks)."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        *,
+        batch_id: str,
+        source: str,
+        extracted_at: dt.datetime,
+        loaded_at: dt.datetime | None = None,
+    ):
+        self.con = con
+        self.batch_id = batch_id
+        self.source = source
+        self.extracted = _naive_utc(extracted_at)
+        self._loaded_at = loaded_at
+        self.loaded: dt.datetime | None = None
+        self.done = False
+
+    def __enter__(self) -> BatchLoader:
+        ensure_raw_schema(self.con)
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            loaded = self._loaded_at and _naive_utc(self._loaded_at)
+            self.loaded = (
+                _previous_loaded_at(self.con, self.batch_id) or loaded or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+            )
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self.done:
+            self.con.execute("ROLLBACK")
+
+    def keys(self) -> StoredKeys:
+        return StoredKeys(self.con)
+
+    def merge(self, name: str, frame: pd.DataFrame) -> None:
+        _merge_entity(self.con, name, frame, self.batch_id, self.source, self.extracted, self.loaded)
+
+    def finish(self, outcome: ValidationOutcome, quarantine_dir: str | Path | None = None) -> None:
+        con, batch_id, source = self.con, self.batch_id, self.source
         entities = list(outcome.counts)
         # A batch may be validated in parts (entities that reference another source's
         # entities wait for them), so a reload replaces only the entities it carries.
@@ -172,8 +220,8 @@ def load_outcome(
                     "source": source,
                     "entity": name,
                     **{k: int(outcome.counts[name][k]) for k in ("received", "loaded", "quarantined")},
-                    "extracted_at": extracted,
-                    "loaded_at": loaded,
+                    "extracted_at": self.extracted,
+                    "loaded_at": self.loaded,
                 }
                 for name in entities
             ],
@@ -193,12 +241,9 @@ def load_outcome(
             con.execute("INSERT INTO raw.batches SELECT * FROM _cx_batches")
             con.unregister("_cx_batches")
         con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    if quarantine_dir is not None:
-        write_quarantine_parquet(outcome, quarantine_dir)
-    return outcome.counts
+        self.done = True
+        if quarantine_dir is not None:
+            write_quarantine_parquet(outcome, quarantine_dir)
 
 
 def with_lineage(
@@ -290,3 +335,35 @@ def known_invitation_sent_at(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     ensure_raw_schema(con)
     df = con.execute("SELECT invitation_id, sent_at FROM raw.invitations WHERE sent_at IS NOT NULL").df()
     return dict(zip(df["invitation_id"].astype(str), df["sent_at"], strict=True))
+
+
+class StoredKeys(KnownKeys):
+    """The gate's view of the stored keys: asks DuckDB about just the values a chunk references
+    (a semi-join against ``raw.<entity>``), instead of reading every stored key."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.con = con
+
+    def _lookup(self, sql: str, values: list[str]) -> list[tuple]:
+        self.con.register("_cx_lookup", pa.table({"k": pa.array(values, type=pa.string())}))
+        try:
+            return self.con.execute(sql).fetchall()
+        finally:
+            self.con.unregister("_cx_lookup")
+
+    def contains(self, entity: str, values: list[str]) -> set[str]:
+        if not values:
+            return set()
+        pk = _q(ENTITIES[entity].primary_key)
+        rows = self._lookup(f"SELECT {pk} FROM {SCHEMA}.{_q(entity)} WHERE {pk} IN (SELECT k FROM _cx_lookup)", values)
+        return {r[0] for r in rows}
+
+    def sent_at(self, invitation_ids: list[str]) -> dict[str, Any]:
+        if not invitation_ids:
+            return {}
+        rows = self._lookup(
+            f"SELECT invitation_id, sent_at FROM {SCHEMA}.invitations "
+            "WHERE sent_at IS NOT NULL AND invitation_id IN (SELECT k FROM _cx_lookup)",
+            invitation_ids,
+        )
+        return {str(k): v for k, v in rows}
