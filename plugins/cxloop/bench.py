@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -410,7 +410,7 @@ def _write_results(preset: Preset, results: list[StageResult], out_dir: Path, pg
     load = by["validate + load"].detail.get("timings", {})
     served = sum(by["generate"].detail.get("served", {}).values())
     report = {
-        "preset": asdict(PRESETS[preset.name]),
+        "preset": asdict(preset),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "cores": os.cpu_count(),
@@ -466,10 +466,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(PROJECT_ROOT / "bench" / "results"))
     p.add_argument("--work", default=None, help="scratch folder (default var/bench/<preset>)")
     p.add_argument("--no-postgres", action="store_true")
+    p.add_argument("--no-incremental", action="store_true")
+    p.add_argument(
+        "--scale",
+        type=float,
+        help="override the preset's generator scale (e.g. a memory-growth point between the presets)",
+    )
     a = p.parse_args(argv)
     preset = PRESETS[a.preset]
+    if a.scale:
+        preset = replace(preset, name=f"{preset.name}-scale{a.scale:g}", scale=a.scale)
     work = Path(a.work) if a.work else PROJECT_ROOT / "var" / "bench" / preset.name
-    run_bench(preset, out_dir=Path(a.out), work_dir=work, with_postgres=not a.no_postgres)
+    run_bench(
+        preset,
+        out_dir=Path(a.out),
+        work_dir=work,
+        with_postgres=not a.no_postgres,
+        with_incremental=not a.no_incremental,
+    )
     return 0
 
 
