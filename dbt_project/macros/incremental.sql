@@ -8,3 +8,13 @@
     where _batch_id not in (select distinct batch_id from {{ this }} where batch_id is not null)
     {%- endif %}
 {%- endmacro %}
+
+{#- Post-hook of every model: on Postgres, refresh the planner's statistics of a table just
+    built. Without them Postgres takes a fresh 80k-row table for 5 rows and plans nested loops
+    (at_risk_accounts on the large bench: 65 s instead of well under one). DuckDB keeps its
+    statistics itself: nothing to do. -#}
+{% macro cxloop_analyze_table() -%}
+    {%- if target.type == 'postgres' and config.get('materialized') in ('table', 'incremental') -%}
+        analyze {{ this }}
+    {%- endif -%}
+{%- endmacro %}

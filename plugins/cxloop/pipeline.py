@@ -169,45 +169,33 @@ def extract(
 def _extract_frames(
     source: SourceSettings, opts: dict, settings: Settings, raw_dir: Path, since: dict, as_of, sink=None
 ):
-    """The source's entities as frames; with ``sink`` (Salesforce and Qualtrics), streamed into
-    it instead (``sink(entity, text table, maxima)``, see :class:`cxloop.landing.BatchWriter`)."""
+    """The source's entities: Salesforce and Qualtrics stream into ``sink`` (``sink(entity, text
+    table, maxima)``, see :class:`cxloop.landing.BatchWriter`) and return row counts; HubSpot
+    and file drops return whole frames."""
     if source.name == "salesforce":
-        from cxloop.sources.salesforce import extract_salesforce, land_salesforce
+        from cxloop.sources.salesforce import land_salesforce
 
-        common = dict(
+        return land_salesforce(
+            source.base_url,
+            source.token,
+            sink,
             landing_dir=raw_dir,
             api_version=opts.get("api_version", "v60.0"),
             role_field=opts.get("buying_role_field", "Buying_Role__c"),
             since=since,
             until=as_of,
         )
-        if sink is not None:
-            return land_salesforce(source.base_url, source.token, sink, **common)
-        return extract_salesforce(source.base_url, source.token, **common)
     if source.name == "qualtrics":
-        from cxloop.sources.qualtrics import extract_qualtrics, land_qualtrics
+        from cxloop.sources.qualtrics import land_qualtrics
 
         directory_id = opts.get("directory_id")
         if not directory_id:
             raise ValueError("source qualtrics: option directory_id is not configured")
-        if sink is not None:
-            return land_qualtrics(
-                source.base_url,
-                source.token,
-                directory_id,
-                sink,
-                landing_dir=raw_dir,
-                nps_question_id=opts.get("nps_question_id", "QID1"),
-                comment_question_id=opts.get("comment_question_id", "QID2_TEXT"),
-                relationship_pattern=opts.get("relationship_pattern", "(?i)relationship"),
-                start=since.get("responses"),
-                end=as_of,
-                invitations_since=since.get("invitations"),
-            )
-        return extract_qualtrics(
+        return land_qualtrics(
             source.base_url,
             source.token,
             directory_id,
+            sink,
             landing_dir=raw_dir,
             nps_question_id=opts.get("nps_question_id", "QID1"),
             comment_question_id=opts.get("comment_question_id", "QID2_TEXT"),
