@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -357,6 +358,22 @@ class StoredKeys(KnownKeys):
         pk = _q(ENTITIES[entity].primary_key)
         rows = self._lookup(f"SELECT {pk} FROM {SCHEMA}.{_q(entity)} WHERE {pk} IN (SELECT k FROM _cx_lookup)", values)
         return {r[0] for r in rows}
+
+    def sent_at_arrays(self, invitation_ids: list[str]) -> tuple[list[str], np.ndarray]:
+        """:meth:`sent_at` as (ids, datetime64[us] values), read as Arrow: no Python datetime per row."""
+        if not invitation_ids:
+            return [], np.array([], dtype="datetime64[us]")
+        self.con.register("_cx_lookup", pa.table({"k": pa.array(invitation_ids, type=pa.string())}))
+        try:
+            table = self.con.execute(
+                f"SELECT invitation_id, sent_at FROM {SCHEMA}.invitations "
+                "WHERE sent_at IS NOT NULL AND invitation_id IN (SELECT k FROM _cx_lookup)"
+            ).to_arrow_table()
+        finally:
+            self.con.unregister("_cx_lookup")
+        ids = table.column("invitation_id").to_pylist()
+        values = table.column("sent_at").cast(pa.timestamp("us")).to_numpy(zero_copy_only=False)
+        return ids, values.astype("datetime64[us]")
 
     def sent_at(self, invitation_ids: list[str]) -> dict[str, Any]:
         if not invitation_ids:
