@@ -67,23 +67,40 @@ invitation_outcomes as (
 
 ),
 
+-- per account first (each account has one group_value per group_type and period, a tested
+-- grain of int_account_groups), so the join to the groups carries ~100k account rows, not
+-- 1.2M invitations, and distinct accounts are counted as rows
+per_account as (
+
+    select
+        period_start,
+        survey_type,
+        account_id,
+        count(*) as delivered,
+        sum(case when is_responded then 1 else 0 end) as responses,
+        sum(case when is_scored_responded then 1 else 0 end) as scored_responses,
+        max(case when is_responded then 1 else 0 end) as any_responded
+    from invitation_outcomes
+    group by period_start, survey_type, account_id
+
+),
+
 grouped as (
 
     select
-        invitation_outcomes.period_start,
-        invitation_outcomes.survey_type,
+        per_account.period_start,
+        per_account.survey_type,
         groups.group_type,
         groups.group_value,
-        count(*) as delivered,
-        sum(case when invitation_outcomes.is_responded then 1 else 0 end) as responses,
-        sum(case when invitation_outcomes.is_scored_responded then 1 else 0 end) as scored_responses,
-        count(distinct invitation_outcomes.account_id) as accounts_delivered,
-        count(distinct case when invitation_outcomes.is_responded then invitation_outcomes.account_id end)
-            as accounts_responded
-    from invitation_outcomes
+        sum(per_account.delivered) as delivered,
+        sum(per_account.responses) as responses,
+        sum(per_account.scored_responses) as scored_responses,
+        count(*) as accounts_delivered,
+        sum(per_account.any_responded) as accounts_responded
+    from per_account
     inner join groups
-        on invitation_outcomes.period_start = groups.period_start
-        and invitation_outcomes.account_id = groups.account_id
+        on per_account.period_start = groups.period_start
+        and per_account.account_id = groups.account_id
     group by 1, 2, 3, 4
 
 ),
