@@ -543,3 +543,18 @@ def test_cli_prints_base_url_and_serves(sample_dir):
         proc.terminate()
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+def test_preload_reads_every_source_file_before_serving(sample_dir):
+    """--preload (the bench's server) parses every file up front, so a timed client never waits
+    for the server to read its fixtures; what it serves is the same."""
+    from cxloop.demo.server import DemoServer
+
+    lazy, eager = DemoServer(sample_dir, TOKEN), DemoServer(sample_dir, TOKEN)
+    eager.data.preload()
+    loaded = set(eager.data._cache)
+    assert {"q:surveys", "q:contacts", "q:distributions", "q:history"} <= loaded
+    assert any(k.startswith("sf:") for k in loaded) and any(k.startswith("q:responses:") for k in loaded)
+    assert lazy.data._cache == {}
+    assert eager.data.distribution_history() == lazy.data.distribution_history()
+    assert eager.data.surveys() == lazy.data.surveys()

@@ -124,6 +124,12 @@ def extract(
         "salesforce": ("owners", "accounts", "contacts", "follow_ups"),
         "qualtrics": ("surveys", "invitations", "responses"),
     }
+
+    def windows_of(names) -> dict[str, list[str | None]]:  # entity -> [since, until) of this batch
+        return {
+            e: [since[e].isoformat() if e in since else None, as_of.isoformat()] for e in names if e in CURSOR_COLUMNS
+        }
+
     if source.name in streamed:
         from cxloop.landing import BatchWriter
 
@@ -138,20 +144,12 @@ def extract(
             cursor_columns=CURSOR_COLUMNS,
         ) as writer:
             _extract_frames(source, opts, settings, raw_dir, since, as_of, sink=writer.write)
-            windows = {
-                e: [since[e].isoformat() if e in since else None, as_of.isoformat()]
-                for e in wanted
-                if e in CURSOR_COLUMNS
-            }
-            batch = writer.finish(windows)
+            batch = writer.finish(windows_of(wanted))
         log.info("extracted %s: %s", source.name, ", ".join(f"{e}={n}" for e, n in batch.rows.items()))
         return batch.to_dict()
     frames = _extract_frames(source, opts, settings, raw_dir, since, as_of)
     if entities is not None:
         frames = {e: f for e, f in frames.items() if e in entities}
-    windows = {
-        e: [since[e].isoformat() if e in since else None, as_of.isoformat()] for e in frames if e in CURSOR_COLUMNS
-    }
     batch = land_frames(
         frames,
         landing_dir=settings.landing_dir,
@@ -159,7 +157,7 @@ def extract(
         batch_id=batch_id,
         extracted_at=extracted_at,
         as_of=as_of,
-        windows=windows,
+        windows=windows_of(frames),
         cursors=_cursors(frames),
     )
     log.info("extracted %s: %s", source.name, ", ".join(f"{e}={n}" for e, n in batch.rows.items()))
