@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -325,40 +326,43 @@ def run_bench(
         *("--contact-density", str(preset.contact_density)),
     )
     token = secrets.token_urlsafe(16)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cxloop.demo.server", "--data", str(demo / "source"), f"--token={token}", "--preload"],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        base_url = _read_base_url(server)
-        source = ["--base-url", base_url, f"--token={token}"]
-        common = [*source, "--batches", str(batches)]
-        extract(None, source, batches)
-        stage("load", "validate + load", *common)
-        stage("dbt", "dbt build", *common)
-        stage("export", None, *common)
-        stage("lower_bound", "reference: hand-written SQL on landed Parquet", *common)
-        stage("dbt", "reference: dbt fixed start-up (empty selection)", "--select", "tag:cxloop_nothing")
-        if with_incremental:
-            next_day = (AS_OF + timedelta(days=1)).isoformat()
-            inc_batches = work_dir / "batches-inc.json"
-            extract("incremental: extract (one new day)", [*source, "--as-of", next_day], inc_batches)
-            inc = [*source, "--batches", str(inc_batches), "--as-of", next_day]
-            stage("load", "incremental: validate + load", *inc)
-            stage("dbt", "incremental: dbt build", *inc)
-        pg_note: str | None = "not requested (--no-postgres)"
-        if with_postgres:
-            from cxloop.config import Settings
 
-            pg_note = _postgres_reachable(Settings.from_env({**env, "CXLOOP_TARGET": "postgres"}).pg_dsn())
-            if pg_note is None:
-                stage("load", "reference: validate + load on Postgres", *common, "--target", "postgres")
-                stage("dbt", "reference: dbt build on Postgres", *common, "--target", "postgres")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    @contextmanager
+    def demo_server():
+        """The source systems, up only while something extracts: the demo server holds the
+        generated world in memory (~4 GB at large), which the later stages should not share."""
+        cmd = [sys.executable, "-m", "cxloop.demo.server", "--data", str(demo / "source"), f"--token={token}"]
+        proc = subprocess.Popen([*cmd, "--preload"], env=env, stdout=subprocess.PIPE, text=True)
+        try:
+            yield ["--base-url", _read_base_url(proc), f"--token={token}"]
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+    with demo_server() as source:
+        extract(None, source, batches)
+    common = ["--batches", str(batches)]
+    stage("load", "validate + load", *common)
+    stage("dbt", "dbt build", *common)
+    stage("export", None, *common)
+    stage("lower_bound", "reference: hand-written SQL on landed Parquet", *common)
+    stage("dbt", "reference: dbt fixed start-up (empty selection)", "--select", "tag:cxloop_nothing")
+    if with_incremental:
+        next_day = (AS_OF + timedelta(days=1)).isoformat()
+        inc_batches = work_dir / "batches-inc.json"
+        with demo_server() as source:
+            extract("incremental: extract (one new day)", [*source, "--as-of", next_day], inc_batches)
+        inc = ["--batches", str(inc_batches), "--as-of", next_day]
+        stage("load", "incremental: validate + load", *inc)
+        stage("dbt", "incremental: dbt build", *inc)
+    pg_note: str | None = "not requested (--no-postgres)"
+    if with_postgres:
+        from cxloop.config import Settings
+
+        pg_note = _postgres_reachable(Settings.from_env({**env, "CXLOOP_TARGET": "postgres"}).pg_dsn())
+        if pg_note is None:
+            stage("load", "reference: validate + load on Postgres", *common, "--target", "postgres")
+            stage("dbt", "reference: dbt build on Postgres", *common, "--target", "postgres")
     return _write_results(preset, results, out_dir, pg_note)
 
 
