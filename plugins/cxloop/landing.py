@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cxloop.sources import as_text, text_array, text_schema
+from cxloop.sources import text_array, text_schema
 
 
 @dataclass
@@ -40,10 +40,6 @@ class LandedBatch:
     @classmethod
     def from_dict(cls, data: dict) -> LandedBatch:
         return cls(**data)
-
-
-def _as_text(value: object) -> str | None:
-    return as_text(value)
 
 
 def frame_as_text(frame: pd.DataFrame) -> pa.Table:

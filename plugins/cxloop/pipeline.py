@@ -120,10 +120,9 @@ def extract(
     opts = {**config.options_for(source.name), **source.options}
     # Salesforce and Qualtrics stream: page-sized chunks are landed as Parquet row groups as they
     # arrive, so no entity is ever held in memory whole (the entities each lands).
-    streamed = {
-        "salesforce": ("owners", "accounts", "contacts", "follow_ups"),
-        "qualtrics": ("surveys", "invitations", "responses"),
-    }
+    from cxloop.sources import qualtrics, salesforce
+
+    streamed = {"salesforce": salesforce.ENTITIES, "qualtrics": qualtrics.ENTITIES}
 
     def windows_of(names) -> dict[str, list[str | None]]:  # entity -> [since, until) of this batch
         return {

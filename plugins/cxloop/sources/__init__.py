@@ -56,19 +56,28 @@ def _is_null(v: Any) -> bool:
     return v is None or (isinstance(v, float) and v != v)
 
 
+def _iso_texts(values: list[Any]) -> pd.Series | None:
+    """Naive UTC ``datetime64[us]`` when every value is ISO-8601 text, null or blank (blank ->
+    null), parsed in one vectorised pass; None when some value is not."""
+    if not all(v is None or isinstance(v, str) for v in values):
+        return None
+    texts = [None if v is None or not v.strip() else v for v in values]
+    try:
+        parsed = pd.to_datetime(pd.Series(texts, dtype=object), utc=True, format="ISO8601")
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return parsed.dt.tz_localize(None).astype("datetime64[us]")
+
+
 def timestamp_series(values: list[Any]) -> pd.Series:
     """Source datetimes -> naive UTC ``datetime64[us]``.
 
     When some value is not a datetime it is kept as received: the column is then ``object`` and
     holds ISO-8601 UTC strings for the good values and the raw text for the bad ones, so the gate
     can quarantine exactly those rows."""
-    if all(v is None or isinstance(v, str) for v in values):
-        try:  # the fast path: every value is ISO-8601 text (or null)
-            texts = [None if v is None or not v.strip() else v for v in values]
-            fast = pd.to_datetime(pd.Series(texts, dtype=object), utc=True, format="ISO8601")
-            return fast.dt.tz_localize(None).astype("datetime64[us]")
-        except (ValueError, TypeError, OverflowError):
-            pass
+    fast = _iso_texts(values)  # the fast path: every value is ISO-8601 text (or null)
+    if fast is not None:
+        return fast
     parsed: list[datetime | None] = []
     bad = False
     for v in values:
@@ -209,13 +218,12 @@ def timestamp_text(values: list[Any]) -> tuple[pa.Array, Any]:
             return naive_timestamp_text(ts), _max(ts)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass
-    if all(v is None or isinstance(v, str) for v in values):
-        try:  # ISO-8601 text without offsets, dates, blanks
-            texts = [None if v is None or not v.strip() else v for v in values]
-            parsed = pd.to_datetime(pd.Series(texts, dtype=object), utc=True, format="ISO8601")
-            ts = pa.array(parsed.dt.tz_localize(None).astype("datetime64[us]"), from_pandas=True)
+    parsed = _iso_texts(values)  # ISO-8601 text without offsets, dates, blanks
+    if parsed is not None:
+        try:
+            ts = pa.array(parsed, from_pandas=True)
             return naive_timestamp_text(ts), _max(ts)
-        except (ValueError, TypeError, OverflowError, pa.ArrowInvalid):
+        except pa.ArrowInvalid:
             pass
     out: list[str | None] = []
     best = None

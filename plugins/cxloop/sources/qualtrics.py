@@ -620,7 +620,9 @@ def extract_qualtrics(
     retry: RetryPolicy | None = None,
     poll_interval: float = 0.05,
     workers: int = 4,
-) -> dict[str, pd.DataFrame]:
+    sink: ChunkSink | None = None,
+    chunk_rows: int = 100_000,
+) -> dict[str, pd.DataFrame] | dict[str, int]:
     """Extract surveys, invitations and responses into canonical frames.
 
     ``base_url`` is the data-centre root (``https://iad1.qualtrics.com``) or the demo server's URL
@@ -632,53 +634,15 @@ def extract_qualtrics(
     A response names its invitation through its embedded ``DistributionId`` and ``ContactId``
     (the invitation's key), falling back to the distribution history's ``responseId``.
     ``workers``: how many distribution histories are fetched at once.
+    With ``sink`` (the pipeline, through :func:`land_qualtrics`) nothing is held whole: every
+    ``chunk_rows`` rows of an entity go to ``sink(entity, text table, maxima)`` in their landed
+    text form (:func:`cxloop.sources.text_table`) as they arrive, and the row counts per
+    entity are returned instead of frames.
     """
-    collectors = {e: FrameCollector(e, TIMESTAMPS[e]) for e in ENTITIES}
-    t0 = time.monotonic()
-    counts = _run(
-        base_url,
-        token,
-        directory_id,
-        landing_dir,
-        nps_question_id,
-        relationship_pattern,
-        start,
-        end,
-        buffers=collectors,
-        comment_question_id=comment_question_id,
-        invitations_since=invitations_since,
-        page_size=page_size,
-        retry=retry,
-        poll_interval=poll_interval,
-        workers=workers,
-    )
-    _log_counts(counts, t0)
-    return {e: c.frame() for e, c in collectors.items()}
-
-
-def land_qualtrics(
-    base_url: str,
-    token: str,
-    directory_id: str,
-    sink: ChunkSink,
-    landing_dir: Path | None = None,
-    nps_question_id: str = "QID1",
-    relationship_pattern: str = "(?i)relationship",
-    start: datetime | str | None = None,
-    end: datetime | str | None = None,
-    *,
-    comment_question_id: str = "QID2_TEXT",
-    invitations_since: datetime | None = None,
-    page_size: int | None = None,
-    retry: RetryPolicy | None = None,
-    poll_interval: float = 0.05,
-    workers: int = 4,
-    chunk_rows: int = 100_000,
-) -> dict[str, int]:
-    """:func:`extract_qualtrics`, streamed: every ``chunk_rows`` rows of an entity go to
-    ``sink(entity, text table, maxima)`` (:func:`cxloop.sources.text_table`) as they arrive.
-    Returns the row count per entity."""
-    buffers = {e: ChunkBuffer(e, sink, TIMESTAMPS[e], rows=chunk_rows) for e in ENTITIES}
+    if sink is None:
+        buffers: dict[str, Any] = {e: FrameCollector(e, TIMESTAMPS[e]) for e in ENTITIES}
+    else:
+        buffers = {e: ChunkBuffer(e, sink, TIMESTAMPS[e], rows=chunk_rows) for e in ENTITIES}
     t0 = time.monotonic()
     counts = _run(
         base_url,
@@ -698,7 +662,12 @@ def land_qualtrics(
         workers=workers,
     )
     _log_counts(counts, t0)
-    return counts
+    return counts if sink is not None else {e: c.frame() for e, c in buffers.items()}
+
+
+def land_qualtrics(base_url: str, token: str, directory_id: str, sink: ChunkSink, **options: Any) -> dict[str, int]:
+    """:func:`extract_qualtrics` streamed into ``sink`` (the same ``options``); the row counts."""
+    return extract_qualtrics(base_url, token, directory_id, sink=sink, **options)
 
 
 ENTITIES = ("surveys", "invitations", "responses")

@@ -460,12 +460,14 @@ def extract_salesforce(
     role_mapper: RoleMapper | None = None,
     batch_size: int | None = None,
     retry: RetryPolicy | None = None,
-    entities: tuple[str, ...] = ("owners", "accounts", "contacts", "follow_ups"),
+    entities: tuple[str, ...] = ENTITIES,
     since: dict[str, datetime] | None = None,
     until: datetime | None = None,
     role_field: str = "Buying_Role__c",
     workers: int = 4,
-) -> dict[str, pd.DataFrame]:
+    sink: ChunkSink | None = None,
+    chunk_rows: int = 100_000,
+) -> dict[str, pd.DataFrame] | None:
     """Extract the CRM entities from Salesforce (or the demo server) into canonical frames.
 
     ``base_url`` is the instance root (``https://x.my.salesforce.com`` or the demo server's URL).
@@ -476,46 +478,14 @@ def extract_salesforce(
     ``batch_size`` sets ``Sforce-Query-Options: batchSize`` (200..2000). Requires
     ``CXLOOP_PII_KEY`` (contacts' e-mail hashing) unless contacts are not extracted.
     ``workers``: how many queries run at once (1: one after the other).
+    With ``sink`` (the pipeline, through :func:`land_salesforce`) nothing is held whole: every
+    ``chunk_rows`` rows of an entity go to ``sink(entity, text table, maxima)`` in their landed
+    text form (:func:`cxloop.sources.text_table`) as the pages arrive, and nothing is returned.
     """
-    collectors = {e: FrameCollector(e, TIMESTAMPS[e]) for e in entities}
-    _run(
-        base_url,
-        token,
-        landing_dir,
-        api_version,
-        buffers=collectors,
-        role_mapper=role_mapper,
-        batch_size=batch_size,
-        retry=retry,
-        since=since,
-        until=until,
-        role_field=role_field,
-        workers=workers,
-    )
-    return {e: c.frame() for e, c in collectors.items()}
-
-
-def land_salesforce(
-    base_url: str,
-    token: str,
-    sink: ChunkSink,
-    landing_dir: Path | None = None,
-    api_version: str = "v60.0",
-    *,
-    role_mapper: RoleMapper | None = None,
-    batch_size: int | None = None,
-    retry: RetryPolicy | None = None,
-    entities: tuple[str, ...] = ENTITIES,
-    since: dict[str, datetime] | None = None,
-    until: datetime | None = None,
-    role_field: str = "Buying_Role__c",
-    workers: int = 4,
-    chunk_rows: int = 100_000,
-) -> None:
-    """:func:`extract_salesforce`, streamed: every ``chunk_rows`` rows of an entity go to
-    ``sink(entity, text table, maxima)`` in their landed text form (:func:`cxloop.sources.text_table`)
-    as the pages arrive, so memory stays bounded by the chunk size, not the data."""
-    buffers = {e: ChunkBuffer(e, sink, TIMESTAMPS[e], rows=chunk_rows) for e in entities}
+    if sink is None:
+        buffers: dict[str, Any] = {e: FrameCollector(e, TIMESTAMPS[e]) for e in entities}
+    else:
+        buffers = {e: ChunkBuffer(e, sink, TIMESTAMPS[e], rows=chunk_rows) for e in entities}
     _run(
         base_url,
         token,
@@ -530,3 +500,9 @@ def land_salesforce(
         role_field=role_field,
         workers=workers,
     )
+    return None if sink is not None else {e: c.frame() for e, c in buffers.items()}
+
+
+def land_salesforce(base_url: str, token: str, sink: ChunkSink, **options: Any) -> None:
+    """:func:`extract_salesforce` streamed into ``sink`` (the same ``options``)."""
+    extract_salesforce(base_url, token, sink=sink, **options)
