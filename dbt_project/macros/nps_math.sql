@@ -1,23 +1,23 @@
 {#- NPS arithmetic shared by the marts (contract 2-3, docs/metric-decisions.md).
     Every division is done in float8 (Postgres would otherwise divide integers). -#}
 
-{#- score class value s: +1 promoter (9-10), 0 passive (7-8), -1 detractor (0-6), null no score -#}
-{% macro cxloop_score_value(score) -%}
+{#- The score class (contract 2): promoter 9-10, passive 7-8, detractor 0-6, a null score has
+    no class. The one place the cut-offs are coded: every class, class value and classed mean
+    (portfolio_nps classes accounts by their role-weighted mean score with the same cut-offs)
+    goes through it. `score` is any SQL expression on the 0-10 scale; the three results are SQL
+    expressions too (default: the class names). -#}
+{% macro cxloop_score_class(score, promoter="'promoter'", passive="'passive'", detractor="'detractor'") -%}
     case
         when {{ score }} is null then null
-        when {{ score }} >= 9 then 1
-        when {{ score }} >= 7 then 0
-        else -1
+        when {{ score }} >= 9 then {{ promoter }}
+        when {{ score }} >= 7 then {{ passive }}
+        else {{ detractor }}
     end
 {%- endmacro %}
 
-{% macro cxloop_score_class(score) -%}
-    case
-        when {{ score }} is null then null
-        when {{ score }} >= 9 then 'promoter'
-        when {{ score }} >= 7 then 'passive'
-        else 'detractor'
-    end
+{#- score class value s: +1 promoter, 0 passive, -1 detractor, null no score -#}
+{% macro cxloop_score_value(score) -%}
+    {{ cxloop_score_class(score, promoter=1, passive=0, detractor=-1) }}
 {%- endmacro %}
 
 {#- 100 * (P - D) / n, null when n = 0 -#}

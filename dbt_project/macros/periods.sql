@@ -59,3 +59,13 @@
         make_interval(months => {{ cxloop_period_months() }})
     ) as series (period_ts)
 {%- endmacro %}
+
+{#- The period spine: a relation-like select of every period_start (DATE) from the period of the
+    earliest `ts_column` of `relation` to the period containing as_of - 1 microsecond (as_of is
+    exclusive), every period in between included even when empty; no row when the relation is
+    empty. Engine differences live in cxloop_period_start / cxloop_period_series. -#}
+{% macro cxloop_period_spine(relation, ts_column, as_of) -%}
+    {{ cxloop_period_series(
+        '(select ' ~ cxloop_period_start('min(' ~ ts_column ~ ')') ~ ' from ' ~ relation ~ ')',
+        cxloop_period_start(as_of ~ " - interval '1 microsecond'")) }}
+{%- endmacro %}

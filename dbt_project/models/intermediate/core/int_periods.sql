@@ -2,26 +2,9 @@
     to the period containing as_of - 1 microsecond (as_of is exclusive), gaps included. -#}
 with
 
-invitations as (
-
-    select * from {{ ref('stg_survey__invitations') }}
-
-),
-
-bounds as (
-
-    select
-        {{ cxloop_period_start('min(sent_at)') }} as first_period_start,
-        {{ cxloop_period_start(cxloop_as_of(var('as_of', none)) ~ " - interval '1 microsecond'") }} as last_period_start
-    from invitations
-
-),
-
 series as (
 
-    {{ cxloop_period_series(
-        '(select first_period_start from bounds)',
-        '(select last_period_start from bounds)') }}
+    {{ cxloop_period_spine(ref('stg_survey__invitations'), 'sent_at', cxloop_as_of(var('as_of', none))) }}
 
 ),
 

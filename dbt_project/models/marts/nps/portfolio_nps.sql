@@ -39,7 +39,8 @@ responding_accounts as (
         scores.passives,
         scores.detractors,
         scores.role_weighted_nps as x,
-        scores.weighted_mean_score as m,
+        -- account_classified classes the account by its role-weighted mean score
+        {{ cxloop_score_class('scores.weighted_mean_score') }} as account_class,
         coalesce(groups.arr, 0.0) as a
     from scores
     inner join groups
@@ -63,9 +64,9 @@ group_totals as (
         avg(x) as mean_x,
         sum(a) as sum_a,
         sum(a * x) as sum_ax,
-        sum(case when m >= 9 then 1 else 0 end) as promoter_accounts,
-        sum(case when m >= 7 and m < 9 then 1 else 0 end) as passive_accounts,
-        sum(case when m < 7 then 1 else 0 end) as detractor_accounts
+        sum(case when account_class = 'promoter' then 1 else 0 end) as promoter_accounts,
+        sum(case when account_class = 'passive' then 1 else 0 end) as passive_accounts,
+        sum(case when account_class = 'detractor' then 1 else 0 end) as detractor_accounts
     from responding_accounts
     group by period_start, survey_type, group_type, group_value
 
