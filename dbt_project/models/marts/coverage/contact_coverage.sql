@@ -53,15 +53,15 @@ final as (
         cast(per_account.slots_on_file as integer) as slots_on_file,
         cast(per_account.slots_invited as integer) as slots_invited,
         cast(per_account.slots_responded as integer) as slots_responded,
-        case when per_account.slots_required > 0
-            then cast(per_account.slots_on_file as float8) / cast(per_account.slots_required as float8)
-        end as coverage_on_file,
-        case when per_account.slots_required > 0
-            then cast(per_account.slots_invited as float8) / cast(per_account.slots_required as float8)
-        end as coverage_invited,
-        case when per_account.slots_required > 0
-            then cast(per_account.slots_responded as float8) / cast(per_account.slots_required as float8)
-        end as coverage_responded,
+        {{ cxloop_round('case when per_account.slots_required > 0
+            then cast(per_account.slots_on_file as float8) / cast(per_account.slots_required as float8) end') }}
+            as coverage_on_file,
+        {{ cxloop_round('case when per_account.slots_required > 0
+            then cast(per_account.slots_invited as float8) / cast(per_account.slots_required as float8) end') }}
+            as coverage_invited,
+        {{ cxloop_round('case when per_account.slots_required > 0
+            then cast(per_account.slots_responded as float8) / cast(per_account.slots_required as float8) end') }}
+            as coverage_responded,
         per_account.decision_makers_on_file > 0 as has_decision_maker_on_file,
         per_account.decision_makers_responded > 0 as has_decision_maker_response,
         cast(coalesce(responders.n_responding_contacts, 0) as integer) as n_responding_contacts,

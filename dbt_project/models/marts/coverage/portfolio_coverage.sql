@@ -41,8 +41,9 @@ totals as (
         sum(case when has_response then 1 else 0 end) as accounts_responded,
         sum(case when has_decision_maker_response then 1 else 0 end) as accounts_decision_maker_responded,
         sum(case when has_decision_maker_on_file then 1 else 0 end) as accounts_decision_maker_on_file,
-        sum(arr) as active_arr,
-        sum(case when has_response then arr else 0.0 end) as responded_arr
+        -- ARR sums as exact decimals: a float sum would depend on the order of the rows
+        {{ cxloop_exact_sum('arr') }} as active_arr,
+        {{ cxloop_exact_sum('case when has_response then arr else 0.0 end') }} as responded_arr
     from account_groups
     group by period_start, group_type, group_value
 
@@ -72,10 +73,10 @@ final as (
         cast(accounts_decision_maker_on_file as integer) as accounts_decision_maker_on_file,
         cast(active_arr as float8) as active_arr,
         cast(responded_arr as float8) as responded_arr,
-        account_coverage,
-        decision_maker_coverage,
-        revenue_coverage,
-        decision_maker_on_file_rate,
+        {{ cxloop_round('account_coverage') }} as account_coverage,
+        {{ cxloop_round('decision_maker_coverage') }} as decision_maker_coverage,
+        {{ cxloop_round('revenue_coverage') }} as revenue_coverage,
+        {{ cxloop_round('decision_maker_on_file_rate') }} as decision_maker_on_file_rate,
         cast({{ var('coverage_target') }} as float8) as coverage_target,
         cast({{ var('revenue_coverage_target') }} as float8) as revenue_coverage_target,
         account_coverage >= {{ var('coverage_target') }} as meets_account_coverage_target,

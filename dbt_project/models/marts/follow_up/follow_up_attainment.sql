@@ -72,9 +72,9 @@ final as (
         cast(sla_breached as integer) as sla_breached,
         cast(sla_missing as integer) as sla_missing,
         cast(sla_active as integer) as sla_active,
-        case when sla_met + sla_breached + sla_missing > 0
-            then cast(sla_met as float8) / cast(sla_met + sla_breached + sla_missing as float8)
-        end as sla_attainment,
+        {{ cxloop_round('case when sla_met + sla_breached + sla_missing > 0
+            then cast(sla_met as float8) / cast(sla_met + sla_breached + sla_missing as float8) end') }}
+            as sla_attainment,
         cast({{ var('sla_attainment_target') }} as float8) as sla_target,
         case when sla_met + sla_breached + sla_missing > 0
             then cast(sla_met as float8) / cast(sla_met + sla_breached + sla_missing as float8)
@@ -82,14 +82,14 @@ final as (
         end as meets_sla_target,
         cast(completion_due as integer) as completion_due,
         cast(completed as integer) as completed,
-        case when completion_due > 0
-            then cast(completed as float8) / cast(completion_due as float8)
-        end as completion_rate,
+        {{ cxloop_round('case when completion_due > 0
+            then cast(completed as float8) / cast(completion_due as float8) end') }}
+            as completion_rate,
         cast(with_next_score as integer) as with_next_score,
         cast(recovered as integer) as recovered,
-        case when with_next_score > 0
-            then cast(recovered as float8) / cast(with_next_score as float8)
-        end as recovery_rate
+        {{ cxloop_round('case when with_next_score > 0
+            then cast(recovered as float8) / cast(with_next_score as float8) end') }}
+            as recovery_rate
     from totals
 
 )

@@ -208,12 +208,10 @@ final as (
         classified.close_due_at,
         classified.first_contact_at,
         classified.closed_at,
-        case when classified.first_contact_at is not null
-            then {{ cxloop_hours_between('classified.recorded_at', 'classified.first_contact_at') }}
-        end as hours_to_first_contact,
-        case when classified.closed_at is not null
-            then {{ cxloop_hours_between('classified.recorded_at', 'classified.closed_at') }}
-        end as hours_to_close,
+        {{ cxloop_round(cxloop_hours_between('classified.recorded_at', 'classified.first_contact_at')) }}
+            as hours_to_first_contact,
+        {{ cxloop_round(cxloop_hours_between('classified.recorded_at', 'classified.closed_at')) }}
+            as hours_to_close,
         cast('{{ cxloop_sla_clock() }}' as text) as sla_clock,
         classified.sla_status_{{ cxloop_sla_clock() }} as sla_status,
         case
@@ -221,12 +219,12 @@ final as (
             when classified.sla_status_{{ cxloop_sla_clock() }} = 'met' then false
         end as is_sla_breach,
         classified.first_contact_due_at_business,
-        case when classified.first_contact_at is not null
-            then classified.first_contact_clock - classified.recorded_clock
-        end as hours_to_first_contact_business,
-        case when classified.closed_at is not null
-            then classified.closed_clock - classified.recorded_clock
-        end as hours_to_close_business,
+        {{ cxloop_round('case when classified.first_contact_at is not null
+            then classified.first_contact_clock - classified.recorded_clock end') }}
+            as hours_to_first_contact_business,
+        {{ cxloop_round('case when classified.closed_at is not null
+            then classified.closed_clock - classified.recorded_clock end') }}
+            as hours_to_close_business,
         classified.sla_status_calendar,
         classified.sla_status_business,
         classified.closed_at is not null and classified.closed_at <= classified.close_due_at as is_completed,

@@ -265,9 +265,9 @@ final as (
         cast(all_kpis.group_type as text) as group_type,
         cast(all_kpis.group_value as text) as group_value,
         cast(all_kpis.kpi as text) as kpi,
-        all_kpis.value,
-        all_kpis.ci_low,
-        all_kpis.ci_high,
+        {{ cxloop_round('all_kpis.value') }} as value,
+        {{ cxloop_round('all_kpis.ci_low') }} as ci_low,
+        {{ cxloop_round('all_kpis.ci_high') }} as ci_high,
         cast(all_kpis.n as integer) as n,
         all_kpis.target,
         case when all_kpis.target is not null and all_kpis.value is not null

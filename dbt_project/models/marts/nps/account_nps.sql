@@ -103,13 +103,13 @@ final as (
         cast(cur.promoters as integer) as promoters,
         cast(cur.passives as integer) as passives,
         cast(cur.detractors as integer) as detractors,
-        cur.nps,
-        cur.var_pts,
-        cur.ci_low,
-        cur.ci_high,
+        {{ cxloop_round('cur.nps') }} as nps,
+        {{ cxloop_round('cur.var_pts') }} as var_pts,
+        {{ cxloop_round('cur.ci_low') }} as ci_low,
+        {{ cxloop_round('cur.ci_high') }} as ci_high,
         cur.is_reportable,
-        prev.nps as nps_prev,
-        prev.var_pts as var_pts_prev,
+        {{ cxloop_round('prev.nps') }} as nps_prev,
+        {{ cxloop_round('prev.var_pts') }} as var_pts_prev,
         case
             when prev.nps is null then null
             else abs(cur.nps - prev.nps) > {{ cxloop_z() }} * sqrt(cur.var_pts + prev.var_pts)

@@ -233,11 +233,11 @@ final as (
         cast(passives as integer) as passives,
         cast(detractors as integer) as detractors,
         cast(n_population as integer) as n_population,
-        nps,
-        var_pts,
+        {{ cxloop_round('nps') }} as nps,
+        {{ cxloop_round('var_pts') }} as var_pts,
         -- adjusted Wald methods: 100 * ((p' - d') -/+ z sqrt(var)); account means: nps -/+ z sqrt(var_pts)
-        {{ cxloop_clip("case when method in ('respondent', 'account_classified') then ci_low_raw else nps - " ~ cxloop_z() ~ " * sqrt(var_pts) end") }} as ci_low,
-        {{ cxloop_clip("case when method in ('respondent', 'account_classified') then ci_high_raw else nps + " ~ cxloop_z() ~ " * sqrt(var_pts) end") }} as ci_high,
+        {{ cxloop_round(cxloop_clip("case when method in ('respondent', 'account_classified') then ci_low_raw else nps - " ~ cxloop_z() ~ " * sqrt(var_pts) end")) }} as ci_low,
+        {{ cxloop_round(cxloop_clip("case when method in ('respondent', 'account_classified') then ci_high_raw else nps + " ~ cxloop_z() ~ " * sqrt(var_pts) end")) }} as ci_high,
         is_reportable
     from methods
 

@@ -18,9 +18,8 @@ final as (
         success,
         rows_checked,
         unexpected_count,
-        case when rows_checked > 0
-            then cast(unexpected_count as float8) / cast(rows_checked as float8)
-        end as unexpected_fraction,
+        {{ cxloop_round('case when rows_checked > 0 then cast(unexpected_count as float8) / cast(rows_checked as float8) end') }}
+            as unexpected_fraction,
         checked_at
     from results
 
