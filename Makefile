@@ -49,7 +49,7 @@ test: $(STAMP)
 # The two runs too slow for CI's budget (~4 min each): the backfill through Airflow, and
 # the Celery deployment with two workers on the local Postgres and Redis.
 test-slow: $(STAMP)
-	@CXLOOP_SLOW_TESTS=1 $(BIN)/python -m pytest tests/test_backfill.py tests/test_celery_run.py $(PYTEST_ARGS)
+	@CXLOOP_SLOW_TESTS=1 $(BIN)/python -m pytest tests/e2e/test_backfill.py tests/e2e/test_celery_run.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	@$(BIN)/ruff check plugins dags tests

@@ -145,7 +145,7 @@ def build_warehouse(var: Path, scale: float, seed: int) -> dict:
 
 
 def write_cosmos_dag(dags_dir: Path, settings) -> Path:
-    from cxloop.transform import dbt_vars, manifest_path
+    from cxloop.transform.dbt import dbt_vars, manifest_path
 
     dags_dir.mkdir(parents=True, exist_ok=True)
     path = dags_dir / f"{COSMOS_DAG_ID}.py"
@@ -163,7 +163,7 @@ def write_cosmos_dag(dags_dir: Path, settings) -> Path:
 
 
 def manifest_nodes(settings) -> dict[str, int]:
-    from cxloop.transform import manifest_path
+    from cxloop.transform.dbt import manifest_path
 
     manifest = json.loads(manifest_path(settings).read_text())
     counts: dict[str, int] = {}

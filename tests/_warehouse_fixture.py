@@ -112,8 +112,8 @@ def poll_published(path: str, stop, results, reader_no: int, hold_every: int = 4
     import time
 
     import duckdb
-    from cxloop.exports import MARTS
-    from cxloop.publish import check_snapshot
+    from cxloop.serve.exports import MARTS
+    from cxloop.serve.publish import check_snapshot
 
     polls, errors, incomplete, seen = 0, [], [], {}
     while not stop.is_set():

@@ -1,6 +1,6 @@
 """Independent Python oracle for the CX marts.
 
-Computes the marts of ``shared/cx-metrics.md`` section 8 (account_nps, portfolio_nps,
+Computes the marts of ``docs/metric-contract.md`` section 8 (account_nps, portfolio_nps,
 contact_coverage, response_rate, follow_up_sla) from the canonical input tables of
 ``cxloop.contract`` with plain pandas / Python, following ``docs/metric-decisions.md``.
 

@@ -151,7 +151,7 @@ def stage_load(a) -> dict:
 
 
 def stage_dbt(a) -> dict:
-    from cxloop.transform import run_dbt
+    from cxloop.transform.dbt import run_dbt
 
     result = run_dbt("build", _settings(a.target), datetime.fromisoformat(a.as_of), select=a.select or None)
     return {"elapsed_s": result.elapsed_s, "nodes": len(result.nodes)}

@@ -14,7 +14,32 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The project folder: the dbt project, the expectation suites and config/ live there, and var/
+# by default. One setting, CXLOOP_HOME; without it, the checkout the package was installed from
+# (an editable install or plugins/ on sys.path), else the current directory when it holds a
+# project (a non-editable `pip install .` run from the project folder).
+_CHECKOUT = Path(__file__).resolve().parents[2]
+HOME_MARKERS = ("dbt_project/dbt_project.yml", "expectations")
+
+
+def _is_project(path: Path) -> bool:
+    return all((path / marker).exists() for marker in HOME_MARKERS)
+
+
+def project_home(env: Mapping[str, str] | None = None) -> Path:
+    """CXLOOP_HOME, else the checkout holding this package, else the current directory if it is a
+    project folder. Nothing is checked beyond that here: a command that needs the dbt project and
+    finds none says so with the folder it looked in."""
+    value = (os.environ if env is None else env).get("CXLOOP_HOME")
+    if value:
+        return Path(value).expanduser().resolve()
+    if _is_project(_CHECKOUT):
+        return _CHECKOUT
+    cwd = Path.cwd()
+    return cwd if _is_project(cwd) else _CHECKOUT
+
+
+PROJECT_ROOT = project_home()
 TARGETS = ("duckdb", "postgres")
 LOCAL_SOURCES = ("files",)
 
@@ -77,7 +102,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        home = _env_path("CXLOOP_HOME", PROJECT_ROOT, env)
+        home = project_home(env)
         var = _env_path("CXLOOP_VAR", home / "var", env)
         return cls(
             home=home,

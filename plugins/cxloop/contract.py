@@ -7,7 +7,7 @@ schema ``raw`` as table ``raw.<entity>``. dbt's staging layer reads those tables
 
 Logical types: ``string``, ``int``, ``float``, ``bool``, ``date``, ``timestamp`` (UTC,
 stored without a zone). Raw e-mail addresses never reach the warehouse: connectors hash
-them with :func:`cxloop.pseudonymise.email_hash` into ``email_hash``.
+them with :func:`cxloop.extract.pseudonymise.email_hash` into ``email_hash``.
 
 Every raw table also carries the lineage columns of :data:`LINEAGE_COLUMNS`.
 """

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from cxloop.config import PROJECT_ROOT
+from cxloop.config import project_home
 
 CRM_SOURCES = ("salesforce", "hubspot", "files")
 SURVEY_SOURCES = ("qualtrics", "files")
@@ -47,7 +47,7 @@ class SourceConfig:
 
 def load_source_config(env: Mapping[str, str] | None = None) -> SourceConfig:
     env = os.environ if env is None else env
-    path = Path(env.get("CXLOOP_SOURCES_CONFIG") or PROJECT_ROOT / "config" / "sources.yml")
+    path = Path(env.get("CXLOOP_SOURCES_CONFIG") or project_home(env) / "config" / "sources.yml")
     data: dict = {}
     if path.exists():
         try:

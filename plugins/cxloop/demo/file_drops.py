@@ -1,7 +1,7 @@
 """The demo world as a file drop: the generator's truth plus its planted faults, as files.
 
 :func:`write_file_drops` turns a generated demo folder (``cxloop.demo.generator.generate``)
-into a drop folder that :func:`cxloop.sources.files.extract_files` reads: the clean rows of
+into a drop folder that :func:`cxloop.extract.files.extract_files` reads: the clean rows of
 ``truth/<entity>.parquet`` plus, for every row of ``truth/faults.parquet``, the faulty row the
 APIs serve (a second copy of a duplicated account or response, the orphan contact from
 ``source/salesforce/Contact.json``, the out-of-range response from the Qualtrics export), so

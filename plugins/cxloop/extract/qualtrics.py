@@ -1,0 +1,684 @@
+"""Qualtrics connector: v3 API -> surveys, invitations, responses.
+
+- surveys <- ``GET /surveys`` (survey type from the name: ``relationship_pattern`` matches ->
+  relationship, else transactional).
+- invitations <- ``GET /distributions?surveyId=`` then ``GET /distributions/{id}/history`` per
+  distribution; ``invitation_id = <distributionId>:<contactId>``; contact_id and account_id from the
+  XM Directory contact (``extRef`` = CRM contact id, ``embeddedData.AccountId``), read once with
+  ``GET /directories/{directoryId}/contacts?includeEmbedded=true``; when the contact has no
+  AccountId the invitation's response's ``values.AccountId`` is used, else it stays null.
+- responses <- the response export per survey (start, poll, download zip); contact_id =
+  ``values.externalDataReference``, account_id = ``values.AccountId``, invitation_id from the
+  history element carrying the responseId; ``nps_score`` = ``values[nps_question_id]`` as
+  received (null when absent); ``has_comment`` = the comment question has non-blank text.
+
+Every page is landed raw under ``<landing_dir>/qualtrics/`` (``surveys/page-0001.json``,
+``directory_contacts/page-0001.json``, ``distributions/<surveyId>/page-0001.json``,
+``distribution_history/<distributionId>/page-0001.json``, ``responses/<surveyId>.zip``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import queue
+import re
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import requests
+
+from cxloop.extract.frames import ChunkBuffer, ChunkSink, FrameCollector, Landing, parse_utc, safe_name
+from cxloop.extract.http_client import HttpClient, RetryPolicy, SourceHTTPError, safe_url
+
+log = logging.getLogger(__name__)
+
+DELIVERY_STATUS: dict[str, str] = {
+    **dict.fromkeys(
+        [
+            "Success",
+            "Opened",
+            "SurveyStarted",
+            "SurveyPartiallyFinished",
+            "SurveyFinished",
+            "SurveyScreenedOut",
+            "SessionExpired",
+        ],
+        "delivered",
+    ),
+    **dict.fromkeys(["SoftBounce", "HardBounce"], "bounced"),
+    **dict.fromkeys(["Failure", "Error"], "failed"),
+    **dict.fromkeys(["Blocked", "Skipped", "Complaint"], "opted_out"),
+}
+
+
+def qualtrics_error(response: requests.Response) -> str | None:
+    """``{"meta": {"error": {"errorMessage", "errorCode"}}}`` -> ``"code: message"``."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:200] or None
+    err = (body.get("meta") or {}).get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        return f"{err.get('errorCode', 'ERROR')}: {err.get('errorMessage', '')}"
+    return None
+
+
+def map_delivery_status(status: Any) -> Any:
+    """Distribution-history status -> delivery status; an unknown spelling passes through."""
+    if status is None:
+        return None
+    return DELIVERY_STATUS.get(str(status).strip(), status)
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    dt = parse_utc(value) if not isinstance(value, datetime) else value
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class QualtricsClient:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        landing_dir: Path | None = None,
+        page_size: int | None = None,
+        retry: RetryPolicy | None = None,
+        poll_interval: float = 0.05,
+        poll_max_interval: float = 5.0,
+        export_timeout: float = 900.0,
+        sleep: Callable[[float], None] = time.sleep,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 120.0,
+    ):
+        root = base_url.rstrip("/")
+        if not root.endswith("/API/v3"):
+            root += "/API/v3"
+        self.http = HttpClient(
+            root + "/",
+            token,
+            source="qualtrics",
+            error_parser=qualtrics_error,
+            retry=retry,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
+        self.landing = Landing(landing_dir, "qualtrics")
+        self.page_size = page_size
+        self.poll_interval = poll_interval
+        self.poll_max_interval = poll_max_interval
+        self.export_timeout = export_timeout
+        self._sleep = sleep
+
+    def _result(self, body: Any, url: str) -> Any:
+        if not isinstance(body, dict) or "result" not in body:
+            raise SourceHTTPError("GET", safe_url(url), 200, "no 'result' in the Qualtrics envelope")
+        return body["result"]
+
+    def elements(self, path: str, land_as: str, params: dict[str, Any] | None = None) -> Iterator[dict]:
+        """All elements of a paged list, following ``nextPage``.
+
+        Each page is landed as ``<land_as>/page-NNNN.json``."""
+        for page in self.element_pages(path, land_as, params):
+            yield from page
+
+    def element_pages(self, path: str, land_as: str, params: dict[str, Any] | None = None) -> Iterator[list[dict]]:
+        """:meth:`elements` a page at a time."""
+        params = dict(params or {})
+        if self.page_size:
+            params["pageSize"] = self.page_size
+        body, raw = self.http.get_json(path, params=params)
+        n = 1
+        seen_pages = set()
+        while True:
+            self.landing.write(f"{land_as}/page-{n:04d}.json", raw)
+            result = self._result(body, path)
+            yield list(result.get("elements") or [])
+            next_page = result.get("nextPage")
+            if not next_page:
+                return
+            if next_page in seen_pages:
+                raise SourceHTTPError("GET", safe_url(next_page), 200, "nextPage repeats: paging loop")
+            seen_pages.add(next_page)
+            body, raw = self.http.get_json(next_page)
+            n += 1
+
+    def start_export(
+        self, survey_id: str, start: datetime | str | None = None, end: datetime | str | None = None
+    ) -> str:
+        """Start the response export of one survey; returns its progressId."""
+        payload: dict[str, Any] = {"format": "json"}
+        if start is not None:
+            payload["startDate"] = _iso(start)
+        if end is not None:
+            payload["endDate"] = _iso(end)
+        base = f"surveys/{survey_id}/export-responses"
+        # Starting an export twice only costs the server a second job: safe to retry.
+        started = self.http.decode(self.http.post(base, json=payload, retry_safe=True))
+        result = self._result(started, base)
+        progress_id = result.get("progressId")
+        if not progress_id:
+            raise SourceHTTPError(
+                "POST", safe_url(self.http.url(base)), 200, "export started without a progressId"
+            )
+        return progress_id
+
+    def finish_export(self, survey_id: str, progress_id: str) -> bytes:
+        """Poll a started export until it is complete (short first waits, then doubling up to
+        ``poll_max_interval``) and download its file (landed raw); returns the zip."""
+        base = f"surveys/{survey_id}/export-responses"
+        deadline = time.monotonic() + self.export_timeout
+        interval = self.poll_interval
+        status, file_id, result = None, None, {}
+        first = True
+        while status != "complete" or not file_id:
+            if status == "failed":
+                raise SourceHTTPError(
+                    "GET", safe_url(self.http.url(base)), 200, f"export {progress_id} failed"
+                )
+            if time.monotonic() > deadline:
+                raise SourceHTTPError(
+                    "GET",
+                    safe_url(self.http.url(base)),
+                    200,
+                    f"export {progress_id} not complete after "
+                    f"{self.export_timeout:.0f}s ({result.get('percentComplete')}%)",
+                )
+            if not first:
+                self._sleep(interval)
+                interval = min(self.poll_max_interval, interval * 2)
+            first = False
+            body, _ = self.http.get_json(f"{base}/{progress_id}")
+            result = self._result(body, base)
+            status, file_id = result.get("status"), result.get("fileId")
+        blob = self.http.get(
+            f"{base}/{file_id}/file", headers={"Accept": "application/zip, application/json"}
+        )
+        content = blob.content
+        self.landing.write(f"responses/{safe_name(survey_id)}.zip", content)
+        return content
+
+    def export_file(
+        self, survey_id: str, start: datetime | str | None = None, end: datetime | str | None = None
+    ) -> bytes:
+        """Run the response export for one survey (start, poll, download); returns the zip."""
+        return self.finish_export(survey_id, self.start_export(survey_id, start, end))
+
+    def export_responses(
+        self, survey_id: str, start: datetime | str | None = None, end: datetime | str | None = None
+    ) -> list[dict[str, Any]]:
+        """Run the response export for one survey; returns the ``responses`` list of the file."""
+        return list(iter_export(self.export_file(survey_id, start, end), survey_id))
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _read_export(content: bytes, survey_id: str) -> list[dict[str, Any]]:
+    return list(iter_export(content, survey_id))
+
+
+_WS = " \t\n\r"
+_DECODER = json.JSONDecoder()
+_READ_BYTES = 1 << 20
+
+
+class _Unstreamable(Exception):
+    """The export document is not the plain ``{"responses": [...]}`` (or ``[...]``) shape."""
+
+
+def _stream_array(stream: Any) -> Iterator[Any]:
+    """The elements of the ``responses`` array of an export document, decoded one at a time
+    from a binary stream, so the whole document is never held in memory. Raises
+    :class:`_Unstreamable` (before yielding anything) when the document has another shape."""
+    buf = ""
+    pos = 0
+    eof = False
+    pending = b""
+
+    def more() -> bool:
+        nonlocal buf, pos, eof, pending
+        if eof:
+            return False
+        chunk = stream.read(_READ_BYTES)
+        if not chunk:
+            eof = True
+            if pending:
+                raise ValueError("export file is not UTF-8 text")
+            return False
+        data = pending + chunk
+        try:
+            text = data.decode("utf-8")
+            pending = b""
+        except UnicodeDecodeError as e:
+            if e.start < len(data) - 3:  # not just a character cut at the block's end
+                raise ValueError("export file is not UTF-8 text") from None
+            text, pending = data[: e.start].decode("utf-8"), data[e.start :]
+        buf = buf[pos:] + text
+        pos = 0
+        return True
+
+    def skip_ws() -> bool:
+        nonlocal pos
+        while True:
+            while pos < len(buf) and buf[pos] in _WS:
+                pos += 1
+            if pos < len(buf):
+                return True
+            if not more():
+                return False
+
+    def expect(token: str) -> None:
+        nonlocal pos
+        if not skip_ws():
+            raise _Unstreamable
+        while len(buf) - pos < len(token) and more():
+            pass
+        if buf[pos : pos + len(token)] != token:
+            raise _Unstreamable
+        pos += len(token)
+
+    if not skip_ws():
+        raise _Unstreamable
+    if buf.startswith("\ufeff", pos):
+        raise _Unstreamable
+    if buf[pos] == "{":
+        pos += 1
+        expect('"responses"')
+        expect(":")
+        wrapped = True
+    else:
+        wrapped = False
+    expect("[")
+    first = True
+    while True:
+        if not skip_ws():
+            raise ValueError("export file ends inside the responses list")
+        if buf[pos] == "]":
+            pos += 1
+            break
+        if not first:
+            if buf[pos] != ",":
+                raise ValueError(f"expected ',' in the responses list at {buf[pos : pos + 20]!r}")
+            pos += 1
+            if not skip_ws():
+                raise ValueError("export file ends inside the responses list")
+        while True:  # an element is taken only when text follows it (a cut one never parses whole)
+            try:
+                value, end = _DECODER.raw_decode(buf, pos)
+                if end < len(buf) or eof:
+                    break
+            except json.JSONDecodeError:
+                if eof:
+                    raise
+            if not more():
+                value, end = _DECODER.raw_decode(buf, pos)
+                break
+        pos = end
+        first = False
+        yield value
+    if wrapped:
+        if not skip_ws() or buf[pos] != "}":
+            # more keys after the list ({"responses": [...], "other": ...}): nothing else is read
+            # from an export, but a second "responses" key would replace the first; refuse
+            raise ValueError("export document has keys after the responses list")
+        pos += 1
+    if skip_ws():
+        raise ValueError("extra data after the export document")
+
+
+def iter_export(content: bytes, survey_id: str) -> Iterator[dict[str, Any]]:
+    """The responses of an export file (a zip of JSON documents), one at a time.
+
+    Each document is decoded as it is decompressed (:func:`_stream_array`); a document of an
+    unexpected shape is decoded whole instead, as before."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as zf:
+            names = [n for n in zf.namelist() if n.lower().endswith(".json")]
+            if not names:
+                raise ValueError("no .json member")
+            for name in names:
+                try:
+                    with zf.open(name) as member:
+                        yield from _stream_array(member)
+                    continue
+                except _Unstreamable:
+                    pass
+                doc = json.loads(zf.read(name))
+                yield from (doc.get("responses", []) if isinstance(doc, dict) else doc)
+    except (zipfile.BadZipFile, ValueError) as e:
+        raise SourceHTTPError("GET", f"export file of {survey_id}", 200, f"unreadable export: {e}") from None
+
+
+def _as_utc(value: datetime | str | None) -> datetime | None:
+    if value is None or value == "":
+        return None
+    ts = pd.Timestamp(value)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.to_pydatetime()
+
+
+def _in_window(send_date: Any, since: datetime | None, until: datetime | None) -> bool:
+    """A distribution whose send date is unreadable is always read (never silently skipped)."""
+    if since is None and until is None:
+        return True
+    try:
+        sent = _as_utc(send_date)
+    except (ValueError, TypeError):
+        return True
+    if sent is None:
+        return True
+    return (since is None or sent >= since) and (until is None or sent < until)
+
+
+def _has_text(v: Any) -> bool:
+    if v is None:
+        return False
+    if isinstance(v, list):
+        return any(_has_text(x) for x in v)
+    return bool(str(v).strip())
+
+
+_END = object()
+QUEUED_PAGES = 32  # pages a history fetcher may run ahead of the consumer
+
+
+def _history_pages(client: QualtricsClient, dists: list[str], workers: int) -> Iterator[tuple[str, list[dict]]]:
+    """(distribution id, one page of its history's elements), distribution after distribution in
+    the given order. Up to ``workers`` histories are fetched at once (each is an independent paged
+    resource); a fetcher waits when it is ``QUEUED_PAGES`` pages ahead, so memory stays bounded
+    however big one distribution is."""
+
+    def pages(dist_id: str) -> Iterator[list[dict]]:
+        return client.element_pages(f"distributions/{dist_id}/history", f"distribution_history/{safe_name(dist_id)}")
+
+    if workers <= 1:
+        for d in dists:
+            for page in pages(d):
+                yield d, page
+        return
+    stop = threading.Event()
+
+    def put(q: queue.Queue, item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fetch(dist_id: str, q: queue.Queue) -> None:
+        try:
+            for page in pages(dist_id):
+                if not put(q, page):
+                    return
+            put(q, _END)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, which raises it
+            put(q, e)
+
+    ahead = workers * 2
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="qualtrics") as pool:
+        queues: list[queue.Queue] = []
+
+        def submit(dist_id: str) -> None:
+            q: queue.Queue = queue.Queue(maxsize=QUEUED_PAGES)
+            queues.append(q)
+            pool.submit(fetch, dist_id, q)
+
+        try:
+            for d in dists[:ahead]:
+                submit(d)
+            for i, d in enumerate(dists):
+                if i + ahead < len(dists):
+                    submit(dists[i + ahead])
+                q = queues[i]
+                while True:
+                    item = q.get()
+                    if item is _END:
+                        break
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield d, item
+                queues[i] = None  # type: ignore[call-overload]
+        finally:
+            stop.set()  # a failure (or an abandoned generator): the fetchers stop
+
+
+def _run(
+    base_url: str,
+    token: str,
+    directory_id: str,
+    landing_dir: Path | None,
+    nps_question_id: str,
+    relationship_pattern: str,
+    start: datetime | str | None,
+    end: datetime | str | None,
+    *,
+    buffers: dict[str, Any],
+    comment_question_id: str,
+    invitations_since: datetime | None,
+    page_size: int | None,
+    retry: RetryPolicy | None,
+    poll_interval: float,
+    workers: int,
+) -> dict[str, int]:
+    inv_since = _as_utc(invitations_since)
+    inv_until = _as_utc(end)
+    pattern = re.compile(relationship_pattern)
+    client = QualtricsClient(
+        base_url,
+        token,
+        landing_dir=landing_dir,
+        page_size=page_size,
+        retry=retry,
+        poll_interval=poll_interval,
+    )
+    counts = {"surveys": 0, "invitations": 0, "responses": 0}
+    try:
+        surveys = list(client.elements("surveys", "surveys"))
+        buffers["surveys"].add(
+            {
+                "survey_id": [s.get("id") for s in surveys],
+                "survey_name": [s.get("name") for s in surveys],
+                "survey_type": [
+                    "relationship" if pattern.search(str(s.get("name") or "")) else "transactional" for s in surveys
+                ],
+                "is_active": [s.get("isActive") for s in surveys],
+                "updated_at": [s.get("lastModified") for s in surveys],
+            }
+        )
+        counts["surveys"] = len(surveys)
+
+        # Start every survey's export now: the server prepares them while the directory is read.
+        progress = {s.get("id"): client.start_export(s.get("id"), start, end) for s in surveys}
+
+        # contactId -> (extRef, embeddedData.AccountId): all an invitation needs of its contact
+        contacts: dict[Any, tuple[Any, Any]] = {}
+        for c in client.elements(
+            f"directories/{directory_id}/contacts", "directory_contacts", {"includeEmbedded": "true"}
+        ):
+            contacts[c.get("contactId")] = (c.get("extRef"), (c.get("embeddedData") or {}).get("AccountId"))
+
+        # Responses first (the exports), streamed. A response names its invitation by its embedded
+        # DistributionId and ContactId; the few that do not wait for the distribution histories
+        # (whose responseId names it). The account a response recorded is kept only where an
+        # invitation may need it: when its contact has no AccountId in the directory.
+        log.info("qualtrics: %d directory contacts read", len(contacts))
+        deferred: list[dict[str, Any]] = []
+        deferred_ids: set[Any] = set()
+        account_of_response: dict[Any, Any] = {}
+        for s in surveys:
+            survey_id = s.get("id")
+            page: list[dict[str, Any]] = []
+            for r in iter_export(client.finish_export(survey_id, progress[survey_id]), survey_id):
+                values = r.get("values") or {}
+                dist, cid = values.get("DistributionId"), values.get("ContactId")
+                row = {
+                    "response_id": r.get("responseId"),
+                    "invitation_id": f"{dist}:{cid}" if dist and cid else None,
+                    "survey_id": survey_id,
+                    "contact_id": values.get("externalDataReference"),
+                    "account_id": values.get("AccountId"),
+                    "recorded_at": values.get("recordedDate"),
+                    "nps_score": values.get(nps_question_id),
+                    "is_finished": values.get("finished"),
+                    "has_comment": _has_text(values.get(comment_question_id)),
+                }
+                counts["responses"] += 1
+                if row["account_id"] is not None and (cid is None or (contacts.get(cid) or (None, None))[1] is None):
+                    account_of_response.setdefault(row["response_id"], row["account_id"])
+                if row["invitation_id"] is None:
+                    deferred.append(row)
+                    deferred_ids.add(row["response_id"])
+                    continue
+                page.append(row)
+                if len(page) >= 5000:
+                    buffers["responses"].add_rows(page)
+                    page = []
+            buffers["responses"].add_rows(page)
+
+        log.info("qualtrics: %d responses read (%d wait for their invitation)", counts["responses"], len(deferred))
+        invitation_of_response: dict[Any, str] = {}
+        for s in surveys:
+            survey_id = s.get("id")
+            sid = safe_name(survey_id)
+            dists = [
+                d.get("id")
+                for d in client.elements("distributions", f"distributions/{sid}", {"surveyId": survey_id})
+                if _in_window(d.get("sendDate"), inv_since, inv_until)
+            ]
+            for dist_id, history in _history_pages(client, dists, workers):
+                n = len(history)
+                cols: dict[str, list[Any]] = {
+                    "invitation_id": [None] * n,
+                    "distribution_id": [None] * n,
+                    "survey_id": [survey_id] * n,
+                    "contact_id": [None] * n,
+                    "account_id": [None] * n,
+                    "sent_at": [None] * n,
+                    "delivery_status": [None] * n,
+                    "source_status": [None] * n,
+                }
+                for i, h in enumerate(history):
+                    cid = h.get("contactId")
+                    ext_ref, account = contacts.get(cid) or (None, None)
+                    d_id = h.get("distributionId") or dist_id
+                    inv_id = f"{d_id}:{cid}"
+                    rid = h.get("responseId")
+                    if rid and rid in deferred_ids:
+                        invitation_of_response[rid] = inv_id
+                    if account is None and rid is not None:
+                        # the directory contact has no AccountId: the account its response recorded
+                        account = account_of_response.get(rid)
+                    status = h.get("status")
+                    cols["invitation_id"][i] = inv_id
+                    cols["distribution_id"][i] = d_id
+                    cols["contact_id"][i] = ext_ref
+                    cols["account_id"][i] = account
+                    cols["sent_at"][i] = h.get("sentAt")
+                    cols["delivery_status"][i] = map_delivery_status(status)
+                    cols["source_status"][i] = status
+                counts["invitations"] += n
+                buffers["invitations"].add(cols)
+        for row in deferred:
+            row["invitation_id"] = invitation_of_response.get(row["response_id"])
+        buffers["responses"].add_rows(deferred)
+        for b in buffers.values():
+            b.flush()
+    finally:
+        client.close()
+    return counts
+
+
+def extract_qualtrics(
+    base_url: str,
+    token: str,
+    directory_id: str,
+    landing_dir: Path | None = None,
+    nps_question_id: str = "QID1",
+    relationship_pattern: str = "(?i)relationship",
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    *,
+    comment_question_id: str = "QID2_TEXT",
+    invitations_since: datetime | None = None,
+    page_size: int | None = None,
+    retry: RetryPolicy | None = None,
+    poll_interval: float = 0.05,
+    workers: int = 4,
+    sink: ChunkSink | None = None,
+    chunk_rows: int = 100_000,
+) -> dict[str, pd.DataFrame] | dict[str, int]:
+    """Extract surveys, invitations and responses into canonical frames.
+
+    ``base_url`` is the data-centre root (``https://iad1.qualtrics.com``) or the demo server's URL
+    (``/API/v3`` is appended unless present). ``start``/``end`` bound the response export by
+    recorded date (start inclusive, end exclusive). Surveys are read whole; invitations are read
+    from the distributions sent at or after ``invitations_since`` and before ``end`` (a
+    distribution's history keeps changing after it is sent, as bounces and responses arrive, so
+    the caller passes a generous lookback).
+    A response names its invitation through its embedded ``DistributionId`` and ``ContactId``
+    (the invitation's key), falling back to the distribution history's ``responseId``.
+    ``workers``: how many distribution histories are fetched at once.
+    With ``sink`` (the pipeline, through :func:`land_qualtrics`) nothing is held whole: every
+    ``chunk_rows`` rows of an entity go to ``sink(entity, text table, maxima)`` in their landed
+    text form (:func:`cxloop.extract.frames.text_table`) as they arrive, and the row counts per
+    entity are returned instead of frames.
+    """
+    if sink is None:
+        buffers: dict[str, Any] = {e: FrameCollector(e, TIMESTAMPS[e]) for e in ENTITIES}
+    else:
+        buffers = {e: ChunkBuffer(e, sink, TIMESTAMPS[e], rows=chunk_rows) for e in ENTITIES}
+    t0 = time.monotonic()
+    counts = _run(
+        base_url,
+        token,
+        directory_id,
+        landing_dir,
+        nps_question_id,
+        relationship_pattern,
+        start,
+        end,
+        buffers=buffers,
+        comment_question_id=comment_question_id,
+        invitations_since=invitations_since,
+        page_size=page_size,
+        retry=retry,
+        poll_interval=poll_interval,
+        workers=workers,
+    )
+    _log_counts(counts, t0)
+    return counts if sink is not None else {e: c.frame() for e, c in buffers.items()}
+
+
+def land_qualtrics(base_url: str, token: str, directory_id: str, sink: ChunkSink, **options: Any) -> dict[str, int]:
+    """:func:`extract_qualtrics` streamed into ``sink`` (the same ``options``); the row counts."""
+    return extract_qualtrics(base_url, token, directory_id, sink=sink, **options)
+
+
+ENTITIES = ("surveys", "invitations", "responses")
+TIMESTAMPS = {"surveys": ("updated_at",), "invitations": ("sent_at",), "responses": ("recorded_at",)}
+
+
+def _log_counts(counts: dict[str, int], t0: float) -> None:
+    log.info(
+        "qualtrics: %d surveys, %d invitations, %d responses in %.2fs",
+        counts["surveys"],
+        counts["invitations"],
+        counts["responses"],
+        time.monotonic() - t0,
+    )

@@ -1,0 +1,364 @@
+"""Governance exports: every mart of the contract as Parquet and CSV in a dated folder, with a
+checksummed manifest. No PII; groups with n < min_n (default 5) suppressed (contract 7).
+
+Engine-neutral: the marts are read through :class:`cxloop.serve.reader.WarehouseReader`, so the same
+pack comes out of the DuckDB file and the Postgres warehouse.
+
+What a pack holds, per mart (``GOVERNANCE`` below is the rule set; the manifest repeats it):
+
+- No contact-level data at all. ``follow_up_sla`` is one row per detractor response (response
+  id, contact id, the contact's score, timestamps): it is exported aggregated to
+  period x survey type x owner (team) instead, with counts by SLA status, attainment, completion
+  and recovery, and median hours. No file carries response_id, contact_id, follow_up_id,
+  email_hash, a name or a free-text field.
+- Accounts and owners appear by their CRM ids only (account_id, owner_id); account and owner
+  names live in the raw layer and never reach a mart or an export.
+- Suppression: each mart's group size ``n`` (n_scored for NPS, with n_accounts as well for the
+  account-based portfolio methods; delivered for response rates; n for governance KPIs;
+  required follow-ups for the SLA aggregate). Rows with n < min_n keep their keys and n but
+  have every metric derived from the answers nulled, and ``suppressed = true``. In
+  ``account_nps`` the previous-period columns are nulled too when the previous period's row
+  was itself suppressed (otherwise nps_prev would leak it).
+- ``contact_coverage``, ``at_risk_accounts`` and ``data_quality`` carry no survey answers
+  aggregated over a group of respondents (slot counts, account flags, batch checks): they are
+  exported whole, with ``suppressed = false``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cxloop.config import Settings
+
+log = logging.getLogger(__name__)
+
+METRIC_CONTRACT_VERSION = "v1"
+MIN_N_GROUP = 5  # dbt var min_n_group: "5 for any group in an export" (contract 3)
+MARTS = (
+    "account_nps",
+    "portfolio_nps",
+    "contact_coverage",
+    "response_rate",
+    "follow_up_sla",
+    "governance_kpis",
+    "at_risk_accounts",
+    "data_quality",
+)
+
+# Columns that identify a person (or a single response of one) and are never exported.
+PII_COLUMNS = frozenset(
+    {
+        "contact_id",
+        "response_id",
+        "follow_up_id",
+        "email",
+        "email_hash",
+        "first_name",
+        "last_name",
+        "contact_name",
+        "owner_name",
+        "account_name",
+        "title",
+        "comment",
+        "free_text",
+    }
+)
+
+
+class ExportContractError(RuntimeError):
+    """A mart lacks a column the governance rules need (so it could not be made safe)."""
+
+
+@dataclass(frozen=True)
+class MartRule:
+    keys: tuple[str, ...]  # sort order of the exported rows
+    n: str | None = None  # group size column; None: no suppression applies
+    metrics: tuple[str, ...] = ()  # nulled when suppressed
+    note: str = ""
+
+
+GOVERNANCE: dict[str, MartRule] = {
+    "account_nps": MartRule(
+        keys=("period_start", "survey_type", "account_id", "method"),
+        n="n_scored",
+        metrics=(
+            "waterfall_role", "promoters", "passives", "detractors", "nps", "var_pts", "ci_low",
+            "ci_high", "nps_prev", "var_pts_prev", "is_significant_change",
+        ),
+        note="suppressed when n_scored < min_n; *_prev also nulled when the previous period's row is suppressed",
+    ),
+    "portfolio_nps": MartRule(
+        keys=("period_start", "survey_type", "group_type", "group_value", "method"),
+        n="n_scored",
+        metrics=("promoters", "passives", "detractors", "nps", "var_pts", "ci_low", "ci_high"),
+        note="suppressed when n_scored < min_n, or (account-based methods) n_accounts < min_n",
+    ),
+    "contact_coverage": MartRule(
+        keys=("period_start", "account_id"),
+        note="account-level slot counts, no answers: exported whole",
+    ),
+    "response_rate": MartRule(
+        keys=("period_start", "survey_type", "group_type", "group_value"),
+        n="delivered",
+        metrics=(
+            "responses", "scored_responses", "response_rate", "scored_response_rate",
+            "accounts_responded", "account_response_rate", "meets_target",
+        ),
+        note="suppressed when delivered < min_n",
+    ),
+    "follow_up_sla": MartRule(
+        keys=("period_start", "survey_type", "owner_id", "team"),
+        n="follow_ups_required",
+        metrics=(
+            "met", "breached", "missing", "active", "sla_attainment", "completed", "completion_due",
+            "completion_rate", "recovered", "with_next_score", "median_hours_to_first_contact",
+            "median_hours_to_close",
+        ),
+        note="row-level mart (one row per detractor response) exported aggregated to period x survey_type x "
+        "owner_id x team; suppressed when follow_ups_required < min_n",
+    ),
+    "governance_kpis": MartRule(
+        keys=("period_start", "group_type", "group_value", "kpi"),
+        n="n",
+        metrics=("value", "ci_low", "ci_high", "meets_target"),
+        note="suppressed when n < min_n",
+    ),
+    "at_risk_accounts": MartRule(
+        keys=("risk_rank", "account_id"),
+        note="account-level list by CRM id, no contact data: exported whole",
+    ),
+    "data_quality": MartRule(
+        keys=("checked_at", "batch_id", "entity", "expectation", "column_name"),
+        note="batch x expectation results, no row data: exported whole",
+    ),
+}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _require(mart: str, frame: pd.DataFrame, columns: list[str] | tuple[str, ...]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ExportContractError(f"marts.{mart} lacks {missing}: cannot apply its governance rule")
+
+
+def aggregate_follow_up_sla(frame: pd.DataFrame) -> pd.DataFrame:
+    """The follow-up SLA mart (one row per required follow-up) as period x survey type x owner."""
+    _require(
+        "follow_up_sla",
+        frame,
+        ["period_start", "survey_type", "owner_id", "team", "sla_status", "is_completed", "is_completion_due",
+         "is_recovered", "next_score", "hours_to_first_contact", "hours_to_close"],
+    )
+    f = frame.copy()
+    status = f["sla_status"].astype(object)
+    for name in ("met", "breached", "missing", "active"):
+        f[name] = (status == name).astype("int64")
+    f["completed"] = f["is_completed"].fillna(False).astype(bool).astype("int64")
+    f["completion_due"] = f["is_completion_due"].fillna(False).astype(bool).astype("int64")
+    f["recovered"] = f["is_recovered"].fillna(False).astype(bool).astype("int64")
+    f["with_next_score"] = f["next_score"].notna().astype("int64")
+    f["owner_id"] = f["owner_id"].astype(object).where(f["owner_id"].notna(), "(none)")
+    f["team"] = f["team"].astype(object).where(f["team"].notna(), "(none)")
+    for col in ("hours_to_first_contact", "hours_to_close"):
+        f[col] = pd.to_numeric(f[col], errors="coerce").astype(float)
+    keys = ["period_start", "survey_type", "owner_id", "team"]
+    out = (
+        f.groupby(keys, dropna=False)
+        .agg(
+            follow_ups_required=("sla_status", "size"),
+            met=("met", "sum"),
+            breached=("breached", "sum"),
+            missing=("missing", "sum"),
+            active=("active", "sum"),
+            completed=("completed", "sum"),
+            completion_due=("completion_due", "sum"),
+            recovered=("recovered", "sum"),
+            with_next_score=("with_next_score", "sum"),
+            median_hours_to_first_contact=("hours_to_first_contact", "median"),
+            median_hours_to_close=("hours_to_close", "median"),
+        )
+        .reset_index()
+    )
+    decided = out["met"] + out["breached"] + out["missing"]
+    out["sla_attainment"] = (out["met"] / decided.where(decided > 0)).astype(float)
+    out["completion_rate"] = (out["completed"] / out["completion_due"].where(out["completion_due"] > 0)).astype(float)
+    return out
+
+
+def govern(mart: str, frame: pd.DataFrame, min_n: int = MIN_N_GROUP) -> pd.DataFrame:
+    """One mart made fit for a governance pack: PII columns dropped (follow_up_sla
+    aggregated), small groups suppressed, a ``suppressed`` flag added, rows in key order."""
+    rule = GOVERNANCE[mart]
+    if mart == "follow_up_sla":
+        frame = aggregate_follow_up_sla(frame)
+    frame = frame.drop(columns=[c for c in frame.columns if c in PII_COLUMNS]).copy()
+    _require(mart, frame, [k for k in rule.keys if k != "column_name"])
+    if rule.n is None:
+        frame["suppressed"] = False
+    else:
+        _require(mart, frame, [rule.n, *rule.metrics])
+        n = pd.to_numeric(frame[rule.n], errors="coerce")
+        small = (n < min_n) | n.isna()
+        if mart == "portfolio_nps":
+            _require(mart, frame, ["method", "n_accounts"])
+            account_based = frame["method"].astype(object) != "respondent"
+            small |= account_based & (pd.to_numeric(frame["n_accounts"], errors="coerce").fillna(0) < min_n)
+        small = small.fillna(True).astype(bool)
+        if mart == "account_nps":
+            prev_small = _previous_row_suppressed(frame, small)
+            for col in ("nps_prev", "var_pts_prev", "is_significant_change"):
+                frame[col] = _null_where(frame[col], prev_small)
+        for col in rule.metrics:
+            frame[col] = _null_where(frame[col], small)
+        frame["suppressed"] = small.to_numpy()
+    keys = [k for k in rule.keys if k in frame.columns]
+    return frame.sort_values(keys, na_position="last", kind="stable").reset_index(drop=True)
+
+
+def _null_where(series: pd.Series, mask: pd.Series) -> pd.Series:
+    mask = pd.Series(mask.to_numpy(), index=series.index)
+    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_integer_dtype(series):
+        # plain bool/int cannot hold nulls: move to the nullable extension type first
+        series = series.astype("boolean" if pd.api.types.is_bool_dtype(series) else "Int64")
+    return series.mask(mask)
+
+
+def _previous_row_suppressed(frame: pd.DataFrame, small: pd.Series) -> pd.Series:
+    """For each account_nps row: is the row of the immediately previous period (same survey
+    type, account, method) suppressed? The period list is the mart's own distinct periods."""
+    periods = sorted(pd.to_datetime(frame["period_start"]).dropna().unique())
+    previous = dict(zip(periods[1:], periods[:-1], strict=False))
+    keys = ["survey_type", "account_id", "method"]
+    own = frame[keys].astype(object).copy()
+    own["period_start"] = pd.to_datetime(frame["period_start"])
+    own["_small"] = small.to_numpy()
+    lookup = own.rename(columns={"period_start": "_prev_period", "_small": "_prev_small"})
+    probe = own[keys].copy()
+    probe["_prev_period"] = own["period_start"].map(previous)
+    merged = probe.merge(lookup, on=[*keys, "_prev_period"], how="left")
+    return pd.Series(merged["_prev_small"].fillna(False).astype(bool).to_numpy(), index=frame.index)
+
+
+def _to_arrow(frame: pd.DataFrame) -> pa.Table:
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            # Postgres hands back Decimal/date objects; let Arrow infer, strings stay strings
+            out[col] = out[col].where(out[col].notna(), None)
+    return pa.Table.from_pandas(out, preserve_index=False)
+
+
+def _write(frame: pd.DataFrame, folder: Path, mart: str) -> list[Path]:
+    table = _to_arrow(frame)
+    parquet = folder / f"{mart}.parquet"
+    pq.write_table(table, parquet)
+    csv = folder / f"{mart}.csv"
+    frame.to_csv(csv, index=False, lineterminator="\n", date_format="%Y-%m-%dT%H:%M:%S")
+    return [parquet, csv]
+
+
+def _settings_for(warehouse: Settings | Path | str) -> Settings:
+    if isinstance(warehouse, Settings):
+        return warehouse
+    return replace(Settings.from_env(), target="duckdb", warehouse_path=Path(warehouse))
+
+
+def export_marts(
+    warehouse: Settings | Path | str,
+    exports_dir: Path,
+    *,
+    as_of: datetime,
+    run_id: str,
+    dbt_invocation_id: str | None = None,
+    watermarks: dict | None = None,
+    min_n: int = MIN_N_GROUP,
+) -> Path:
+    """Write ``exports_dir/<as_of date>/<run_id>/<mart>.{parquet,csv}`` and ``manifest.json``.
+
+    ``warehouse`` is the run's :class:`Settings` (DuckDB or Postgres, read through
+    WarehouseReader) or, as before, the path of a DuckDB warehouse file. Returns the folder.
+    """
+    from cxloop.serve.reader import WarehouseReader
+
+    safe_run = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+    folder = Path(exports_dir) / as_of.strftime("%Y-%m-%d") / safe_run
+    folder.mkdir(parents=True, exist_ok=True)
+    files: list[dict] = []
+    marts: dict[str, dict] = {}
+    with WarehouseReader(_settings_for(warehouse)) as reader:
+        frames = {mart: reader.df(f"select * from marts.{mart}") for mart in MARTS}
+    for mart in MARTS:
+        source = frames[mart]
+        out = govern(mart, source, min_n)
+        dropped = sorted(c for c in source.columns if c in PII_COLUMNS)
+        for path in _write(out, folder, mart):
+            files.append(
+                {
+                    "mart": mart,
+                    "file": path.name,
+                    "format": path.suffix.lstrip("."),
+                    "rows": len(out),
+                    "bytes": path.stat().st_size,
+                    "sha256": sha256_file(path),
+                }
+            )
+        marts[mart] = {
+            "mart_rows": len(source),
+            "rows": len(out),
+            "columns": list(out.columns),
+            "dropped_columns": dropped,
+            "suppressed_rows": int(out["suppressed"].sum()),
+            "rule": GOVERNANCE[mart].note,
+        }
+    manifest = {
+        "metric_contract_version": METRIC_CONTRACT_VERSION,
+        "as_of": as_of.isoformat(),
+        "run_id": run_id,
+        "exported_at": datetime.now(UTC).isoformat(),
+        "dbt_invocation_id": dbt_invocation_id,
+        "source_watermarks": watermarks or {},
+        "suppression": {
+            "min_n": min_n,
+            "rule": "rows whose group size n is below min_n keep keys and n; their metric columns are null "
+            "and suppressed = true (per mart: see marts.<mart>.rule)",
+        },
+        "pii": {
+            "policy": "no contact-level identifiers, names, e-mail (hashes) or free text; accounts and owners "
+            "by CRM id only",
+            "never_exported_columns": sorted(PII_COLUMNS),
+        },
+        "marts": marts,
+        "files": files,
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+    log.info("exported %d files to %s", len(files), folder)
+    return folder
+
+
+def verify_manifest(folder: Path) -> list[str]:
+    """Problems found re-checking a manifest's files (empty when every checksum verifies)."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    problems = []
+    for entry in manifest["files"]:
+        path = folder / entry["file"]
+        if not path.exists():
+            problems.append(f"{path}: missing")
+        elif sha256_file(path) != entry["sha256"]:
+            problems.append(f"{path}: checksum differs from manifest")
+    return problems

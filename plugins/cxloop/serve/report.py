@@ -1,0 +1,404 @@
+"""The governance report: one static, self-contained HTML file per run.
+
+Charts are plotly figures; plotly.js is embedded once in the page's <head>, so the file opens
+offline (no CDN, no fonts, no images fetched). It reads the marts through WarehouseReader
+(DuckDB or Postgres) and applies the governance pack's rules first (cxloop.serve.exports.govern):
+the same PII policy (no contact-level data; accounts and owners by CRM id) and the same
+suppression (groups with n < min_n have their metrics nulled and are not plotted).
+
+Sections:
+1. NPS trend by segment (portfolio respondent NPS per period) with its interval band.
+2. Contact coverage heatmap: account tier x buying role, share of required role slots on file
+   and responded in the latest period.
+3. Response rate by send cohort against its target, per survey type.
+4. Follow-up SLA attainment by owner (latest periods) against its target.
+5. The at-risk accounts table.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+from plotly.subplots import make_subplots
+
+from cxloop.config import Settings
+from cxloop.serve.exports import METRIC_CONTRACT_VERSION, MIN_N_GROUP, govern
+
+log = logging.getLogger(__name__)
+
+ROLES = ("decision_maker", "influencer", "user", "other", "unknown")
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+PLOT_CONFIG = {"displaylogo": False, "responsive": True, "displayModeBar": False}
+
+# Per role coverage by tier (contract 4) in the latest period before as_of. Prefers a mart with
+# per-role slots if the dbt project has one (marts.contact_coverage_by_role: period_start,
+# account_id, tier, role, required, on_file, responded); otherwise derives it from the
+# staging/intermediate models contact_coverage itself is built from.
+COVERAGE_BY_ROLE_MART = """
+select coalesce(tier, slot_tier) as tier, role,
+       sum(required) as required,
+       sum(slots_on_file) as on_file,
+       sum(slots_responded) as responded
+from marts.contact_coverage_by_role
+where period_start = ?
+group by coalesce(tier, slot_tier), role
+"""
+COVERAGE_BY_ROLE_FALLBACK = """
+with accounts as (
+    select cc.account_id, cc.tier, cc.slot_tier
+    from marts.contact_coverage cc
+    where cc.period_start = ?
+),
+slots as (
+    select accounts.account_id, accounts.tier, s.role, s.required
+    from accounts
+    join seeds.coverage_slots s on s.tier = accounts.slot_tier
+),
+on_file as (
+    select account_id, buying_role as role, count(*) as n
+    from staging.stg_crm__contacts
+    where is_active
+    group by account_id, buying_role
+),
+responded as (
+    select account_id, buying_role as role, count(distinct contact_id) as n
+    from intermediate.int_responses_enriched
+    where is_scored and period_start = ?
+    group by account_id, buying_role
+)
+select slots.tier, slots.role,
+       sum(slots.required) as required,
+       sum(case when coalesce(on_file.n, 0) < slots.required then coalesce(on_file.n, 0) else slots.required end)
+           as on_file,
+       sum(case when coalesce(responded.n, 0) < slots.required then coalesce(responded.n, 0) else slots.required end)
+           as responded
+from slots
+left join on_file on on_file.account_id = slots.account_id and on_file.role = slots.role
+left join responded on responded.account_id = slots.account_id and responded.role = slots.role
+group by slots.tier, slots.role
+"""
+
+
+def _period_label(values: pd.Series) -> list[str]:
+    stamps = pd.to_datetime(values)
+    return [f"{t.year}-Q{(t.month - 1) // 3 + 1}" if t.month in (1, 4, 7, 10) else f"{t:%Y-%m}" for t in stamps]
+
+
+def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0.01},
+        height=height,
+        margin={"l": 60, "r": 20, "t": 60, "b": 50},
+        template="plotly_white",
+        legend={"orientation": "h", "y": -0.18},
+        font={"family": "sans-serif"},
+    )
+    return fig
+
+
+def _empty(title: str, message: str) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, title, 240)
+
+
+def nps_trend_figure(portfolio: pd.DataFrame, survey_type: str = "relationship") -> go.Figure:
+    """Respondent NPS per segment and period, with the adjusted-Wald interval as a band.
+    Suppressed periods (n_scored < min_n) are gaps."""
+    title = f"{survey_type.capitalize()} NPS by segment (respondent NPS, 95% interval band)"
+    df = portfolio[
+        (portfolio.group_type == "segment")
+        & (portfolio.method == "respondent")
+        & (portfolio.survey_type == survey_type)
+    ].sort_values("period_start")
+    if df.empty:
+        return _empty(title, "no segment NPS in the data")
+    fig = go.Figure()
+    for i, (segment, g) in enumerate(df.groupby("group_value", sort=True)):
+        color = PALETTE[i % len(PALETTE)]
+        x = _period_label(g.period_start)
+        shown = g.nps.notna().to_numpy()
+        xs = [v for v, ok in zip(x, shown, strict=True) if ok]
+        lo, hi = g.ci_low[shown].tolist(), g.ci_high[shown].tolist()
+        if xs:
+            fig.add_trace(
+                go.Scatter(
+                    x=xs + xs[::-1], y=hi + lo[::-1], fill="toself", fillcolor=color, opacity=0.18,
+                    line={"width": 0}, hoverinfo="skip", showlegend=False, legendgroup=str(segment),
+                    name=f"{segment} interval",
+                )
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=x, y=g.nps.tolist(), mode="lines+markers", name=str(segment), legendgroup=str(segment),
+                line={"color": color, "width": 2}, connectgaps=False,
+                customdata=g[["n_scored", "ci_low", "ci_high"]].to_numpy(),
+                hovertemplate="%{x}: NPS %{y:.1f} (%{customdata[1]:.1f} to %{customdata[2]:.1f}), n=%{customdata[0]}"
+                "<extra>" + html.escape(str(segment)) + "</extra>",
+            )
+        )
+    fig.update_yaxes(title="NPS (points)", range=[-100, 100], zeroline=True)
+    fig.update_xaxes(title="period", type="category")
+    return _layout(fig, title)
+
+
+def coverage_heatmap_figure(by_role: pd.DataFrame, period_label: str) -> go.Figure:
+    """Tier x role heatmaps: share of required role slots with a contact on file, and with a
+    scored response in the period."""
+    title = f"Contact coverage by account tier and buying role ({period_label})"
+    if by_role.empty:
+        return _empty(title, "no coverage data for the period")
+    df = by_role.copy()
+    for col in ("required", "on_file", "responded"):
+        df[col] = pd.to_numeric(df[col]).astype(float)
+    roles = [r for r in ROLES if r in set(df.role)] + sorted(set(df.role) - set(ROLES))
+    tiers = sorted(df.tier.dropna().unique())
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("slots on file", "slots responded"), horizontal_spacing=0.12)
+    for col_index, measure in enumerate(("on_file", "responded"), start=1):
+        pivot = (
+            df.assign(share=df[measure] / df.required.where(df.required > 0))
+            .pivot_table(index="tier", columns="role", values="share", aggfunc="mean")
+            .reindex(index=tiers, columns=roles)
+        )
+        z = pivot.to_numpy()
+        text = [["" if pd.isna(v) else f"{v:.0%}" for v in row] for row in z]
+        fig.add_trace(
+            go.Heatmap(
+                z=z, x=[r.replace("_", " ") for r in roles], y=[f"tier {t}" for t in tiers], zmin=0, zmax=1,
+                colorscale="Blues", text=text, texttemplate="%{text}", showscale=col_index == 2,
+                colorbar={"title": "share", "tickformat": ".0%"},
+                hovertemplate="%{y}, %{x}: %{z:.0%}<extra></extra>",
+            ),
+            row=1, col=col_index,
+        )
+    fig.update_yaxes(autorange="reversed")  # tier A on top
+    return _layout(fig, title, 380)
+
+
+def response_rate_figure(rates: pd.DataFrame) -> go.Figure:
+    """Company response rate per send cohort and survey type, with the target as a line.
+    Open cohorts (still within the close-out window) are drawn lighter."""
+    title = "Response rate by send cohort against target"
+    df = rates[rates.group_type == "company"].sort_values("period_start")
+    if df.empty:
+        return _empty(title, "no response-rate data")
+    survey_types = sorted(df.survey_type.unique())
+    fig = make_subplots(rows=1, cols=len(survey_types), subplot_titles=survey_types, shared_yaxes=True)
+    for i, (survey_type, g) in enumerate(df.groupby("survey_type", sort=True), start=1):
+        x = _period_label(g.period_start)
+        closed = g.is_cohort_closed.fillna(False).astype(bool).to_numpy()
+        colors = [PALETTE[0] if c else "#9ecae1" for c in closed]
+        fig.add_trace(
+            go.Bar(
+                x=x, y=g.response_rate.tolist(), marker={"color": colors}, name=f"{survey_type} response rate",
+                customdata=g[["delivered", "responses"]].to_numpy(), showlegend=False,
+                hovertemplate="%{x}: %{y:.0%} (%{customdata[1]} of %{customdata[0]})<extra></extra>",
+            ),
+            row=1, col=i,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=x, y=g.target.tolist(), mode="lines", name="target", line={"color": PALETTE[3], "dash": "dash"},
+                showlegend=i == 1,
+            ),
+            row=1, col=i,
+        )
+        fig.update_xaxes(type="category", row=1, col=i)
+    fig.update_yaxes(tickformat=".0%", range=[0, 1], row=1, col=1, title="response rate")
+    return _layout(fig, title + " (lighter bars: cohort still open)")
+
+
+def sla_figure(kpis: pd.DataFrame, n_periods: int = 4) -> go.Figure:
+    """Follow-up SLA attainment (first contact within target) by owner, for the latest periods,
+    with the target line. Owners appear by CRM id; suppressed groups are left out."""
+    title = "Follow-up SLA attainment by owner"
+    df = kpis[(kpis.kpi == "sla_attainment") & (kpis.group_type == "owner")].copy()
+    if df.empty:
+        return _empty(title, "no follow-up SLA data")
+    periods = sorted(df.period_start.unique())[-n_periods:]
+    df = df[df.period_start.isin(periods)].sort_values(["period_start", "group_value"])
+    fig = go.Figure()
+    for i, (period, g) in enumerate(df.groupby("period_start", sort=True)):
+        fig.add_trace(
+            go.Bar(
+                x=g.group_value.tolist(), y=g.value.tolist(), name=_period_label(pd.Series([period]))[0],
+                marker={"color": PALETTE[i % len(PALETTE)]}, customdata=g[["n"]].to_numpy(),
+                hovertemplate="owner %{x}: %{y:.0%} (n=%{customdata[0]})<extra></extra>",
+            )
+        )
+    target = df.target.dropna()
+    if not target.empty:
+        fig.add_hline(y=float(target.iloc[0]), line={"color": PALETTE[3], "dash": "dash"},
+                      annotation_text=f"target {float(target.iloc[0]):.0%}")
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(tickformat=".0%", range=[0, 1.05], title="attainment")
+    fig.update_xaxes(title="owner (CRM id)", type="category")
+    return _layout(fig, f"{title} (latest {len(periods)} periods; groups with n < {MIN_N_GROUP} not shown)")
+
+
+def at_risk_table(at_risk: pd.DataFrame) -> str:
+    if at_risk.empty:
+        return '<p class="note">No account is at risk in the latest period.</p>'
+    columns = [
+        ("risk_rank", "rank"), ("account_id", "account"), ("segment", "segment"), ("owner_id", "owner"),
+        ("arr", "ARR"), ("renewal_date", "renewal"), ("risk_reasons", "risk reasons"),
+    ]
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in columns)
+    rows = []
+    for rec in at_risk.sort_values("risk_rank").to_dict("records"):
+        cells = []
+        for col, _ in columns:
+            value = rec.get(col)
+            if value is None or (not isinstance(value, str) and pd.isna(value)):
+                text = ""
+            elif col == "arr":
+                text = f"{float(value):,.0f}"
+            elif col == "renewal_date":
+                text = f"{pd.Timestamp(value):%Y-%m-%d}"
+            elif col == "risk_reasons":
+                text = str(value).replace("_", " ").replace(",", ", ")
+            else:
+                text = str(value)
+            cells.append(f"<td>{html.escape(text)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class="at-risk"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _coverage_by_role(reader, period) -> pd.DataFrame:
+    tables = reader.df(
+        "select table_name from information_schema.tables where table_schema = 'marts' "
+        "and table_name = 'contact_coverage_by_role'"
+    )
+    if len(tables):
+        return reader.df(COVERAGE_BY_ROLE_MART, [period])
+    return reader.df(COVERAGE_BY_ROLE_FALLBACK, [period, period])
+
+
+def load_report_data(settings: Settings, as_of: datetime, min_n: int = MIN_N_GROUP) -> dict:
+    """Everything the report shows, read through WarehouseReader and passed through the
+    governance rules (PII columns dropped, small groups suppressed)."""
+    from cxloop.serve.reader import WarehouseReader
+
+    with WarehouseReader(settings) as reader:
+        portfolio = reader.df("select * from marts.portfolio_nps")
+        rates = reader.df("select * from marts.response_rate")
+        kpis = reader.df("select * from marts.governance_kpis")
+        at_risk = reader.df("select * from marts.at_risk_accounts")
+        periods = reader.df(
+            "select max(period_start) as p from marts.contact_coverage where period_start < ?", [as_of]
+        )
+        latest = periods.p.iloc[0] if len(periods) else None
+        if latest is None or pd.isna(latest):
+            latest, by_role = None, pd.DataFrame()
+        else:
+            latest = pd.Timestamp(latest).date()  # a plain date binds in DuckDB and psycopg2 alike
+            by_role = _coverage_by_role(reader, latest)
+    for frame in (portfolio, rates, kpis, at_risk):
+        frame["period_start"] = pd.to_datetime(frame["period_start"])
+    return {
+        "portfolio_nps": govern("portfolio_nps", portfolio, min_n),
+        "response_rate": govern("response_rate", rates, min_n),
+        "governance_kpis": govern("governance_kpis", kpis, min_n),
+        "at_risk_accounts": govern("at_risk_accounts", at_risk, min_n),
+        "coverage_by_role": by_role,
+        "coverage_period": latest,
+    }
+
+
+CSS = """
+body { font-family: sans-serif; margin: 24px auto; max-width: 1280px; color: #222; }
+header { border-bottom: 2px solid #1f77b4; margin-bottom: 12px; }
+h1 { font-size: 24px; margin: 0 0 6px 0; }
+h2 { font-size: 18px; margin: 28px 0 4px 0; }
+.meta { color: #555; font-size: 13px; }
+.meta span { margin-right: 18px; }
+.note { color: #555; font-size: 13px; }
+.chart { border: 1px solid #e5e5e5; border-radius: 4px; padding: 4px; }
+table.at-risk { border-collapse: collapse; font-size: 14px; width: 100%; }
+table.at-risk th, table.at-risk td { border-bottom: 1px solid #ddd; padding: 6px 8px; text-align: left; }
+table.at-risk th { background: #f3f6fa; }
+"""
+
+
+def render_report(data: dict, *, as_of: datetime, run_id: str, dbt_invocation_id: str | None = None,
+                  min_n: int = MIN_N_GROUP) -> str:
+    period = data.get("coverage_period")
+    period_label = _period_label(pd.Series([period]))[0] if period is not None and not pd.isna(period) else "n/a"
+    figures = [
+        ("nps-trend", "NPS trend by segment", nps_trend_figure(data["portfolio_nps"])),
+        ("coverage", "Contact coverage", coverage_heatmap_figure(data["coverage_by_role"], period_label)),
+        ("response-rate", "Response rate", response_rate_figure(data["response_rate"])),
+        ("sla", "Follow-up SLA", sla_figure(data["governance_kpis"])),
+    ]
+    sections = []
+    for div_id, heading, fig in figures:
+        div = fig.to_html(full_html=False, include_plotlyjs=False, config=PLOT_CONFIG, div_id=f"chart-{div_id}")
+        sections.append(f'<section><h2>{html.escape(heading)}</h2><div class="chart">{div}</div></section>')
+    sections.append(
+        "<section><h2>At-risk accounts</h2>"
+        '<p class="note">Active accounts renewing soon with a risk signal in the latest period, by ARR.</p>'
+        f"{at_risk_table(data['at_risk_accounts'])}</section>"
+    )
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    meta = "".join(
+        f"<span>{html.escape(k)}: <b>{html.escape(str(v))}</b></span>"
+        for k, v in (
+            ("as of", as_of.isoformat(sep=" ")),
+            ("run", run_id),
+            ("dbt invocation", dbt_invocation_id or "n/a"),
+            ("metric contract", METRIC_CONTRACT_VERSION),
+            ("generated", generated),
+        )
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>cxloop governance report {html.escape(as_of.strftime('%Y-%m-%d'))}</title>
+<style>{CSS}</style>
+<script type="text/javascript">{get_plotlyjs()}</script>
+</head>
+<body>
+<header>
+<h1>cxloop governance report</h1>
+<div class="meta">{meta}</div>
+<p class="note">No personal data: accounts and owners appear by CRM id only. Groups with fewer than {min_n}
+respondents (or deliveries, follow-ups, accounts) are suppressed and not plotted.</p>
+</header>
+{''.join(sections)}
+</body>
+</html>
+"""
+
+
+def build_report(
+    settings: Settings,
+    as_of: datetime,
+    run_id: str,
+    out_dir: Path | None = None,
+    dbt_invocation_id: str | None = None,
+    min_n: int = MIN_N_GROUP,
+) -> Path:
+    """Write ``out_dir/governance-report-<as_of date>-<run_id>.html`` and return its path.
+    ``out_dir`` defaults to ``<exports>/reports``."""
+    started = time.perf_counter()
+    data = load_report_data(settings, as_of, min_n)
+    text = render_report(data, as_of=as_of, run_id=run_id, dbt_invocation_id=dbt_invocation_id, min_n=min_n)
+    folder = Path(out_dir) if out_dir is not None else settings.exports_dir / "reports"
+    folder.mkdir(parents=True, exist_ok=True)
+    safe_run = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+    path = folder / f"governance-report-{as_of:%Y-%m-%d}-{safe_run}.html"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    log.info("report %s (%d bytes, %.2fs)", path, path.stat().st_size, time.perf_counter() - started)
+    return path

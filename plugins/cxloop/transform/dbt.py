@@ -1,0 +1,163 @@
+"""Run the dbt project (in-process, through dbt's programmatic runner) and report per node."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cxloop.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class DbtBuildFailed(RuntimeError):
+    pass
+
+
+@dataclass
+class NodeResult:
+    name: str
+    resource_type: str
+    status: str
+    seconds: float
+    message: str | None = None
+
+
+@dataclass
+class BuildResult:
+    success: bool
+    invocation_id: str | None
+    elapsed_s: float
+    nodes: list[NodeResult] = field(default_factory=list)
+
+    def failures(self) -> list[NodeResult]:
+        return [n for n in self.nodes if n.status in {"error", "fail", "runtime error"}]
+
+    def to_dict(self) -> dict:
+        return {
+            "success": self.success,
+            "invocation_id": self.invocation_id,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "counts": {s: sum(1 for n in self.nodes if n.status == s) for s in {n.status for n in self.nodes}},
+            "failures": [f"{n.resource_type} {n.name}: {n.message}" for n in self.failures()],
+        }
+
+
+def dbt_vars(as_of: datetime, extra: dict | None = None) -> dict:
+    return {"as_of": as_of.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})}
+
+
+def dbt_args(
+    command: str, settings: Settings, as_of: datetime, *, target: str | None = None,
+    select: list[str] | None = None, extra_vars: dict | None = None, unit_tests: bool = False,
+) -> list[str]:
+    args = [
+        command,
+        "--project-dir", str(settings.dbt_project_dir),
+        "--profiles-dir", str(settings.dbt_project_dir),
+        "--target", target or settings.dbt_target,
+        "--target-path", str(settings.var_dir / "dbt" / "target"),
+        "--log-path", str(settings.logs_dir / "dbt"),
+        "--vars", json.dumps(dbt_vars(as_of, extra_vars)),
+    ]
+    if select:
+        args += ["--select", *select]
+    if command == "build" and not unit_tests:
+        # dbt's unit tests check the SQL logic on fixed inputs, not the data: they belong to
+        # development and CI (make test runs them), not to every scheduled build (dbt Labs'
+        # recommendation too); this keeps 12 nodes off each run's critical path
+        args += ["--exclude-resource-type", "unit_test"]
+    return args
+
+
+def run_dbt(
+    command: str, settings: Settings, as_of: datetime, *, target: str | None = None,
+    select: list[str] | None = None, extra_vars: dict | None = None, unit_tests: bool = False,
+) -> BuildResult:
+    """Invoke dbt in this process. The warehouse path reaches the profile via CXLOOP_WAREHOUSE."""
+    from dbt.cli.main import dbtRunner  # heavy imports: only inside the task
+    from dbt_common.invocation import get_invocation_id
+
+    os.environ["CXLOOP_WAREHOUSE"] = str(settings.warehouse_path)
+    if (target or settings.dbt_target) == "postgres":
+        # profiles.yml reads the Postgres connection from CXLOOP_PG_*: export this run's
+        # settings (and drop keys it does not set, so a stale value cannot leak in)
+        for key in ("host", "port", "user", "password", "dbname"):
+            if settings.pg.get(key):
+                os.environ[f"CXLOOP_PG_{key.upper()}"] = settings.pg[key]
+            else:
+                os.environ.pop(f"CXLOOP_PG_{key.upper()}", None)
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    started = datetime.now()
+    args = dbt_args(
+        command, settings, as_of, target=target, select=select, extra_vars=extra_vars, unit_tests=unit_tests
+    )
+    log.info("dbt %s", " ".join(args))
+    res = dbtRunner().invoke(args)
+    elapsed = (datetime.now() - started).total_seconds()
+    nodes: list[NodeResult] = []
+    invocation_id = get_invocation_id()  # dbt's id of the invocation that just ran
+    result = res.result
+    if result is not None and hasattr(result, "results"):
+        for r in result.results:
+            node = r.node
+            nodes.append(
+                NodeResult(
+                    name=node.name,
+                    resource_type=str(node.resource_type),
+                    status=str(r.status),
+                    seconds=float(r.execution_time or 0.0),
+                    message=r.message,
+                )
+            )
+    build = BuildResult(success=bool(res.success), invocation_id=invocation_id, elapsed_s=elapsed, nodes=nodes)
+    for n in nodes:
+        log.info("dbt %-6s %-12s %-40s %6.2fs", n.status, n.resource_type, n.name, n.seconds)
+    if not res.success:
+        detail = "; ".join(build.to_dict()["failures"]) or repr(res.exception)
+        raise DbtBuildFailed(f"dbt {command} failed: {detail} (full log: {settings.logs_dir / 'dbt'})")
+    return build
+
+
+def manifest_path(settings: Settings) -> Path:
+    return settings.var_dir / "dbt" / "target" / "manifest.json"
+
+
+RESULTS_DDL = """
+CREATE TABLE IF NOT EXISTS raw.dbt_results (
+    invocation_id VARCHAR,
+    as_of TIMESTAMP NOT NULL,
+    node VARCHAR NOT NULL,
+    resource_type VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    seconds DOUBLE PRECISION NOT NULL,
+    message VARCHAR,
+    recorded_at TIMESTAMP NOT NULL
+)"""
+
+
+def record_results(settings: Settings, build: BuildResult, as_of: datetime) -> int:
+    """Keep every node's result of a dbt invocation in ``raw.dbt_results`` (BI can chart the
+    pipeline's own health next to the data's)."""
+    from cxloop.store import open_store
+    from cxloop.store.state import Db
+
+    store, con = open_store(settings)
+    try:
+        db = Db(con)
+        db.execute("CREATE SCHEMA IF NOT EXISTS raw")
+        db.execute(RESULTS_DDL)
+        db.execute("DELETE FROM raw.dbt_results WHERE invocation_id = ?", [build.invocation_id])
+        now = datetime.now(UTC).replace(tzinfo=None)
+        for n in build.nodes:
+            db.execute(
+                "INSERT INTO raw.dbt_results VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [build.invocation_id, as_of, n.name, n.resource_type, n.status, n.seconds, n.message, now],
+            )
+        return len(build.nodes)
+    finally:
+        con.close()

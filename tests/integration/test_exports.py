@@ -1,0 +1,161 @@
+"""Governance exports from a real demo warehouse: every mart as Parquet and CSV, a manifest
+whose checksums verify, no personal data, groups with n < 5 suppressed."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pandas as pd
+import pytest
+from _warehouse_fixture import built_warehouse
+from cxloop.serve.exports import (
+    GOVERNANCE,
+    MARTS,
+    MIN_N_GROUP,
+    PII_COLUMNS,
+    export_marts,
+    govern,
+    sha256_file,
+    verify_manifest,
+)
+
+pytestmark = pytest.mark.e2e
+
+WATERMARKS = {"salesforce": {"contacts": "2026-09-30T23:00:00"}, "qualtrics": {"responses": "2026-09-30T22:00:00"}}
+
+
+@pytest.fixture(scope="module")
+def pack(tmp_path_factory):
+    wh = built_warehouse()
+    folder = export_marts(
+        wh.settings,
+        tmp_path_factory.mktemp("exports"),
+        as_of=wh.as_of,
+        run_id="scheduled__2026-10-01T00:00:00+00:00",
+        dbt_invocation_id=wh.build_report["invocation_id"],
+        watermarks=WATERMARKS,
+    )
+    return wh, folder, json.loads((folder / "manifest.json").read_text())
+
+
+def test_folder_is_dated_and_holds_every_mart_in_both_formats(pack):
+    wh, folder, manifest = pack
+    assert folder.parent.name == "2026-10-01"
+    assert folder.name == "scheduled__2026-10-01T00_00_00_00_00"
+    names = {f["file"] for f in manifest["files"]}
+    assert names == {f"{m}.{ext}" for m in MARTS for ext in ("parquet", "csv")}
+    assert {p.name for p in folder.iterdir()} == names | {"manifest.json"}
+
+
+def test_manifest_carries_contract_version_invocation_watermarks_and_rule(pack):
+    wh, _, manifest = pack
+    assert manifest["metric_contract_version"] == "v1"
+    assert manifest["dbt_invocation_id"] == wh.build_report["invocation_id"]
+    assert manifest["source_watermarks"] == WATERMARKS
+    assert manifest["as_of"] == "2026-10-01T00:00:00"
+    assert manifest["suppression"]["min_n"] == MIN_N_GROUP == 5
+    assert set(manifest["marts"]) == set(MARTS)
+
+
+def test_checksums_and_row_counts_verify_and_tampering_is_detected(pack, tmp_path):
+    _, folder, manifest = pack
+    assert verify_manifest(folder) == []
+    for entry in manifest["files"]:
+        path = folder / entry["file"]
+        assert sha256_file(path) == entry["sha256"]
+        rows = len(pd.read_parquet(path)) if entry["format"] == "parquet" else len(pd.read_csv(path))
+        assert rows == entry["rows"] == manifest["marts"][entry["mart"]]["rows"], entry["file"]
+    # a tampered copy fails verification
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    target = copy / "portfolio_nps.csv"
+    target.write_text(target.read_text().replace("relationship", "transactional", 1))
+    (copy / "data_quality.parquet").unlink()
+    assert verify_manifest(copy) == [
+        f"{copy / 'portfolio_nps.csv'}: checksum differs from manifest",
+        f"{copy / 'data_quality.parquet'}: missing",
+    ]
+
+
+def test_no_identifier_of_a_person_or_response_in_any_file(pack):
+    _, folder, manifest = pack
+    for entry in manifest["files"]:
+        frame = pd.read_parquet(folder / entry["file"]) if entry["format"] == "parquet" else pd.read_csv(
+            folder / entry["file"]
+        )
+        assert not set(frame.columns) & PII_COLUMNS, entry["file"]
+    sla = pd.read_parquet(folder / "follow_up_sla.parquet")
+    assert list(sla.columns[:5]) == ["period_start", "survey_type", "owner_id", "team", "follow_ups_required"]
+    assert manifest["marts"]["follow_up_sla"]["dropped_columns"] == ["contact_id", "follow_up_id", "response_id"]
+
+
+def test_the_sla_aggregate_adds_up_to_the_row_level_mart(pack):
+    wh, folder, manifest = pack
+    sla = pd.read_parquet(folder / "follow_up_sla.parquet")
+    assert sla.follow_ups_required.sum() == manifest["marts"]["follow_up_sla"]["mart_rows"]
+    shown = sla[~sla.suppressed]
+    decided = shown.met + shown.breached + shown.missing
+    assert ((shown.met / decided - shown.sla_attainment).abs() < 1e-12).all()
+    assert (shown.met + shown.breached + shown.missing + shown.active == shown.follow_ups_required).all()
+
+
+@pytest.mark.parametrize("mart", [m for m in MARTS if GOVERNANCE[m].n])
+def test_groups_below_five_are_suppressed(pack, mart):
+    _, folder, manifest = pack
+    frame = pd.read_parquet(folder / f"{mart}.parquet")
+    rule = GOVERNANCE[mart]
+    small = frame[rule.n] < MIN_N_GROUP
+    if mart == "portfolio_nps":
+        small |= (frame.method != "respondent") & (frame.n_accounts < MIN_N_GROUP)
+    assert small.any(), f"the demo data should have small {mart} groups to suppress"
+    assert (frame.suppressed == small).all()
+    assert frame.loc[small, list(rule.metrics)].isna().all().all(), "suppressed rows must carry no metric"
+    assert manifest["marts"][mart]["suppressed_rows"] == int(small.sum())
+    big = frame[~small]
+    assert len(big) > 0
+    headline = {"account_nps": "nps", "portfolio_nps": "nps", "response_rate": "response_rate",
+                "governance_kpis": "value", "follow_up_sla": "follow_ups_required"}[mart]
+    assert big[headline].notna().any()
+
+
+def test_previous_period_values_do_not_leak_a_suppressed_row():
+    periods = pd.to_datetime(["2026-01-01", "2026-04-01", "2026-07-01"])
+    frame = pd.DataFrame(
+        {
+            "period_start": periods,
+            "survey_type": "relationship",
+            "account_id": "A1",
+            "method": "pooled",
+            "waterfall_role": None,
+            "n_scored": [3, 8, 9],
+            "n_eligible": 10,
+            "promoters": [3, 4, 5],
+            "passives": [0, 2, 2],
+            "detractors": [0, 2, 2],
+            "nps": [100.0, 25.0, 33.3],
+            "var_pts": 1.0,
+            "ci_low": 0.0,
+            "ci_high": 1.0,
+            "is_reportable": True,
+            "nps_prev": [None, 100.0, 25.0],
+            "var_pts_prev": [None, 1.0, 1.0],
+            "is_significant_change": [None, True, False],
+        }
+    )
+    out = govern("account_nps", frame)
+    assert out.suppressed.tolist() == [True, False, False]
+    assert out.nps.isna().tolist() == [True, False, False]
+    assert out.nps_prev.isna().tolist() == [True, True, False], "Q2's nps_prev would reveal suppressed Q1"
+    assert out.is_significant_change.isna().tolist() == [True, True, False]
+
+
+def test_exports_from_a_path_equal_exports_from_settings(pack, tmp_path):
+    wh, folder, manifest = pack
+    again = export_marts(
+        wh.settings.warehouse_path, tmp_path, as_of=datetime(2026, 10, 1), run_id="scheduled__2026-10-01T00:00:00+00:00"
+    )
+    other = json.loads((again / "manifest.json").read_text())
+    assert {f["file"]: f["sha256"] for f in other["files"]} == {f["file"]: f["sha256"] for f in manifest["files"]}

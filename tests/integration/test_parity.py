@@ -1,0 +1,290 @@
+"""Parity: the same landed batches built on DuckDB and on Postgres give identical marts.
+
+Demo data is generated and served by the demo HTTP server, extracted once per source, then
+gated, loaded and built with dbt twice from the same landed batches: into a DuckDB file and
+into a throwaway Postgres database (created and dropped by this module). Every mart is then
+compared value by value (rows sorted by the mart's key; floats within 1e-9 relative).
+
+Skipped, with the reason, only when no Postgres server is reachable (CXLOOP_PG_HOST/PORT/
+USER/PASSWORD, default 127.0.0.1:5432 as postgres).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import secrets
+import time
+import uuid
+from decimal import Decimal
+
+import duckdb
+import pandas as pd
+import psycopg2
+import pytest
+from cxloop import pipeline
+from cxloop.config import Settings, SourceSettings
+from cxloop.demo.generator import generate
+from cxloop.demo.server import DemoServer
+from cxloop.serve.exports import MARTS
+from cxloop.store import postgres_store as pg
+
+pytestmark = pytest.mark.e2e
+
+AS_OF = dt.datetime(2026, 10, 1)
+SEED = 11
+SCALE = 0.2
+REL_TOL = 1e-9
+
+# the grain of each mart (its unique key, as declared by the dbt tests)
+MART_KEYS = {
+    "account_nps": ["period_start", "survey_type", "account_id", "method"],
+    "portfolio_nps": ["period_start", "survey_type", "group_type", "group_value", "method"],
+    "contact_coverage": ["period_start", "account_id"],
+    "response_rate": ["period_start", "survey_type", "group_type", "group_value"],
+    "follow_up_sla": ["response_id"],
+    "governance_kpis": ["period_start", "group_type", "group_value", "kpi"],
+    "at_risk_accounts": ["period_start", "account_id"],
+    "data_quality": ["batch_id", "entity", "expectation", "column_name"],
+}
+# Columns that legitimately differ between two loads: the gate stamps checked_at with the
+# wall-clock time it validated the batch, and each target validates it separately.
+RUN_DEPENDENT = {"data_quality": {"checked_at"}}
+
+PG_ENV = {
+    k: os.environ[k]
+    for k in ("CXLOOP_PG_HOST", "CXLOOP_PG_PORT", "CXLOOP_PG_USER", "CXLOOP_PG_PASSWORD")
+    if os.environ.get(k)
+}
+# the project under test (both targets build the same one); overridable like in the pipeline
+PROJECT_ENV = {k: os.environ[k] for k in ("CXLOOP_DBT_PROJECT", "CXLOOP_EXPECTATIONS") if os.environ.get(k)}
+
+
+def _admin_dsn(dbname: str = "postgres") -> str:
+    return Settings.from_env({**PG_ENV, "CXLOOP_PG_DBNAME": dbname}).pg_dsn()
+
+
+def _postgres_or_skip() -> None:
+    try:
+        psycopg2.connect(_admin_dsn(), connect_timeout=3).close()
+    except psycopg2.OperationalError as exc:
+        where = _admin_dsn().replace(" password=" + PG_ENV.get("CXLOOP_PG_PASSWORD", "\0"), " password=***")
+        pytest.skip(f"no PostgreSQL reachable ({where}): {str(exc).strip()}")
+
+
+def _drop_database(dbname: str) -> None:
+    admin = psycopg2.connect(_admin_dsn())
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (dbname,),
+        )
+        cur.execute(f'DROP DATABASE IF EXISTS "{dbname}"')
+    admin.close()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    _postgres_or_skip()
+    root = tmp_path_factory.mktemp("parity")
+    generate(root / "demo", seed=SEED, scale=SCALE, as_of=AS_OF)
+    dbname = f"cx_parity_{uuid.uuid4().hex[:10]}"
+    role = f"cx_bi_parity_{uuid.uuid4().hex[:6]}"
+    duck = Settings.from_env({**PROJECT_ENV, "CXLOOP_VAR": str(root / "var_duckdb")})
+    post = Settings.from_env(
+        {
+            **PROJECT_ENV,
+            **PG_ENV,
+            "CXLOOP_VAR": str(root / "var_postgres"),
+            "CXLOOP_TARGET": "postgres",
+            "CXLOOP_PG_DBNAME": dbname,
+        }
+    )
+    token = secrets.token_urlsafe(16)
+    timings: dict[str, float] = {}
+    try:
+        with DemoServer(root / "demo" / "source", token=token) as base_url:
+            t0 = time.perf_counter()
+            batches = [
+                pipeline.extract(SourceSettings("salesforce", base_url, token), duck, AS_OF),
+                pipeline.extract(
+                    SourceSettings("qualtrics", base_url, token, {"directory_id": "POOL_cxloopdemo"}),
+                    duck,
+                    AS_OF,
+                ),
+            ]
+            timings["extract"] = time.perf_counter() - t0
+        for name, settings in (("duckdb", duck), ("postgres", post)):
+            if name == "postgres":
+                # the BI role exists before dbt creates the marts: default privileges must cover them
+                con = pg.connect(post.pg_dsn())
+                pg.ensure_bi_role(con, role)
+                con.close()
+            t0 = time.perf_counter()
+            loaded = pipeline.validate_and_load(batches, settings, AS_OF)
+            timings[f"{name}_load"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            build = pipeline.build(settings, AS_OF)
+            timings[f"{name}_build"] = time.perf_counter() - t0
+            assert build["success"], build
+            assert loaded["batch_ids"] == sorted(b["batch_id"] for b in batches)
+        yield {
+            "duckdb": duck,
+            "postgres": post,
+            "role": role,
+            "timings": timings,
+            "batches": batches,
+            "truth": root / "demo" / "truth",
+        }
+    finally:
+        _drop_database(dbname)
+        admin = psycopg2.connect(_admin_dsn())
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute(f'DROP ROLE IF EXISTS "{role}"')
+        admin.close()
+
+
+def _read_marts_duckdb(settings: Settings) -> dict[str, pd.DataFrame]:
+    # not read_only: dbt-duckdb may still hold the file open in this process, and DuckDB
+    # refuses a second connection with another configuration
+    con = duckdb.connect(str(settings.warehouse_path))
+    try:
+        return {m: con.execute(f"SELECT * FROM marts.{m}").df() for m in MARTS}
+    finally:
+        con.close()
+
+
+def _read_marts_postgres(settings: Settings) -> dict[str, pd.DataFrame]:
+    con = pg.connect(settings.pg_dsn(), create_database=False)
+    try:
+        out = {}
+        with con.cursor() as cur:
+            for m in MARTS:
+                cur.execute(f"SELECT * FROM marts.{m}")
+                out[m] = pd.DataFrame(cur.fetchall(), columns=[d[0] for d in cur.description])
+        return out
+    finally:
+        con.close()
+
+
+def _norm(v):
+    """A comparable Python value: None for every kind of null, ISO text for dates/times."""
+    if v is None or v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
+        return None
+    try:
+        if pd.isna(v):
+            return None
+    except (TypeError, ValueError):
+        pass
+    if isinstance(v, (pd.Timestamp, dt.datetime, dt.date)):  # DuckDB DATE arrives as a Timestamp
+        return pd.Timestamp(v).isoformat()
+    if hasattr(v, "item"):  # numpy scalar
+        v = v.item()
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        return float(v)
+    if isinstance(v, Decimal):
+        return float(v)
+    return v
+
+
+def _rows(df: pd.DataFrame, keys: list[str]) -> list[dict]:
+    records = [{c: _norm(v) for c, v in r.items()} for r in df.to_dict("records")]
+    return sorted(
+        records, key=lambda r: tuple((r[k] is None, "" if r[k] is None else str(r[k])) for k in keys)
+    )
+
+
+def _same(a, b) -> tuple[bool, float]:
+    """Equal (floats within REL_TOL relative) and the relative float difference."""
+    if isinstance(a, float) or isinstance(b, float):
+        if a is None or b is None:
+            return a is b, 0.0
+        if math.isinf(a) or math.isinf(b):
+            return a == b, 0.0
+        diff = abs(a - b) / max(abs(a), abs(b), 1e-300) if a != b else 0.0
+        return diff <= REL_TOL or abs(a - b) <= 1e-12, diff
+    return a == b, 0.0
+
+
+@pytest.fixture(scope="module")
+def marts(built):
+    return _read_marts_duckdb(built["duckdb"]), _read_marts_postgres(built["postgres"])
+
+
+@pytest.mark.parametrize("mart", MARTS)
+def test_mart_values_identical_on_duckdb_and_postgres(marts, mart, record_property):
+    duck, post = marts
+    d, p = duck[mart], post[mart]
+    assert list(d.columns) == list(p.columns), f"{mart}: column order/names differ"
+    assert len(d) == len(p), f"{mart}: {len(d)} rows on DuckDB, {len(p)} on Postgres"
+    keys = MART_KEYS[mart]
+    skip = RUN_DEPENDENT.get(mart, set())
+    dr, pr = _rows(d, keys), _rows(p, keys)
+    assert len({tuple(r[k] for k in keys) for r in dr}) == len(dr), f"{mart}: key {keys} not unique"
+    max_diff = 0.0
+    mismatches = []
+    for i, (a, b) in enumerate(zip(dr, pr, strict=True)):
+        for c in d.columns:
+            if c in skip:
+                continue
+            ok, diff = _same(a[c], b[c])
+            max_diff = max(max_diff, diff)
+            if not ok:
+                mismatches.append(f"row {i} {[a[k] for k in keys]} {c}: duckdb={a[c]!r} postgres={b[c]!r}")
+    record_property("rows", len(d))
+    record_property("max_rel_float_diff", max_diff)
+    print(f"parity {mart}: {len(d)} rows, max relative float difference {max_diff:.3g}")
+    assert not mismatches, f"{mart}: {len(mismatches)} differing values, first: " + "; ".join(mismatches[:10])
+
+
+def test_every_mart_has_rows(marts):
+    duck, _ = marts
+    empty = [m for m in MARTS if duck[m].empty]
+    assert not empty, f"marts without rows make the parity check vacuous: {empty}"
+
+
+def test_bi_role_reads_marts_built_by_dbt_and_nothing_else(built):
+    """dbt created the marts after the role existed: default privileges cover them, and the
+    role gets permission denied on raw, staging, intermediate and seeds."""
+    con = pg.connect(built["postgres"].pg_dsn(), create_database=False)
+    try:
+        with con.cursor() as cur:
+            cur.execute(f'SET ROLE "{built["role"]}"')
+            for m in MARTS:
+                cur.execute(f"SELECT count(*) FROM marts.{m}")
+                assert cur.fetchone()[0] >= 0
+            for relation in (
+                "raw.responses",
+                "raw.contacts",
+                "staging.stg_crm__contacts",
+                "intermediate.int_responses_enriched",
+                "seeds.role_weights",
+            ):
+                with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                    cur.execute(f"SELECT 1 FROM {relation} LIMIT 1")
+            cur.execute("RESET ROLE")
+    finally:
+        con.close()
+
+
+def test_report_timings(built):
+    print("parity timings (s): " + ", ".join(f"{k}={v:.1f}" for k, v in built["timings"].items()))
+
+
+@pytest.mark.parametrize("mart", ["account_nps", "portfolio_nps", "contact_coverage", "response_rate", "follow_up_sla"])
+def test_postgres_marts_equal_independent_computation(built, marts, mart):
+    """The Postgres marts against the oracle computed from the generator's truth tables."""
+    import oracle
+    from cxloop.contract import ENTITY_ORDER
+    from test_e2e import _compare
+
+    tables = {e: pd.read_parquet(built["truth"] / f"{e}.parquet") for e in ENTITY_ORDER}
+    _compare(mart, marts[1][mart], oracle.compute_marts(tables, AS_OF)[mart])
