@@ -21,7 +21,16 @@ from __future__ import annotations
 from datetime import datetime
 
 from airflow.sdk import dag, task
-from cxloop_airflow import AS_OF_PARAM, DEFAULT_ARGS, RAW_ASSETS, TAGS, WAREHOUSE_POOL, explicit_as_of, source_settings
+from cxloop_airflow import (
+    AS_OF_PARAM,
+    DEFAULT_ARGS,
+    INTERVAL,
+    RAW_ASSETS,
+    TAGS,
+    WAREHOUSE_POOL,
+    resolve_as_of,
+    source_settings,
+)
 
 
 def make_ingest_dag(domain: str):
@@ -37,11 +46,10 @@ def make_ingest_dag(domain: str):
         default_args=DEFAULT_ARGS,
     )
     def ingest():
-        @task
-        def resolve_as_of(params=None, data_interval_end=None, dag_run=None) -> str:
-            from cxloop.config import parse_as_of
-
-            return explicit_as_of(params, data_interval_end) or parse_as_of(dag_run.run_after).isoformat()
+        @task(task_id="resolve_as_of")
+        def run_as_of(params=None, data_interval_end=None, dag_run=None) -> str:
+            run_after = getattr(dag_run, "run_after", None)
+            return resolve_as_of(params, fallback=INTERVAL, data_interval_end=data_interval_end, run_after=run_after)
 
         @task(pool=WAREHOUSE_POOL)
         def read_watermarks() -> dict[str, str]:
@@ -75,7 +83,7 @@ def make_ingest_dag(domain: str):
 
             return run([batch], Settings.from_env(), parse_as_of(as_of))
 
-        as_of = resolve_as_of()
+        as_of = run_as_of()
         validate_and_load(extract(as_of, read_watermarks()), as_of)
 
     return ingest()

@@ -9,6 +9,9 @@ Scheduled on the `cxloop_marts` asset, after every successful build:
    PII, groups under n = 5 suppressed, with a checksummed manifest;
 3. `governance_report`: one offline HTML report with the charts a governance review reads;
 4. `summarise`: the run summary (rows loaded and quarantined, headline metrics, locations).
+
+Its `as_of`: the run parameter, else (an asset-triggered run has no data interval) the end of
+the data window the warehouse is complete up to, as in `cx_transform`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from airflow.sdk import dag, task
-from cxloop_airflow import AS_OF_PARAM, DEFAULT_ARGS, MARTS_ASSET, TAGS, WAREHOUSE_POOL, explicit_as_of
+from cxloop_airflow import AS_OF_PARAM, DEFAULT_ARGS, MARTS_ASSET, TAGS, WAREHOUSE, WAREHOUSE_POOL, resolve_as_of
 
 
 @dag(
@@ -31,16 +34,9 @@ from cxloop_airflow import AS_OF_PARAM, DEFAULT_ARGS, MARTS_ASSET, TAGS, WAREHOU
     default_args=DEFAULT_ARGS,
 )
 def cx_publish():
-    @task(pool=WAREHOUSE_POOL)
-    def resolve_as_of(params=None) -> str:
-        from cxloop.config import Settings
-        from cxloop.pipeline import data_as_of
-
-        explicit = explicit_as_of(params)
-        found = explicit or data_as_of(Settings.from_env())
-        if found is None:
-            raise ValueError("nothing to publish: no data loaded yet")
-        return found if isinstance(found, str) else found.isoformat()
+    @task(task_id="resolve_as_of", pool=WAREHOUSE_POOL)
+    def run_as_of(params=None) -> str:
+        return resolve_as_of(params, fallback=WAREHOUSE)
 
     @task(pool=WAREHOUSE_POOL)
     def publish_snapshot(as_of: str, run_id=None) -> str | None:
@@ -78,7 +74,7 @@ def cx_publish():
         print(result["text"])  # noqa: T201 - the summary belongs in the task log
         return result["headline"]
 
-    as_of = resolve_as_of()
+    as_of = run_as_of()
     snapshot = publish_snapshot(as_of)
     exported = export_marts(as_of)
     snapshot >> exported

@@ -18,7 +18,16 @@ from __future__ import annotations
 from datetime import datetime
 
 from airflow.sdk import dag, task
-from cxloop_airflow import AS_OF_PARAM, DEFAULT_ARGS, MARTS_ASSET, RAW_ASSETS, TAGS, WAREHOUSE_POOL, explicit_as_of
+from cxloop_airflow import (
+    AS_OF_PARAM,
+    DEFAULT_ARGS,
+    MARTS_ASSET,
+    RAW_ASSETS,
+    TAGS,
+    WAREHOUSE,
+    WAREHOUSE_POOL,
+    resolve_as_of,
+)
 
 
 @dag(
@@ -33,18 +42,9 @@ from cxloop_airflow import AS_OF_PARAM, DEFAULT_ARGS, MARTS_ASSET, RAW_ASSETS, T
     default_args=DEFAULT_ARGS,
 )
 def cx_transform():
-    @task(pool=WAREHOUSE_POOL)
-    def resolve_as_of(params=None) -> str:
-        from cxloop.config import Settings
-        from cxloop.pipeline import data_as_of
-
-        explicit = explicit_as_of(params)
-        if explicit:
-            return explicit
-        found = data_as_of(Settings.from_env())
-        if found is None:
-            raise ValueError("no data loaded yet: run the ingestion DAGs first, or pass as_of")
-        return found.isoformat()
+    @task(task_id="resolve_as_of", pool=WAREHOUSE_POOL)
+    def run_as_of(params=None) -> str:
+        return resolve_as_of(params, fallback=WAREHOUSE)
 
     @task(pool=WAREHOUSE_POOL, retries=1, outlets=[MARTS_ASSET])
     def dbt_build(as_of: str) -> dict:
@@ -53,7 +53,7 @@ def cx_transform():
 
         return build(Settings.from_env(), parse_as_of(as_of))
 
-    dbt_build(resolve_as_of())
+    dbt_build(run_as_of())
 
 
 cx_transform()

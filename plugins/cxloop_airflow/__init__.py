@@ -1,6 +1,6 @@
 """Airflow wiring shared by the cxloop DAG files: assets, the warehouse pool, default args,
-source connections and the run's as_of. Kept apart from the `cxloop` core, which imports no
-Airflow; all pipeline logic lives there."""
+source connections and the run's as_of (:func:`resolve_as_of`, one rule for every DAG). Kept
+apart from the `cxloop` core, which imports no Airflow; all pipeline logic lives there."""
 
 from __future__ import annotations
 
@@ -19,7 +19,10 @@ AS_OF_PARAM = {
     "as_of": Param(
         None,
         type=["null", "string"],
-        description="end of the data window (ISO); default: the run's data interval end",
+        description=(
+            "end of the data window (ISO); default: the data interval end (ingestion) or the window "
+            "the warehouse is complete up to (transform, publish)"
+        ),
     )
 }
 
@@ -58,10 +61,39 @@ def source_settings(name: str):
     return source_from_env(name)
 
 
-def explicit_as_of(params, data_interval_end=None, dag_run=None) -> str | None:
-    """The run's as_of: the `as_of` param, else the data interval end, else None (an
-    asset-triggered run has no interval: the caller takes the warehouse's data window)."""
+# How a run without an `as_of` param finds its window end: a scheduled ingestion takes its
+# data interval end; an asset-triggered transform or publish has no interval and takes the
+# window the warehouse is complete up to (the extraction windows the ingestions recorded).
+INTERVAL = "interval"
+WAREHOUSE = "warehouse"
+
+
+def resolve_as_of(params=None, *, fallback: str, data_interval_end=None, run_after=None, settings=None) -> str:
+    """The run's as_of (ISO, naive UTC), the one rule for every DAG:
+
+    1. the `as_of` param, when given;
+    2. ``fallback="interval"`` (ingestion): the data interval end, else the run's logical
+       ``run_after`` (a manual run without an interval);
+       ``fallback="warehouse"`` (transform, publish): ``cxloop.pipeline.data_as_of`` of the
+       warehouse in ``settings`` (default: from the environment); ValueError when nothing
+       has been loaded yet.
+    """
     from cxloop.config import parse_as_of
 
-    value = (params or {}).get("as_of") or data_interval_end
-    return parse_as_of(value).isoformat() if value else None
+    explicit = (params or {}).get("as_of")
+    if explicit:
+        return parse_as_of(explicit).isoformat()
+    if fallback == INTERVAL:
+        value = data_interval_end or run_after
+        if not value:
+            raise ValueError("as_of: no `as_of` param, no data interval end and no run_after for this run")
+        return parse_as_of(value).isoformat()
+    if fallback == WAREHOUSE:
+        from cxloop.config import Settings
+        from cxloop.pipeline import data_as_of
+
+        found = data_as_of(settings or Settings.from_env())
+        if found is None:
+            raise ValueError("as_of: no data loaded yet; run the ingestion DAGs first, or pass the `as_of` param")
+        return parse_as_of(found).isoformat()
+    raise ValueError(f"resolve_as_of: fallback {fallback!r} is not {INTERVAL!r} or {WAREHOUSE!r}")
