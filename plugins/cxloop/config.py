@@ -9,6 +9,7 @@ connections resolved by the DAG, never from code.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -173,3 +174,19 @@ def parse_as_of(value: str | datetime | None) -> datetime:
     if dt.tzinfo is not None:
         dt = dt.astimezone(UTC).replace(tzinfo=None)
     return dt
+
+
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@:\s]*):(?P<secret>[^@/\s]*)@")
+_KEY_VALUE_SECRET = re.compile(
+    r"(?i)(?P<key>\b(?:password|passwd|pwd|token|secret|api[_-]?key|access[_-]?token|pii[_-]?key)\s*=\s*)"
+    r"(?P<value>'(?:[^'\\]|\\.)*'|[^\s&;,]+)"
+)
+
+
+def redact(text: object) -> str:
+    """``text`` with every credential replaced by ``***``: the password of a URL's
+    ``user:password@`` and the value of ``password=`` / ``token=`` / ``secret=`` style pairs
+    (libpq DSNs, query strings). Use it on anything written to a log, a summary or a file
+    that names a connection (e.g. ``redact(settings.pg_dsn())``)."""
+    out = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", str(text))
+    return _KEY_VALUE_SECRET.sub(lambda m: f"{m['key']}***", out)

@@ -22,6 +22,19 @@ What a pack holds, per mart (``GOVERNANCE`` below is the rule set; the manifest 
 - ``contact_coverage``, ``at_risk_accounts`` and ``data_quality`` carry no survey answers
   aggregated over a group of respondents (slot counts, account flags, batch checks): they are
   exported whole, with ``suppressed = false``.
+
+Determinism (a governance review compares two packs by checksum): identical warehouse
+contents and as_of give byte-identical data files. Rows are sorted on each mart's full grain;
+CSV floats are written with a fixed 9 decimals (the marts' own rounding, macro ``cx_round``);
+Parquet is written with fixed options and no wall-clock metadata. What varies from run to run
+(run id, export time, dbt invocation, watermarks, and ``data_quality``'s batch ids and
+check times) lives in ``manifest.json`` alone: ``data_quality`` names each batch by a stable
+label (``<source>#<n>``, n counting the source's batches in check order) that the manifest
+maps to its batch id and check time.
+
+CSV cells are neutralised against formula injection (OWASP): a text cell starting with
+``=``, ``+``, ``-``, ``@``, a tab or a carriage return is written as ``'<value>`` and quoted.
+Numeric columns are never touched (``-5`` stays a number) and Parquet keeps the exact value.
 """
 
 from __future__ import annotations
@@ -42,7 +55,17 @@ from cxloop.config import Settings
 log = logging.getLogger(__name__)
 
 METRIC_CONTRACT_VERSION = "v1"
-MIN_N_GROUP = 5  # dbt var min_n_group: "5 for any group in an export" (contract 3)
+MIN_N_VAR = "min_n_group"  # the dbt var (dbt_project.yml): "5 for any group in an export" (contract 3)
+CSV_FLOAT_FORMAT = "{:.9f}"  # the marts round every float to 9 decimals (macro cx_round)
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+PARQUET_OPTIONS = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "row_group_size": 1 << 20,
+    "data_page_version": "1.0",
+    "use_dictionary": True,
+    "write_statistics": True,
+}
 MARTS = (
     "account_nps",
     "portfolio_nps",
@@ -133,12 +156,13 @@ GOVERNANCE: dict[str, MartRule] = {
         note="suppressed when n < min_n",
     ),
     "at_risk_accounts": MartRule(
-        keys=("risk_rank", "account_id"),
+        keys=("period_start", "risk_rank", "account_id"),
         note="account-level list by CRM id, no contact data: exported whole",
     ),
     "data_quality": MartRule(
-        keys=("checked_at", "batch_id", "entity", "expectation", "column_name"),
-        note="batch x expectation results, no row data: exported whole",
+        keys=("source", "batch", "entity", "expectation", "column_name"),
+        note="batch x expectation results, no row data: exported whole; batch_id and checked_at are replaced "
+        "by a stable batch label that the manifest's data_quality_batches maps back to them",
     ),
 }
 
@@ -198,15 +222,66 @@ def aggregate_follow_up_sla(frame: pd.DataFrame) -> pd.DataFrame:
     decided = out["met"] + out["breached"] + out["missing"]
     out["sla_attainment"] = (out["met"] / decided.where(decided > 0)).astype(float)
     out["completion_rate"] = (out["completed"] / out["completion_due"].where(out["completion_due"] > 0)).astype(float)
-    return out
+    # the marts' own precision (macro cx_round): the same bytes whatever the float noise
+    floats = ["sla_attainment", "completion_rate", "median_hours_to_first_contact", "median_hours_to_close"]
+    out[floats] = out[floats].round(9)
+    return out.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
-def govern(mart: str, frame: pd.DataFrame, min_n: int = MIN_N_GROUP) -> pd.DataFrame:
+def min_n_group(settings: Settings | None = None) -> int:
+    """The dbt var ``min_n_group`` from the dbt project the run builds (``dbt_project.yml``):
+    the one definition of the smallest group an export, the report or the summary shows."""
+    import yaml
+
+    settings = settings or Settings.from_env()
+    path = Path(settings.dbt_project_dir) / "dbt_project.yml"
+    try:
+        project = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ExportContractError(f"{path}: no dbt project, so no {MIN_N_VAR} to suppress small groups by") from None
+    value = (project.get("vars") or {}).get(MIN_N_VAR)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ExportContractError(f"{path}: vars.{MIN_N_VAR} must be a positive integer, got {value!r}")
+    return value
+
+
+def label_batches(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict]]:
+    """``data_quality`` with its run-dependent columns (batch_id, checked_at) replaced by a
+    stable ``batch`` label ``<source>#<n>`` (n: the source's batches ordered by first check
+    time, then id); returns the frame and the label -> {batch_id, checked_at} map."""
+    if "batch_id" not in frame.columns:
+        return frame, {}
+    f = frame.copy()
+    checked = pd.to_datetime(f["checked_at"]) if "checked_at" in f.columns else pd.Series(pd.NaT, index=f.index)
+    first = (
+        pd.DataFrame({"source": f["source"].astype(object), "batch_id": f["batch_id"].astype(object), "at": checked})
+        .groupby(["source", "batch_id"], dropna=False)["at"]
+        .min()
+        .reset_index()
+        .sort_values(["source", "at", "batch_id"], kind="stable", na_position="last")
+    )
+    first["n"] = first.groupby("source", dropna=False).cumcount() + 1
+    first["batch"] = [f"{s}#{n}" for s, n in zip(first["source"], first["n"], strict=True)]
+    labels = dict(zip(first["batch_id"], first["batch"], strict=True))
+    batches = {
+        row.batch: {"batch_id": row.batch_id, "first_checked_at": None if pd.isna(row.at) else row.at.isoformat()}
+        for row in first.itertuples()
+    }
+    f.insert(0, "batch", f["batch_id"].astype(object).map(labels))
+    return f.drop(columns=[c for c in ("batch_id", "checked_at") if c in f.columns]), batches
+
+
+def govern(mart: str, frame: pd.DataFrame, min_n: int | None = None) -> pd.DataFrame:
     """One mart made fit for a governance pack: PII columns dropped (follow_up_sla
-    aggregated), small groups suppressed, a ``suppressed`` flag added, rows in key order."""
+    aggregated, data_quality's batches labelled), small groups suppressed, a ``suppressed``
+    flag added, rows in the order of the mart's full grain. ``min_n`` defaults to the dbt
+    project's ``min_n_group``."""
     rule = GOVERNANCE[mart]
+    min_n = min_n_group() if min_n is None else min_n
     if mart == "follow_up_sla":
         frame = aggregate_follow_up_sla(frame)
+    if mart == "data_quality":
+        frame = label_batches(frame)[0]
     frame = frame.drop(columns=[c for c in frame.columns if c in PII_COLUMNS]).copy()
     _require(mart, frame, [k for k in rule.keys if k != "column_name"])
     if rule.n is None:
@@ -241,16 +316,21 @@ def _null_where(series: pd.Series, mask: pd.Series) -> pd.Series:
 
 def _previous_row_suppressed(frame: pd.DataFrame, small: pd.Series) -> pd.Series:
     """For each account_nps row: is the row of the immediately previous period (same survey
-    type, account, method) suppressed? The period list is the mart's own distinct periods."""
-    periods = sorted(pd.to_datetime(frame["period_start"]).dropna().unique())
-    previous = dict(zip(periods[1:], periods[:-1], strict=False))
+    type, account, method) suppressed? The period list is the mart's own distinct periods;
+    with no rows or a single period there is no previous row."""
     keys = ["survey_type", "account_id", "method"]
     own = frame[keys].astype(object).copy()
     own["period_start"] = pd.to_datetime(frame["period_start"])
+    periods = sorted(own["period_start"].dropna().unique())
+    if len(periods) < 2:
+        return pd.Series(False, index=frame.index)
+    previous = dict(zip(periods[1:], periods[:-1], strict=False))
     own["_small"] = small.to_numpy()
     lookup = own.rename(columns={"period_start": "_prev_period", "_small": "_prev_small"})
     probe = own[keys].copy()
-    probe["_prev_period"] = own["period_start"].map(previous)
+    # map() of a datetime column to datetimes, NaT where there is no previous period: keep the
+    # dtype the lookup side has, or the merge compares float64 with datetime64
+    probe["_prev_period"] = own["period_start"].map(previous).astype(lookup["_prev_period"].dtype)
     merged = probe.merge(lookup, on=[*keys, "_prev_period"], how="left")
     return pd.Series(merged["_prev_small"].fillna(False).astype(bool).to_numpy(), index=frame.index)
 
@@ -264,12 +344,72 @@ def _to_arrow(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(out, preserve_index=False)
 
 
+def is_text_column(series: pd.Series) -> bool:
+    """A column of text values (not numbers, booleans or dates): the only kind that formula
+    neutralisation may touch."""
+    if pd.api.types.is_string_dtype(series.dtype) and series.dtype != object:
+        return True
+    if series.dtype != object:
+        return False
+    values = series.dropna()
+    return len(values) > 0 and all(isinstance(v, str) for v in values)
+
+
+def neutralise_formula(value: str) -> str:
+    """OWASP CSV injection rule: a text cell a spreadsheet would evaluate gets a leading ``'``."""
+    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+
+
+def _csv_field(text: str, force_quote: bool = False) -> str:
+    if force_quote or any(ch in text for ch in ',"\n\r') or text != text.strip(" "):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _csv_cell(value: object, text_column: bool) -> str:
+    import datetime as dt
+    import math
+    from decimal import Decimal
+
+    if value is None or value is pd.NA or value is pd.NaT:
+        return ""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    if text_column and isinstance(value, str):
+        safe = neutralise_formula(value)
+        return _csv_field(safe, force_quote=safe != value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float | Decimal):
+        number = float(value)
+        return CSV_FLOAT_FORMAT.format(0.0 if number == 0 else number)
+    if isinstance(value, pd.Timestamp | dt.datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%S")
+    if isinstance(value, dt.date):
+        return value.strftime("%Y-%m-%dT%H:%M:%S")
+    return _csv_field(str(value))
+
+
+def to_csv_text(frame: pd.DataFrame) -> str:
+    """The frame as CSV text: header, one line per row, ``\\n`` line ends, floats with a fixed
+    9 decimals, timestamps and dates as ``YYYY-MM-DDTHH:MM:SS``, empty cells for nulls, text
+    cells neutralised against formula injection (numbers never)."""
+    text_columns = [is_text_column(frame[c]) for c in frame.columns]
+    lines = [",".join(_csv_field(str(c)) for c in frame.columns)]
+    columns = [frame[c].astype(object).tolist() for c in frame.columns]
+    for row in zip(*columns, strict=True) if columns else ():
+        lines.append(",".join(_csv_cell(v, t) for v, t in zip(row, text_columns, strict=True)))
+    return "\n".join(lines) + "\n"
+
+
 def _write(frame: pd.DataFrame, folder: Path, mart: str) -> list[Path]:
     table = _to_arrow(frame)
     parquet = folder / f"{mart}.parquet"
-    pq.write_table(table, parquet)
+    pq.write_table(table, parquet, **PARQUET_OPTIONS)
     csv = folder / f"{mart}.csv"
-    frame.to_csv(csv, index=False, lineterminator="\n", date_format="%Y-%m-%dT%H:%M:%S")
+    csv.write_bytes(to_csv_text(frame).encode("utf-8"))
     return [parquet, csv]
 
 
@@ -287,21 +427,24 @@ def export_marts(
     run_id: str,
     dbt_invocation_id: str | None = None,
     watermarks: dict | None = None,
-    min_n: int = MIN_N_GROUP,
+    min_n: int | None = None,
 ) -> Path:
     """Write ``exports_dir/<as_of date>/<run_id>/<mart>.{parquet,csv}`` and ``manifest.json``.
 
     ``warehouse`` is the run's :class:`Settings` (DuckDB or Postgres, read through
-    WarehouseReader) or, as before, the path of a DuckDB warehouse file. Returns the folder.
+    WarehouseReader) or, as before, the path of a DuckDB warehouse file. ``min_n`` defaults to
+    the dbt project's ``min_n_group``. Returns the folder.
     """
     from cxloop.serve.reader import WarehouseReader
 
+    settings = _settings_for(warehouse)
+    min_n = min_n_group(settings) if min_n is None else min_n
     safe_run = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
     folder = Path(exports_dir) / as_of.strftime("%Y-%m-%d") / safe_run
     folder.mkdir(parents=True, exist_ok=True)
     files: list[dict] = []
     marts: dict[str, dict] = {}
-    with WarehouseReader(_settings_for(warehouse)) as reader:
+    with WarehouseReader(settings) as reader:
         frames = {mart: reader.df(f"select * from marts.{mart}") for mart in MARTS}
     for mart in MARTS:
         source = frames[mart]
@@ -321,11 +464,15 @@ def export_marts(
         marts[mart] = {
             "mart_rows": len(source),
             "rows": len(out),
+            "empty": len(source) == 0,
             "columns": list(out.columns),
             "dropped_columns": dropped,
             "suppressed_rows": int(out["suppressed"].sum()),
             "rule": GOVERNANCE[mart].note,
         }
+    empty = [m for m in MARTS if marts[m]["empty"]]
+    if empty:
+        log.warning("exporting empty marts (header-only files): %s", ", ".join(empty))
     manifest = {
         "metric_contract_version": METRIC_CONTRACT_VERSION,
         "as_of": as_of.isoformat(),
@@ -333,8 +480,11 @@ def export_marts(
         "exported_at": datetime.now(UTC).isoformat(),
         "dbt_invocation_id": dbt_invocation_id,
         "source_watermarks": watermarks or {},
+        "data_quality_batches": label_batches(frames["data_quality"])[1],
+        "empty_marts": empty,
         "suppression": {
             "min_n": min_n,
+            "min_n_from": f"dbt var {MIN_N_VAR}",
             "rule": "rows whose group size n is below min_n keep keys and n; their metric columns are null "
             "and suppressed = true (per mart: see marts.<mart>.rule)",
         },
@@ -343,6 +493,13 @@ def export_marts(
             "by CRM id only",
             "never_exported_columns": sorted(PII_COLUMNS),
         },
+        "csv": {
+            "floats": "fixed 9 decimals",
+            "formula_injection": "text cells starting with = + - @ tab or carriage return are prefixed with ' "
+            "and quoted (OWASP); numeric columns untouched; Parquet holds the exact values",
+        },
+        "determinism": "every data file is byte-identical for identical warehouse contents and as_of; only this "
+        "manifest carries run-dependent values (run_id, exported_at, dbt_invocation_id, watermarks, batch ids)",
         "marts": marts,
         "files": files,
     }

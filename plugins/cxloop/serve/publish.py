@@ -5,6 +5,8 @@ warehouse file: DuckDB allows one writing process per file, and a reader holding
 warehouse would block the next run (or be blocked by it). Instead each successful build
 publishes a separate file that only readers open, always with ``read_only=True``:
 
+0. Temporaries a killed publish left behind (``.cx.duckdb.<pid>.tmp``, its ``.wal``, and
+   ``.cx.json.<pid>.tmp``) are removed when their pid is no longer alive; nothing else.
 1. The writer's database is checkpointed (no WAL left behind by the run).
 2. A fresh DuckDB file is written next to the published path (``.cx.duckdb.<pid>.tmp``):
    every table of schema ``marts`` (the contract's marts, required, and any further marts the
@@ -74,6 +76,48 @@ def _remove(path: Path) -> None:
             p.unlink()
         except FileNotFoundError:
             pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def stale_temporaries(path: Path) -> list[Path]:
+    """Leftovers of killed publishes next to ``path``: this module's own temporaries only
+    (``.<name>.<pid>.tmp`` of the snapshot and of its manifest, and the snapshot temp's
+    ``.wal``) whose pid is not a live process. Nothing else in the folder ever matches."""
+    import re
+
+    names = (path.name, manifest_path(path).name)
+    pattern = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]{1,10})\.tmp(?P<wal>\.wal)?$")
+    stale = []
+    for candidate in sorted(path.parent.glob(".*.tmp*")):
+        m = pattern.match(candidate.name)
+        if not m or m["name"] not in names or (m["wal"] and m["name"] != path.name):
+            continue
+        if int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"])) and candidate.is_file():
+            stale.append(candidate)
+    return stale
+
+
+def clean_stale_temporaries(path: Path) -> list[Path]:
+    """Remove :func:`stale_temporaries` of ``path``; returns what was removed."""
+    removed = []
+    for leftover in stale_temporaries(path):
+        try:
+            leftover.unlink()
+            removed.append(leftover)
+        except FileNotFoundError:
+            pass
+    if removed:
+        log.info("removed %d temporaries of killed publishes: %s", len(removed), [p.name for p in removed])
+    return removed
 
 
 def _writer_marts(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -198,6 +242,7 @@ def publish_snapshot(
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.resolve() == Path(settings.warehouse_path).resolve():
         raise PublishError("the published path must not be the warehouse itself")
+    clean_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     _remove(tmp)
     meta = {
@@ -247,6 +292,10 @@ def publish_snapshot(
         "bytes": path.stat().st_size,
         "seconds": round(elapsed, 3),
     }
+    empty = [m for m in MARTS if counts.get(m) == 0]
+    if empty:
+        log.warning("published empty marts: %s", ", ".join(empty))
+    manifest["empty_marts"] = empty
     _write_atomic(manifest_path(path), json.dumps(manifest, indent=2, sort_keys=True))
     log.info("published %s (%d bytes, %.2fs): %s", path, manifest["bytes"], elapsed, counts)
     return path

@@ -13,6 +13,11 @@ Sections:
 3. Response rate by send cohort against its target, per survey type.
 4. Follow-up SLA attainment by owner (latest periods) against its target.
 5. The at-risk accounts table.
+
+Every value from the data is HTML-escaped, in the table and in every label handed to plotly
+(which renders a subset of HTML in names and axis labels). The page is deterministic for
+identical marts and as_of except for one clearly marked block at its end (between
+``RUN_BLOCK_START`` and ``RUN_BLOCK_END``): run id, dbt invocation and generation time.
 """
 
 from __future__ import annotations
@@ -29,18 +34,22 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from cxloop.config import Settings
-from cxloop.serve.exports import METRIC_CONTRACT_VERSION, MIN_N_GROUP, govern
+from cxloop.serve.exports import METRIC_CONTRACT_VERSION, govern, min_n_group
 
 log = logging.getLogger(__name__)
 
 ROLES = ("decision_maker", "influencer", "user", "other", "unknown")
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 PLOT_CONFIG = {"displaylogo": False, "responsive": True, "displayModeBar": False}
+RUN_BLOCK_START = "<!-- run metadata: the only part of this page that differs between runs on the same data -->"
+RUN_BLOCK_END = "<!-- end of run metadata -->"
 
-# Per role coverage by tier (contract 4) in the latest period before as_of. Prefers a mart with
-# per-role slots if the dbt project has one (marts.contact_coverage_by_role: period_start,
-# account_id, tier, role, required, on_file, responded); otherwise derives it from the
-# staging/intermediate models contact_coverage itself is built from.
+
+def esc(value: object) -> str:
+    """A data value as text safe in HTML and in plotly's pseudo-HTML labels."""
+    return html.escape(str(value), quote=True)
+
+# Per role coverage by tier (contract 4) in the latest period before as_of, from the mart.
 COVERAGE_BY_ROLE_MART = """
 select coalesce(tier, slot_tier) as tier, role,
        sum(required) as required,
@@ -49,40 +58,6 @@ select coalesce(tier, slot_tier) as tier, role,
 from marts.contact_coverage_by_role
 where period_start = ?
 group by coalesce(tier, slot_tier), role
-"""
-COVERAGE_BY_ROLE_FALLBACK = """
-with accounts as (
-    select cc.account_id, cc.tier, cc.slot_tier
-    from marts.contact_coverage cc
-    where cc.period_start = ?
-),
-slots as (
-    select accounts.account_id, accounts.tier, s.role, s.required
-    from accounts
-    join seeds.coverage_slots s on s.tier = accounts.slot_tier
-),
-on_file as (
-    select account_id, buying_role as role, count(*) as n
-    from staging.stg_crm__contacts
-    where is_active
-    group by account_id, buying_role
-),
-responded as (
-    select account_id, buying_role as role, count(distinct contact_id) as n
-    from intermediate.int_responses_enriched
-    where is_scored and period_start = ?
-    group by account_id, buying_role
-)
-select slots.tier, slots.role,
-       sum(slots.required) as required,
-       sum(case when coalesce(on_file.n, 0) < slots.required then coalesce(on_file.n, 0) else slots.required end)
-           as on_file,
-       sum(case when coalesce(responded.n, 0) < slots.required then coalesce(responded.n, 0) else slots.required end)
-           as responded
-from slots
-left join on_file on on_file.account_id = slots.account_id and on_file.role = slots.role
-left join responded on responded.account_id = slots.account_id and responded.role = slots.role
-group by slots.tier, slots.role
 """
 
 
@@ -133,17 +108,17 @@ def nps_trend_figure(portfolio: pd.DataFrame, survey_type: str = "relationship")
             fig.add_trace(
                 go.Scatter(
                     x=xs + xs[::-1], y=hi + lo[::-1], fill="toself", fillcolor=color, opacity=0.18,
-                    line={"width": 0}, hoverinfo="skip", showlegend=False, legendgroup=str(segment),
-                    name=f"{segment} interval",
+                    line={"width": 0}, hoverinfo="skip", showlegend=False, legendgroup=esc(segment),
+                    name=f"{esc(segment)} interval",
                 )
             )
         fig.add_trace(
             go.Scatter(
-                x=x, y=g.nps.tolist(), mode="lines+markers", name=str(segment), legendgroup=str(segment),
+                x=x, y=g.nps.tolist(), mode="lines+markers", name=esc(segment), legendgroup=esc(segment),
                 line={"color": color, "width": 2}, connectgaps=False,
                 customdata=g[["n_scored", "ci_low", "ci_high"]].to_numpy(),
                 hovertemplate="%{x}: NPS %{y:.1f} (%{customdata[1]:.1f} to %{customdata[2]:.1f}), n=%{customdata[0]}"
-                "<extra>" + html.escape(str(segment)) + "</extra>",
+                "<extra>" + esc(segment) + "</extra>",
             )
         )
     fig.update_yaxes(title="NPS (points)", range=[-100, 100], zeroline=True)
@@ -173,7 +148,8 @@ def coverage_heatmap_figure(by_role: pd.DataFrame, period_label: str) -> go.Figu
         text = [["" if pd.isna(v) else f"{v:.0%}" for v in row] for row in z]
         fig.add_trace(
             go.Heatmap(
-                z=z, x=[r.replace("_", " ") for r in roles], y=[f"tier {t}" for t in tiers], zmin=0, zmax=1,
+                z=z, x=[esc(str(r).replace("_", " ")) for r in roles], y=[f"tier {esc(t)}" for t in tiers],
+                zmin=0, zmax=1,
                 colorscale="Blues", text=text, texttemplate="%{text}", showscale=col_index == 2,
                 colorbar={"title": "share", "tickformat": ".0%"},
                 hovertemplate="%{y}, %{x}: %{z:.0%}<extra></extra>",
@@ -192,14 +168,16 @@ def response_rate_figure(rates: pd.DataFrame) -> go.Figure:
     if df.empty:
         return _empty(title, "no response-rate data")
     survey_types = sorted(df.survey_type.unique())
-    fig = make_subplots(rows=1, cols=len(survey_types), subplot_titles=survey_types, shared_yaxes=True)
+    fig = make_subplots(
+        rows=1, cols=len(survey_types), subplot_titles=[esc(t) for t in survey_types], shared_yaxes=True
+    )
     for i, (survey_type, g) in enumerate(df.groupby("survey_type", sort=True), start=1):
         x = _period_label(g.period_start)
         closed = g.is_cohort_closed.fillna(False).astype(bool).to_numpy()
         colors = [PALETTE[0] if c else "#9ecae1" for c in closed]
         fig.add_trace(
             go.Bar(
-                x=x, y=g.response_rate.tolist(), marker={"color": colors}, name=f"{survey_type} response rate",
+                x=x, y=g.response_rate.tolist(), marker={"color": colors}, name=f"{esc(survey_type)} response rate",
                 customdata=g[["delivered", "responses"]].to_numpy(), showlegend=False,
                 hovertemplate="%{x}: %{y:.0%} (%{customdata[1]} of %{customdata[0]})<extra></extra>",
             ),
@@ -217,7 +195,7 @@ def response_rate_figure(rates: pd.DataFrame) -> go.Figure:
     return _layout(fig, title + " (lighter bars: cohort still open)")
 
 
-def sla_figure(kpis: pd.DataFrame, n_periods: int = 4) -> go.Figure:
+def sla_figure(kpis: pd.DataFrame, min_n: int, n_periods: int = 4) -> go.Figure:
     """Follow-up SLA attainment (first contact within target) by owner, for the latest periods,
     with the target line. Owners appear by CRM id; suppressed groups are left out."""
     title = "Follow-up SLA attainment by owner"
@@ -230,7 +208,7 @@ def sla_figure(kpis: pd.DataFrame, n_periods: int = 4) -> go.Figure:
     for i, (period, g) in enumerate(df.groupby("period_start", sort=True)):
         fig.add_trace(
             go.Bar(
-                x=g.group_value.tolist(), y=g.value.tolist(), name=_period_label(pd.Series([period]))[0],
+                x=[esc(v) for v in g.group_value], y=g.value.tolist(), name=_period_label(pd.Series([period]))[0],
                 marker={"color": PALETTE[i % len(PALETTE)]}, customdata=g[["n"]].to_numpy(),
                 hovertemplate="owner %{x}: %{y:.0%} (n=%{customdata[0]})<extra></extra>",
             )
@@ -242,7 +220,7 @@ def sla_figure(kpis: pd.DataFrame, n_periods: int = 4) -> go.Figure:
     fig.update_layout(barmode="group")
     fig.update_yaxes(tickformat=".0%", range=[0, 1.05], title="attainment")
     fig.update_xaxes(title="owner (CRM id)", type="category")
-    return _layout(fig, f"{title} (latest {len(periods)} periods; groups with n < {MIN_N_GROUP} not shown)")
+    return _layout(fig, f"{title} (latest {len(periods)} periods; groups with n < {min_n} not shown)")
 
 
 def at_risk_table(at_risk: pd.DataFrame) -> str:
@@ -252,7 +230,7 @@ def at_risk_table(at_risk: pd.DataFrame) -> str:
         ("risk_rank", "rank"), ("account_id", "account"), ("segment", "segment"), ("owner_id", "owner"),
         ("arr", "ARR"), ("renewal_date", "renewal"), ("risk_reasons", "risk reasons"),
     ]
-    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in columns)
+    head = "".join(f"<th>{esc(label)}</th>" for _, label in columns)
     rows = []
     for rec in at_risk.sort_values("risk_rank").to_dict("records"):
         cells = []
@@ -268,26 +246,17 @@ def at_risk_table(at_risk: pd.DataFrame) -> str:
                 text = str(value).replace("_", " ").replace(",", ", ")
             else:
                 text = str(value)
-            cells.append(f"<td>{html.escape(text)}</td>")
+            cells.append(f"<td>{esc(text)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f'<table class="at-risk"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
-def _coverage_by_role(reader, period) -> pd.DataFrame:
-    tables = reader.df(
-        "select table_name from information_schema.tables where table_schema = 'marts' "
-        "and table_name = 'contact_coverage_by_role'"
-    )
-    if len(tables):
-        return reader.df(COVERAGE_BY_ROLE_MART, [period])
-    return reader.df(COVERAGE_BY_ROLE_FALLBACK, [period, period])
-
-
-def load_report_data(settings: Settings, as_of: datetime, min_n: int = MIN_N_GROUP) -> dict:
+def load_report_data(settings: Settings, as_of: datetime, min_n: int | None = None) -> dict:
     """Everything the report shows, read through WarehouseReader and passed through the
     governance rules (PII columns dropped, small groups suppressed)."""
     from cxloop.serve.reader import WarehouseReader
 
+    min_n = min_n_group(settings) if min_n is None else min_n
     with WarehouseReader(settings) as reader:
         portfolio = reader.df("select * from marts.portfolio_nps")
         rates = reader.df("select * from marts.response_rate")
@@ -301,7 +270,7 @@ def load_report_data(settings: Settings, as_of: datetime, min_n: int = MIN_N_GRO
             latest, by_role = None, pd.DataFrame()
         else:
             latest = pd.Timestamp(latest).date()  # a plain date binds in DuckDB and psycopg2 alike
-            by_role = _coverage_by_role(reader, latest)
+            by_role = reader.df(COVERAGE_BY_ROLE_MART, [latest])
     for frame in (portfolio, rates, kpis, at_risk):
         frame["period_start"] = pd.to_datetime(frame["period_start"])
     return {
@@ -311,6 +280,9 @@ def load_report_data(settings: Settings, as_of: datetime, min_n: int = MIN_N_GRO
         "at_risk_accounts": govern("at_risk_accounts", at_risk, min_n),
         "coverage_by_role": by_role,
         "coverage_period": latest,
+        "min_n": min_n,
+        "empty": [name for name, frame in (("portfolio_nps", portfolio), ("response_rate", rates),
+                  ("governance_kpis", kpis), ("at_risk_accounts", at_risk)) if frame.empty],
     }
 
 
@@ -330,40 +302,43 @@ table.at-risk th { background: #f3f6fa; }
 
 
 def render_report(data: dict, *, as_of: datetime, run_id: str, dbt_invocation_id: str | None = None,
-                  min_n: int = MIN_N_GROUP) -> str:
+                  min_n: int | None = None) -> str:
+    min_n = data.get("min_n") if min_n is None else min_n
     period = data.get("coverage_period")
     period_label = _period_label(pd.Series([period]))[0] if period is not None and not pd.isna(period) else "n/a"
     figures = [
         ("nps-trend", "NPS trend by segment", nps_trend_figure(data["portfolio_nps"])),
         ("coverage", "Contact coverage", coverage_heatmap_figure(data["coverage_by_role"], period_label)),
         ("response-rate", "Response rate", response_rate_figure(data["response_rate"])),
-        ("sla", "Follow-up SLA", sla_figure(data["governance_kpis"])),
+        ("sla", "Follow-up SLA", sla_figure(data["governance_kpis"], min_n)),
     ]
     sections = []
     for div_id, heading, fig in figures:
         div = fig.to_html(full_html=False, include_plotlyjs=False, config=PLOT_CONFIG, div_id=f"chart-{div_id}")
-        sections.append(f'<section><h2>{html.escape(heading)}</h2><div class="chart">{div}</div></section>')
+        sections.append(f'<section><h2>{esc(heading)}</h2><div class="chart">{div}</div></section>')
     sections.append(
         "<section><h2>At-risk accounts</h2>"
         '<p class="note">Active accounts renewing soon with a risk signal in the latest period, by ARR.</p>'
         f"{at_risk_table(data['at_risk_accounts'])}</section>"
     )
-    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    meta = "".join(
-        f"<span>{html.escape(k)}: <b>{html.escape(str(v))}</b></span>"
-        for k, v in (
-            ("as of", as_of.isoformat(sep=" ")),
+    def spans(pairs) -> str:
+        return "".join(f"<span>{esc(k)}: <b>{esc(v)}</b></span>" for k, v in pairs)
+
+    meta = spans((("as of", as_of.isoformat(sep=" ")), ("metric contract", METRIC_CONTRACT_VERSION)))
+    run_meta = spans(
+        (
             ("run", run_id),
             ("dbt invocation", dbt_invocation_id or "n/a"),
-            ("metric contract", METRIC_CONTRACT_VERSION),
-            ("generated", generated),
+            ("generated", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")),
         )
     )
+    empty = data.get("empty") or []
+    empty_note = f'<p class="note">Empty marts: {esc(", ".join(empty))}.</p>' if empty else ""
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<title>cxloop governance report {html.escape(as_of.strftime('%Y-%m-%d'))}</title>
+<title>cxloop governance report {esc(as_of.strftime('%Y-%m-%d'))}</title>
 <style>{CSS}</style>
 <script type="text/javascript">{get_plotlyjs()}</script>
 </head>
@@ -371,10 +346,14 @@ def render_report(data: dict, *, as_of: datetime, run_id: str, dbt_invocation_id
 <header>
 <h1>cxloop governance report</h1>
 <div class="meta">{meta}</div>
-<p class="note">No personal data: accounts and owners appear by CRM id only. Groups with fewer than {min_n}
+<p class="note">No personal data: accounts and owners appear by CRM id only. Groups with fewer than {esc(min_n)}
 respondents (or deliveries, follow-ups, accounts) are suppressed and not plotted.</p>
+{empty_note}
 </header>
 {''.join(sections)}
+{RUN_BLOCK_START}
+<footer class="meta" id="run-meta">{run_meta}</footer>
+{RUN_BLOCK_END}
 </body>
 </html>
 """
@@ -386,13 +365,13 @@ def build_report(
     run_id: str,
     out_dir: Path | None = None,
     dbt_invocation_id: str | None = None,
-    min_n: int = MIN_N_GROUP,
+    min_n: int | None = None,
 ) -> Path:
     """Write ``out_dir/governance-report-<as_of date>-<run_id>.html`` and return its path.
     ``out_dir`` defaults to ``<exports>/reports``."""
     started = time.perf_counter()
     data = load_report_data(settings, as_of, min_n)
-    text = render_report(data, as_of=as_of, run_id=run_id, dbt_invocation_id=dbt_invocation_id, min_n=min_n)
+    text = render_report(data, as_of=as_of, run_id=run_id, dbt_invocation_id=dbt_invocation_id)
     folder = Path(out_dir) if out_dir is not None else settings.exports_dir / "reports"
     folder.mkdir(parents=True, exist_ok=True)
     safe_run = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)

@@ -1,59 +1,88 @@
-"""The run summary: what was extracted, loaded and quarantined, and the headline metrics."""
+"""The run summary: what was extracted, loaded and quarantined, and the headline metrics.
+
+Every number and every target is read from the marts, never recomputed here: the headline is
+the company row (``group_type = 'company'``) of ``marts.governance_kpis`` for the latest period
+before as_of (value, interval, n, target, meets_target, is_reportable), with two counts the
+KPI mart does not carry taken from the marts they come from: responses
+(``marts.response_rate``) and met follow-ups and the SLA clock (``marts.follow_up_attainment``).
+"""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
+from cxloop.config import redact
 from cxloop.serve.reader import WarehouseReader
 
-
-def period_start(ts: datetime, grain: str = "quarter") -> date:
-    if grain == "month":
-        return date(ts.year, ts.month, 1)
-    if grain == "quarter":
-        return date(ts.year, 3 * ((ts.month - 1) // 3) + 1, 1)
-    raise ValueError(f"period grain {grain!r} is not one of quarter, month")
+MARTS_READ = ("governance_kpis", "response_rate", "follow_up_attainment")
+HEADLINE_KPIS = ("nps_respondent", "response_rate", "decision_maker_coverage", "sla_attainment")
 
 
-def latest_period(as_of: datetime, grain: str = "quarter") -> date:
-    """The period holding the last instant of the data window (as_of is exclusive)."""
-    return period_start(as_of - timedelta(microseconds=1), grain)
+def _value(x) -> float | None:
+    return None if x is None or pd.isna(x) else float(x)
 
 
-def _rows(reader: WarehouseReader, mart: str, period: date, where: str = "") -> pd.DataFrame:
-    return reader.df(f"select * from marts.{mart} where period_start = ? {where}", [period])
+def _count(x) -> int:
+    return 0 if x is None or pd.isna(x) else int(x)
 
 
-def headline(reader: WarehouseReader, as_of: datetime, grain: str = "quarter") -> dict:
-    """The four headline numbers of the latest period (docs/metric-decisions.md)."""
-    period = latest_period(as_of, grain)
-    out: dict = {"period_start": period.isoformat()}
-    nps = _rows(
-        reader,
-        "portfolio_nps",
-        period,
-        "and survey_type = 'relationship' and group_type = 'company' and method = 'respondent'",
-    )
-    first = nps.iloc[0] if len(nps) else None
-    out["nps"] = None if first is None else float(first["nps"])
-    out["nps_ci_low"] = None if first is None else float(first["ci_low"])
-    out["nps_ci_high"] = None if first is None else float(first["ci_high"])
-    out["nps_n"] = 0 if first is None else int(first["n_scored"])
-    rr = _rows(reader, "response_rate", period, "and survey_type = 'relationship' and group_type = 'company'")
-    out["response_rate"] = float(rr.iloc[0]["response_rate"]) if len(rr) else None
-    out["delivered"] = int(rr.iloc[0]["delivered"]) if len(rr) else 0
-    out["responses"] = int(rr.iloc[0]["responses"]) if len(rr) else 0
-    cov = _rows(reader, "contact_coverage", period)
-    out["active_accounts"] = len(cov)
-    out["decision_maker_coverage"] = float(cov["has_decision_maker_response"].astype(bool).mean()) if len(cov) else None
-    sla = _rows(reader, "follow_up_sla", period)
-    met = int((sla["sla_status"] == "met").sum())
-    due = int(sla["sla_status"].isin(["met", "breached", "missing"]).sum())
-    out["sla_met"], out["sla_due"] = met, due
-    out["sla_attainment"] = (met / due) if due else None
+def _flag(x) -> bool | None:
+    return None if x is None or pd.isna(x) else bool(x)
+
+
+def mart_rows(reader: WarehouseReader, marts: tuple[str, ...]) -> dict[str, int]:
+    return {m: int(reader.df(f"select count(*) as n from marts.{m}")["n"].iloc[0]) for m in marts}
+
+
+def headline(reader: WarehouseReader, as_of: datetime) -> dict:
+    """The four headline KPIs of the latest period before as_of, from marts.governance_kpis
+    (docs/metric-decisions.md). A KPI without a row is None, with n 0."""
+    latest = reader.df("select max(period_start) as p from marts.governance_kpis where period_start < ?", [as_of])
+    period = latest["p"].iloc[0] if len(latest) else None
+    out: dict = {"period_start": None if period is None or pd.isna(period) else pd.Timestamp(period).date().isoformat()}
+    kpis = pd.DataFrame()
+    if out["period_start"] is not None:
+        period = pd.Timestamp(period).date()  # a plain date binds in DuckDB and psycopg2 alike
+        kpis = reader.df(
+            "select kpi, value, ci_low, ci_high, n, target, meets_target, is_reportable from marts.governance_kpis "
+            "where period_start = ? and group_type = 'company'",
+            [period],
+        )
+    rows = {r["kpi"]: r for r in kpis.to_dict("records")}
+    for kpi in HEADLINE_KPIS:
+        r = rows.get(kpi, {})
+        out[kpi] = {
+            "value": _value(r.get("value")),
+            "ci_low": _value(r.get("ci_low")),
+            "ci_high": _value(r.get("ci_high")),
+            "n": _count(r.get("n")),
+            "target": _value(r.get("target")),
+            "meets_target": _flag(r.get("meets_target")),
+            "is_reportable": _flag(r.get("is_reportable")),
+        }
+    out["responses"] = out["sla_met"] = None
+    out["sla_clock"] = None
+    if out["period_start"] is not None:
+        rr = reader.df(
+            "select responses from marts.response_rate where period_start = ? and survey_type = 'relationship' "
+            "and group_type = 'company'",
+            [period],
+        )
+        out["responses"] = _count(rr["responses"].iloc[0]) if len(rr) else None
+        fa = reader.df(
+            "select sla_met, sla_clock from marts.follow_up_attainment where period_start = ? "
+            "and group_type = 'company'",
+            [period],
+        )
+        out["sla_met"] = _count(fa["sla_met"].iloc[0]) if len(fa) else None
+        out["sla_clock"] = str(fa["sla_clock"].iloc[0]) if len(fa) else None
+    from cxloop.serve.exports import MARTS
+
+    every = tuple(dict.fromkeys((*MARTS, *MARTS_READ)))
+    out["empty_marts"] = [m for m, n in mart_rows(reader, every).items() if n == 0]
     return out
 
 
@@ -78,6 +107,17 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+def _target(k: dict) -> str:
+    if k["target"] is None:
+        return "no target"
+    verdict = "" if k["meets_target"] is None else (", met" if k["meets_target"] else ", not met")
+    return f"target {_pct(k['target'])}{verdict}"
+
+
+def _small(k: dict) -> str:
+    return "  [n below the reporting minimum]" if k["is_reportable"] is False else ""
+
+
 def render(counts: list[tuple], head: dict, locations: dict[str, Path | str]) -> str:
     lines = ["", "cxloop run summary", "=" * 18, "", "Rows per entity (extracted = loaded + quarantined):"]
     lines.append(f"  {'source':<12}{'entity':<14}{'extracted':>10}{'loaded':>10}{'quarantined':>13}{'released':>10}")
@@ -85,27 +125,39 @@ def render(counts: list[tuple], head: dict, locations: dict[str, Path | str]) ->
         lines.append(f"  {source:<12}{entity_name:<14}{received:>10}{loaded:>10}{quarantined:>13}{released:>10}")
     if any(c[5] for c in counts):
         lines.append("  (released: quarantined only because the parent row had not arrived yet, loaded once it did)")
-    lines += ["", f"Headline for period starting {head['period_start']}:"]
-    if head.get("nps") is not None:
-        lines.append(
-            f"  Relationship NPS (respondent): {head['nps']:+.1f}  "
-            f"95% CI [{head['nps_ci_low']:+.1f}, {head['nps_ci_high']:+.1f}], n = {head['nps_n']}"
-        )
+    if head["period_start"] is None:
+        lines += ["", "Headline: marts.governance_kpis has no period before as_of (no data to report)"]
     else:
-        lines.append("  Relationship NPS (respondent): no scored responses")
-    lines.append(
-        f"  Relationship response rate:    {_pct(head['response_rate'])} "
-        f"({head['responses']} of {head['delivered']} delivered; target 70%)"
-    )
-    lines.append(
-        f"  Decision-maker coverage:       {_pct(head['decision_maker_coverage'])} "
-        f"of {head['active_accounts']} active accounts"
-    )
-    lines.append(
-        f"  Follow-up SLA attainment:      {_pct(head['sla_attainment'])} "
-        f"({head['sla_met']} of {head['sla_due']} due follow-ups met 48 h; target 80%)"
-    )
+        nps, rr = head["nps_respondent"], head["response_rate"]
+        dm, sla = head["decision_maker_coverage"], head["sla_attainment"]
+        lines += ["", f"Headline for period starting {head['period_start']} (marts.governance_kpis, company):"]
+        if nps["value"] is not None:
+            interval = (
+                f"95% CI [{nps['ci_low']:+.1f}, {nps['ci_high']:+.1f}]" if nps["ci_low"] is not None else "no interval"
+            )
+            lines.append(
+                f"  Relationship NPS (respondent): {nps['value']:+.1f}  {interval}, n = {nps['n']}{_small(nps)}"
+            )
+        else:
+            lines.append("  Relationship NPS (respondent): no scored responses")
+        responses = "n/a" if head["responses"] is None else head["responses"]
+        lines.append(
+            f"  Relationship response rate:    {_pct(rr['value'])} "
+            f"({responses} of {rr['n']} delivered; {_target(rr)}){_small(rr)}"
+        )
+        lines.append(
+            f"  Decision-maker coverage:       {_pct(dm['value'])} of {dm['n']} active accounts ({_target(dm)})"
+            f"{_small(dm)}"
+        )
+        met = "n/a" if head["sla_met"] is None else head["sla_met"]
+        clock = f"{head['sla_clock']}-clock " if head["sla_clock"] else ""
+        lines.append(
+            f"  Follow-up SLA attainment:      {_pct(sla['value'])} "
+            f"({met} of {sla['n']} due follow-ups met the {clock}first-contact target; {_target(sla)}){_small(sla)}"
+        )
+    if head.get("empty_marts"):
+        lines.append(f"  Empty marts: {', '.join(head['empty_marts'])}")
     lines += ["", "Where things are:"]
     for label, path in locations.items():
-        lines.append(f"  {label:<13}{path}")
+        lines.append(f"  {label:<13}{redact(path)}")
     return "\n".join(lines) + "\n"
