@@ -11,7 +11,6 @@ import json
 import logging
 import time
 from datetime import datetime
-from pathlib import Path
 
 from cxloop.config import Settings
 from cxloop.contract import ENTITY_ORDER
@@ -259,37 +258,23 @@ def _has_table(con, name: str) -> bool:
 
 def publish(settings: Settings, as_of: datetime, run_id: str, dbt_invocation_id: str | None) -> str | None:
     """The read-only BI snapshot (DuckDB only; on Postgres the BI role reads the marts)."""
-    from cxloop.serve.publish import publish_snapshot
+    from cxloop.serve import steps
 
-    dbt_invocation_id = dbt_invocation_id or last_invocation_id(settings)
-    path = publish_snapshot(settings, as_of, run_id, dbt_invocation_id)
-    return str(path) if path else None
+    return steps.publish(settings, as_of, run_id, dbt_invocation_id or last_invocation_id(settings))
 
 
 def export(settings: Settings, as_of: datetime, run_id: str, dbt_invocation_id: str | None) -> str:
-    from cxloop.serve.exports import export_marts
+    """The governance pack: every mart as Parquet and CSV with a checksummed manifest."""
+    from cxloop.serve import steps
 
-    dbt_invocation_id = dbt_invocation_id or last_invocation_id(settings)
-    watermarks = {
-        source: {e: t.isoformat() for e, t in read_watermarks(settings, source).items()} for source in SOURCES
-    }
-    return str(
-        export_marts(
-            settings,
-            settings.exports_dir,
-            as_of=as_of,
-            run_id=run_id,
-            dbt_invocation_id=dbt_invocation_id,
-            watermarks={s: w for s, w in watermarks.items() if w},
-        )
-    )
+    return steps.export(settings, as_of, run_id, dbt_invocation_id or last_invocation_id(settings))
 
 
 def report(settings: Settings, as_of: datetime, run_id: str, dbt_invocation_id: str | None) -> str:
-    from cxloop.serve.report import build_report
+    """The offline HTML governance report."""
+    from cxloop.serve import steps
 
-    dbt_invocation_id = dbt_invocation_id or last_invocation_id(settings)
-    return str(build_report(settings, as_of, run_id, dbt_invocation_id=dbt_invocation_id))
+    return steps.report(settings, as_of, run_id, dbt_invocation_id or last_invocation_id(settings))
 
 
 def latest_batch_ids(settings: Settings) -> list[str]:
@@ -314,36 +299,13 @@ def summarise(
 ) -> dict:
     """The run summary, printed by `make run` and kept in logs/last_run_summary.{txt,json}.
     ``batch_ids`` None means the batches behind the warehouse's latest data windows."""
-    from cxloop.serve.reader import WarehouseReader
-    from cxloop.serve.summary import headline, load_counts, render
+    from cxloop.serve import steps
 
-    if batch_ids is None:
-        batch_ids = latest_batch_ids(settings)
-    with WarehouseReader(settings) as reader:
-        counts = load_counts(reader, batch_ids)
-        head = headline(reader, as_of)
-    locations = {
-        "warehouse": settings.warehouse_path if settings.target == "duckdb" else "postgres: " + settings.pg_dsn(),
-        **(extra or {}),
-        "exports": export_dir or "(not exported)",
-        "quarantine": settings.quarantine_dir,
-        "landing": settings.landing_dir,
-        "logs": settings.logs_dir,
-    }
-    text = render(counts, head, locations)
-    summary_path = settings.logs_dir / "last_run_summary.txt"
-    summary_path.parent.mkdir(parents=True, exist_ok=True)
-    summary_path.write_text(text)
-    (settings.logs_dir / "last_run_summary.json").write_text(
-        json.dumps(
-            {"headline": head, "counts": counts, "locations": {k: str(v) for k, v in locations.items()}},
-            indent=2,
-            default=str,
-        )
-    )
-    return {"text": text, "headline": head, "path": str(summary_path)}
+    batch_ids = latest_batch_ids(settings) if batch_ids is None else batch_ids
+    return steps.summarise(settings, as_of, batch_ids, export_dir, extra)
 
 
 def read_summary(settings: Settings) -> str:
-    path = Path(settings.logs_dir) / "last_run_summary.txt"
-    return path.read_text() if path.exists() else ""
+    from cxloop.serve import steps
+
+    return steps.read_summary(settings)
