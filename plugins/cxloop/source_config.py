@@ -3,6 +3,10 @@
 The CRM domain (owners, accounts, contacts, follow-ups) and the survey domain (surveys,
 invitations, responses) each name one source. Switching the demo from Salesforce to HubSpot
 or to file drops is a one-line change here, or ``CXLOOP_CRM_SOURCE=hubspot``.
+
+The ``limits:`` section bounds what one source may hand the extraction (see
+``docs/file-drops.md``): each key has a safe default (:data:`LIMIT_DEFAULTS`) and an environment
+override ``CXLOOP_LIMIT_<KEY>`` (``CXLOOP_LIMIT_FILE_ROWS=500000``).
 """
 
 from __future__ import annotations
@@ -23,8 +27,65 @@ SURVEY_ENTITIES = ("surveys", "invitations", "responses")
 DOMAINS = {"crm": CRM_ENTITIES, "survey": SURVEY_ENTITIES}
 
 
+#: name -> (default, what it bounds). Integers; a breach is a clear rejection naming the limit.
+LIMIT_DEFAULTS: dict[str, tuple[int, str]] = {
+    "response_bytes": (256 * 1024**2, "bytes of one HTTP response body (after content decoding)"),
+    "uncompressed_bytes": (4 * 1024**3, "bytes of one export member once inflated / one Parquet file uncompressed"),
+    "compression_ratio": (200, "uncompressed / compressed size of one export member"),
+    "file_rows": (1_000_000, "rows (records) of one drop file"),
+    "field_chars": (8 * 1024**2, "characters of one value"),
+    "line_bytes": (64 * 1024**2, "bytes of one physical line of a CSV or JSONL drop file"),
+    "file_bytes": (2 * 1024**3, "bytes of one drop file"),
+}
+
+
 class SourceConfigError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits at the door (defaults :data:`LIMIT_DEFAULTS`)."""
+
+    response_bytes: int = LIMIT_DEFAULTS["response_bytes"][0]
+    uncompressed_bytes: int = LIMIT_DEFAULTS["uncompressed_bytes"][0]
+    compression_ratio: int = LIMIT_DEFAULTS["compression_ratio"][0]
+    file_rows: int = LIMIT_DEFAULTS["file_rows"][0]
+    field_chars: int = LIMIT_DEFAULTS["field_chars"][0]
+    line_bytes: int = LIMIT_DEFAULTS["line_bytes"][0]
+    file_bytes: int = LIMIT_DEFAULTS["file_bytes"][0]
+
+
+def _limits(data: object, env: Mapping[str, str], path: Path) -> Limits:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SourceConfigError(f"{path}: limits must be a mapping of limit name to a number")
+    unknown = set(data) - set(LIMIT_DEFAULTS)
+    if unknown:
+        raise SourceConfigError(
+            f"{path}: unknown limit(s) {', '.join(sorted(map(str, unknown)))}; known: {', '.join(LIMIT_DEFAULTS)}"
+        )
+    values = {}
+    for name, (default, _) in LIMIT_DEFAULTS.items():
+        var = f"CXLOOP_LIMIT_{name.upper()}"
+        raw = env.get(var)
+        where = var if raw else f"{path}: limits.{name}"
+        if not raw:
+            raw = data.get(name, default)
+        try:
+            value = int(str(raw).replace("_", ""))
+        except ValueError:
+            raise SourceConfigError(f"{where}: {raw!r} is not a whole number") from None
+        if value < 1:
+            raise SourceConfigError(f"{where}: must be at least 1 (got {value})")
+        values[name] = value
+    return Limits(**values)
+
+
+def load_limits(env: Mapping[str, str] | None = None) -> Limits:
+    """Only the ``limits:`` section (what the connectors and the file reader need)."""
+    return load_source_config(env).limits
 
 
 @dataclass(frozen=True)
@@ -35,6 +96,7 @@ class SourceConfig:
     invitation_lookback_days: float = 45.0
     options: dict[str, dict[str, str]] = field(default_factory=dict)
     path: Path | None = None
+    limits: Limits = field(default_factory=Limits)
 
     def source_for(self, domain: str) -> str:
         if domain not in DOMAINS:
@@ -56,7 +118,7 @@ def load_source_config(env: Mapping[str, str] | None = None) -> SourceConfig:
             raise SourceConfigError(f"{path}: not valid YAML: {exc}") from None
         if not isinstance(data, dict):
             raise SourceConfigError(f"{path}: expected a mapping at the top level")
-    unknown = set(data) - {"crm", "survey", "lookback_hours", "invitation_lookback_days", "options"}
+    unknown = set(data) - {"crm", "survey", "lookback_hours", "invitation_lookback_days", "options", "limits"}
     if unknown:
         raise SourceConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
     crm = env.get("CXLOOP_CRM_SOURCE") or data.get("crm", "salesforce")
@@ -77,4 +139,5 @@ def load_source_config(env: Mapping[str, str] | None = None) -> SourceConfig:
         ),
         options={k: {kk: str(vv) for kk, vv in (v or {}).items()} for k, v in options.items()},
         path=path,
+        limits=_limits(data.get("limits"), env, path),
     )

@@ -43,7 +43,13 @@ class LandedBatch:
 
 
 def frame_as_text(frame: pd.DataFrame) -> pa.Table:
-    """Every column as text (:func:`cxloop.extract.frames.as_text` per value, vectorised)."""
+    """Every column as text (:func:`cxloop.extract.frames.as_text` per value, vectorised).
+
+    A frame naming one column twice is refused (ValueError naming the columns): a landed file
+    holds each column once, and which of the two would count is undefined."""
+    repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if repeated:
+        raise ValueError(f"cannot land a frame that names column(s) {', '.join(repeated)} more than once")
     arrays = {str(col): text_array(frame[col]) for col in frame.columns}
     return pa.table(arrays) if arrays else pa.table({})
 
