@@ -1,24 +1,18 @@
-"""The DAG glue: the one rule for a run's as_of, and what importing the DAGs costs.
+"""The DAG glue: the one rule for a run's as_of.
 
 ``cxloop_airflow.resolve_as_of`` is called by the first task of every DAG; each branch is
 exercised here, the warehouse branch against a real DuckDB warehouse with recorded
-extraction windows.
+extraction windows. What importing the DAG files costs is checked by
+tests/integration/test_dagbag.py.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from cxloop.config import Settings
 from cxloop_airflow import INTERVAL, WAREHOUSE, resolve_as_of
-
-ROOT = Path(__file__).resolve().parents[2]
-DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
 
 
 @pytest.fixture
@@ -99,52 +93,3 @@ def test_an_asset_triggered_run_on_an_empty_warehouse_fails_with_what_to_do(empt
 def test_an_unknown_fallback_is_refused():
     with pytest.raises(ValueError, match="fallback 'calendar' is not 'interval' or 'warehouse'"):
         resolve_as_of(None, fallback="calendar")
-
-
-# -- import cost: what a DAG parse and a task's imports pull in ---------------------------------
-
-_PROBE = r"""
-import json, runpy, sys, time
-heavy = ("dbt", "great_expectations", "pandas", "pyarrow", "duckdb")
-def loaded(names):
-    return sorted(m for m in names if m in sys.modules)
-import airflow.sdk  # the cost every DAG file pays; not counted below
-t = time.perf_counter()
-import cxloop_airflow
-out = {"glue": {"heavy": loaded(heavy), "seconds": time.perf_counter() - t}}
-for path in sys.argv[1:]:
-    t = time.perf_counter()
-    runpy.run_path(path)
-    out[path] = {"heavy": loaded(heavy), "seconds": time.perf_counter() - t}
-# what the task functions import when they run (their modules' top-level code)
-import cxloop.airflow_home, cxloop.alerts, cxloop.config, cxloop.pipeline, cxloop.source_config
-out["task modules"] = {"heavy": loaded(("dbt", "great_expectations")), "seconds": 0}
-print(json.dumps(out))
-"""
-
-
-@pytest.fixture(scope="module")
-def import_probe():
-    run = subprocess.run(
-        [sys.executable, "-c", _PROBE, *map(str, DAG_FILES)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(run.stdout.strip().splitlines()[-1])
-
-
-def test_dag_glue_and_dag_files_import_nothing_heavy_and_parse_fast(import_probe):
-    assert len(DAG_FILES) == 3
-    for name, probe in import_probe.items():
-        if name == "task modules":
-            continue
-        assert probe["heavy"] == [], f"{name} imports {probe['heavy']} at module level"
-        assert probe["seconds"] < 1.0, f"{name} took {probe['seconds']:.2f} s to parse"
-
-
-def test_task_modules_import_neither_great_expectations_nor_dbt(import_probe):
-    assert import_probe["task modules"]["heavy"] == [], (
-        "cxloop.pipeline & co. import GX or dbt at module level: " + str(import_probe["task modules"]["heavy"])
-    )
