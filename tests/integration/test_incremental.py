@@ -113,7 +113,7 @@ def test_watermarks_advance_and_a_rerun_changes_nothing(source, incremental):
 
 
 def test_a_failed_load_leaves_the_watermarks_unchanged(source, tmp_path):
-    from cxloop.gate.validation import BatchRejected
+    from cxloop.gate.outcome import BatchRejected
 
     settings = Settings.from_env({"CXLOOP_VAR": str(tmp_path)})
     run(settings, source, STEPS[0])

@@ -24,9 +24,11 @@ import psycopg2.extensions
 import pytest
 from cxloop.config import Settings
 from cxloop.contract import ENTITIES, ENTITY_ORDER, LINEAGE_COLUMNS
-from cxloop.gate.validation import QUARANTINE_COLUMNS, RESULT_COLUMNS, ValidationOutcome, validate_batch
+from cxloop.gate.outcome import ValidationOutcome
+from cxloop.gate.validation import validate_batch
 from cxloop.store import duckdb_store as duck_wh
 from cxloop.store import postgres_store as wh
+from cxloop.store.base import QUARANTINE_COLUMNS, RESULT_COLUMNS
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CLEAN = json.loads((DATA / "bad_inputs" / "clean_batch.json").read_text(encoding="utf-8"))

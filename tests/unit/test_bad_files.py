@@ -23,7 +23,8 @@ except ImportError:  # the package is not installed in the venv: use the source 
 
 from cxloop.contract import ENTITIES
 from cxloop.extract.files import FileDropRejected, extract_files, relabel_outcome
-from cxloop.gate.validation import BatchRejected, validate_batch
+from cxloop.gate.outcome import BatchRejected
+from cxloop.gate.validation import validate_batch
 
 BAD_FILES = Path(__file__).resolve().parents[1] / "data" / "bad_files"
 CASES = sorted(p.name for p in BAD_FILES.iterdir() if (p / "expect.json").is_file())

@@ -18,7 +18,9 @@ except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins"))
 
 from cxloop.contract import ENTITIES, ENTITY_ORDER
-from cxloop.gate.validation import Gate, SetKnownKeys, coerce_column, duplicate_keys, validate_batch
+from cxloop.gate.coerce import coerce_column
+from cxloop.gate.validation import Gate, duplicate_keys, validate_batch
+from cxloop.store.base import SetKnownKeys
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CLEAN = json.loads((DATA / "bad_inputs" / "clean_batch.json").read_text(encoding="utf-8"))

@@ -18,17 +18,12 @@ except ImportError:  # the package is not installed in the venv: use the source 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins"))
 
 from cxloop.contract import ENTITIES, ENTITY_ORDER
-from cxloop.gate.validation import (
-    QUARANTINE_COLUMNS,
-    RESULT_COLUMNS,
-    BatchRejected,
-    ValidationOutcome,
-    build_data_docs,
-    build_suite,
-    coerce_column,
-    load_suite_config,
-    validate_batch,
-)
+from cxloop.gate.coerce import coerce_column
+from cxloop.gate.data_docs import build_data_docs
+from cxloop.gate.outcome import BatchRejected, ValidationOutcome
+from cxloop.gate.suites import build_suite, load_suite_config
+from cxloop.gate.validation import validate_batch
+from cxloop.store.base import QUARANTINE_COLUMNS, RESULT_COLUMNS
 
 BAD_INPUTS = Path(__file__).resolve().parents[1] / "data" / "bad_inputs"
 CLEAN = json.loads((BAD_INPUTS / "clean_batch.json").read_text(encoding="utf-8"))

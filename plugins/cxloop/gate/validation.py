@@ -1,5 +1,11 @@
 """The validation gate: coerce, validate with Great Expectations, quarantine, reconcile.
 
+This module runs the checks (:class:`Gate`, :func:`validate_batch`); its parts live beside it:
+:mod:`cxloop.gate.outcome` (the outcome and the gate's errors), :mod:`cxloop.gate.suites`
+(the expectation suites and the GX context), :mod:`cxloop.gate.coerce` (received values to the
+contract's types), :mod:`cxloop.gate.messages` (bounded values in reasons and records),
+:mod:`cxloop.gate.data_docs` (HTML data docs), :mod:`cxloop.gate.landed` (landed Parquet).
+
 One call of :func:`validate_batch` handles one extraction batch: a dict of pandas DataFrames,
 one per canonical entity of :mod:`cxloop.contract`, values as received from the source.
 
@@ -33,17 +39,10 @@ Timestamps come out as naive UTC (``datetime64[us]``), dates as ``datetime64[s]`
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
-import html
-import json
-import math
-import os
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from decimal import Decimal
-from functools import lru_cache
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,460 +50,26 @@ import numpy as np
 import pandas as pd
 
 from cxloop.contract import ENTITIES, ENTITY_ORDER, LINEAGE_COLUMNS, Entity
-from cxloop.gate.landed import CHUNK_ROWS, landed_chunks, landed_duplicates, landed_shape  # noqa: F401
+from cxloop.gate.coerce import TYPE_PHRASE_OVERRIDES, TYPE_PHRASES, coerce_column, is_missing
+from cxloop.gate.messages import naive_utc, record_json, show_value
+from cxloop.gate.outcome import (
+    CASCADE_EXPECTATION,
+    EXTRA_COLUMNS_EXPECTATION,
+    STRUCTURE_EXPECTATION,
+    TYPE_EXPECTATION,
+    UNIQUE_EXPECTATION,
+    BatchRejected,
+    GateError,
+    ReconciliationError,
+    ValidationOutcome,
+    results_frame,
+)
+from cxloop.gate.suites import build_suite, gx_context, load_suite_config
 from cxloop.store.base import QUARANTINE_COLUMNS, RESULT_COLUMNS, KnownKeys, SetKnownKeys
 
-EXPECTATIONS_DIR_ENV = "CXLOOP_EXPECTATIONS_DIR"
 DEFAULT_FUTURE_SKEW = dt.timedelta(hours=1)
 ROW_COL = "_row"
 SENT_AT_HELPER = "_invitation_sent_at"
-RECORD_VALUE_MAX_CHARS = 2000  # longer strings are truncated in quarantine.record_json
-SHOW_VALUE_MAX_CHARS = 80  # ... and in reason messages
-
-TYPE_EXPECTATION = "cxloop_column_values_match_logical_type"
-EXTRA_COLUMNS_EXPECTATION = "cxloop_no_unexpected_columns"
-CASCADE_EXPECTATION = "cxloop_parent_not_quarantined"
-STRUCTURE_EXPECTATION = "expect_table_columns_to_match_set"
-UNIQUE_EXPECTATION = "expect_column_values_to_be_unique"
-
-_PANDAS_DTYPES = {
-    "string": "string",
-    "int": "Int64",
-    "float": "Float64",
-    "bool": "boolean",
-    "date": "datetime64[s]",
-    "timestamp": "datetime64[us]",
-}
-_TYPE_PHRASES = {
-    "string": "is not a text value",
-    "int": "is not an integer",
-    "float": "is not a number",
-    "bool": "is not a boolean",
-    "date": "is not a valid date (YYYY-MM-DD)",
-    "timestamp": "is not a valid ISO-8601 timestamp",
-}
-# column-specific wording of a coercion failure (what the value must be)
-_TYPE_PHRASE_OVERRIDES = {("responses", "nps_score"): "is not an integer 0-10"}
-
-
-class GateError(RuntimeError):
-    """The gate itself could not do its job (suite missing, GX could not evaluate a check)."""
-
-
-class ReconciliationError(GateError):
-    """received != loaded + quarantined for an entity."""
-
-
-class BatchRejected(Exception):
-    """A structural failure: the whole batch is rejected, nothing of it may be loaded.
-
-    ``problems`` lists ``{entity, file, missing, unexpected}`` per offending file; ``results``
-    holds the failed structural expectation rows (same columns as the outcome's results) so
-    the caller can still record them in ``raw.validation_results``.
-    """
-
-    def __init__(self, batch_id: str, problems: list[dict[str, Any]], results: pd.DataFrame):
-        self.batch_id = batch_id
-        self.problems = problems
-        self.results = results
-        parts = []
-        for p in problems:
-            text = f"{p['file']}: "
-            bits = []
-            if p.get("unknown_entity"):
-                bits.append(f"unknown entity {p['entity']!r}")
-            if p["missing"]:
-                bits.append("missing contract column(s) " + ", ".join(p["missing"]))
-            if p.get("duplicated"):
-                bits.append("duplicated column(s) " + ", ".join(p["duplicated"]))
-            if p["unexpected"] and (p["missing"] or p.get("duplicated")):
-                hint = " (renamed?)" if p["missing"] else ""
-                bits.append("unexpected column(s) " + ", ".join(p["unexpected"]) + hint)
-            parts.append(text + "; ".join(bits))
-        super().__init__(f"batch {batch_id} rejected: " + " | ".join(parts))
-
-
-@dataclass
-class ValidationOutcome:
-    batch_id: str
-    source: str
-    as_of: dt.datetime
-    checked_at: dt.datetime
-    valid: dict[str, pd.DataFrame]
-    quarantine: pd.DataFrame
-    results: pd.DataFrame
-    counts: dict[str, dict[str, int]]
-    warnings: pd.DataFrame  # rows failing warn-severity checks (kept and loaded); quarantine columns
-    gx_results: dict[str, Any] = field(default_factory=dict)  # entity -> ExpectationSuiteValidationResult
-    skipped: list[str] = field(default_factory=list)  # reference checks without any parent keys to use
-    timings: dict[str, float] = field(default_factory=dict)  # seconds, per step/entity
-
-
-# --------------------------------------------------------------------------- suites
-
-
-def expectations_dir() -> Path:
-    env = os.environ.get(EXPECTATIONS_DIR_ENV)
-    if env:
-        return Path(env)
-    from cxloop.config import project_home
-
-    return project_home() / "expectations"
-
-
-@lru_cache(maxsize=32)
-def _load_suite_config_cached(path: str, mtime: float) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def load_suite_config(entity_name: str, directory: Path | None = None) -> dict[str, Any]:
-    """The JSON suite of an entity (a fresh deep copy: callers may modify it)."""
-    path = (directory or expectations_dir()) / f"{entity_name}.json"
-    if not path.exists():
-        raise GateError(f"no expectation suite for entity {entity_name!r} at {path}")
-    return copy.deepcopy(_load_suite_config_cached(str(path), path.stat().st_mtime))
-
-
-def build_suite(config: Mapping[str, Any]):
-    """A GX ExpectationSuite from a suite config (as stored in expectations/<entity>.json)."""
-    import great_expectations as gx
-
-    return gx.ExpectationSuite(
-        name=config["name"],
-        expectations=[dict(e) for e in config["expectations"]],
-        meta=dict(config.get("meta") or {}),
-        notes=config.get("notes"),
-    )
-
-
-# --------------------------------------------------------------------------- coercion
-
-
-def _is_missing(v: Any) -> bool:
-    if v is None or v is pd.NA or v is pd.NaT:
-        return True
-    if isinstance(v, float) and math.isnan(v):
-        return True
-    if isinstance(v, np.floating) and np.isnan(v):
-        return True
-    if isinstance(v, np.datetime64) and np.isnat(v):
-        return True
-    return False
-
-
-_FAIL = object()
-_NULL = object()
-
-
-def _blank(v: Any) -> bool:
-    return isinstance(v, str) and not v.strip()
-
-
-def _to_string(v: Any) -> Any:
-    if isinstance(v, str):
-        return v if v.strip() else _NULL
-    if isinstance(v, bool | np.bool_):
-        return _FAIL
-    if isinstance(v, int | np.integer):
-        return str(int(v))
-    if isinstance(v, float | np.floating | Decimal):
-        f = float(v)
-        if not math.isfinite(f):
-            return _FAIL
-        return str(int(f)) if f.is_integer() else repr(f)
-    return _FAIL
-
-
-def _to_int(v: Any) -> Any:
-    if isinstance(v, bool | np.bool_):
-        return _FAIL
-    if isinstance(v, int | np.integer):
-        return int(v)
-    if isinstance(v, float | np.floating | Decimal):
-        f = float(v)
-        return int(f) if math.isfinite(f) and f.is_integer() else _FAIL
-    if isinstance(v, str):
-        s = v.strip()
-        if not s:
-            return _NULL
-        try:
-            return int(s)
-        except ValueError:
-            pass
-        try:
-            f = float(s)
-        except ValueError:
-            return _FAIL
-        return int(f) if math.isfinite(f) and f.is_integer() else _FAIL
-    return _FAIL
-
-
-def _to_float(v: Any) -> Any:
-    if isinstance(v, bool | np.bool_):
-        return _FAIL
-    if isinstance(v, int | np.integer | float | np.floating | Decimal):
-        f = float(v)
-        return f if math.isfinite(f) else _FAIL
-    if isinstance(v, str):
-        s = v.strip()
-        if not s:
-            return _NULL
-        try:
-            f = float(s)
-        except ValueError:
-            return _FAIL
-        return f if math.isfinite(f) else _FAIL
-    return _FAIL
-
-
-_TRUE = {"true", "t", "yes", "y", "1"}
-_FALSE = {"false", "f", "no", "n", "0"}
-
-
-def _to_bool(v: Any) -> Any:
-    if isinstance(v, bool | np.bool_):
-        return bool(v)
-    if isinstance(v, int | np.integer) and int(v) in (0, 1):
-        return bool(int(v))
-    if isinstance(v, float | np.floating) and float(v) in (0.0, 1.0):
-        return bool(float(v))
-    if isinstance(v, str):
-        s = v.strip().lower()
-        if not s:
-            return _NULL
-        if s in _TRUE:
-            return True
-        if s in _FALSE:
-            return False
-    return _FAIL
-
-
-def _to_date(v: Any) -> Any:
-    if isinstance(v, pd.Timestamp | dt.datetime):
-        return dt.date(v.year, v.month, v.day)
-    if isinstance(v, dt.date):
-        return v
-    if isinstance(v, np.datetime64):
-        t = pd.Timestamp(v)
-        return dt.date(t.year, t.month, t.day)
-    if isinstance(v, str):
-        s = v.strip()
-        if not s:
-            return _NULL
-        try:
-            return dt.date.fromisoformat(s)
-        except ValueError:
-            pass
-        try:
-            return dt.datetime.fromisoformat(s.replace("Z", "+00:00")).date()
-        except ValueError:
-            return _FAIL
-    return _FAIL
-
-
-def _map_values(values: np.ndarray, fn: Callable[[Any], Any]) -> tuple[list[Any], np.ndarray]:
-    """Apply fn to every non-missing value (cached per (type, value)); returns converted values
-    (None for null) and the failure mask."""
-    out: list[Any] = [None] * len(values)
-    failed = np.zeros(len(values), dtype=bool)
-    cache: dict[tuple[type, Any], Any] = {}
-    present = np.flatnonzero(~_missing_mask(values))
-    for i in present:
-        v = values[i]
-        try:
-            key = (type(v), v)
-            r = cache.get(key, _NULL_KEY)
-        except TypeError:
-            key, r = None, _NULL_KEY
-        if r is _NULL_KEY:
-            try:
-                r = fn(v)
-            except Exception:  # noqa: BLE001 - any surprise in a source value is a coercion failure
-                r = _FAIL
-            if key is not None:
-                cache[key] = r
-        if r is _FAIL:
-            failed[i] = True
-        elif r is not _NULL:
-            out[i] = r
-    return out, failed
-
-
-_NULL_KEY = object()
-
-
-def _missing_mask(values: np.ndarray) -> np.ndarray:
-    try:
-        mask = np.asarray(pd.isna(values), dtype=bool)
-        if mask.shape == (len(values),):
-            return mask
-    except (TypeError, ValueError):
-        pass
-    return np.fromiter((_is_missing(v) for v in values), dtype=bool, count=len(values))
-
-
-def _all_text(values: np.ndarray) -> bool:
-    """Only str (or missing) values: the landed files' case, where every fast path applies."""
-    return pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty")
-
-
-def _coerce_text_by_value(values: np.ndarray, fn: Callable[[Any], Any], logical_type: str, index) -> tuple[
-    pd.Series, np.ndarray
-]:
-    """A column of str/None: convert each distinct value once (``fn`` as for any value) and
-    spread the results over the rows by their factorize codes. Same results as
-    :func:`_map_values`, without a Python step per row."""
-    n = len(values)
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    converted: list[Any] = [None] * len(uniques)
-    failed_u = np.zeros(len(uniques), dtype=bool)
-    for i, v in enumerate(uniques):
-        try:
-            r = fn(v)
-        except Exception:  # noqa: BLE001 - any surprise in a source value is a coercion failure
-            r = _FAIL
-        if r is _FAIL:
-            failed_u[i] = True
-        elif r is not _NULL:
-            converted[i] = r
-    present = codes >= 0
-    failed = np.zeros(n, dtype=bool)
-    failed[present] = failed_u[codes[present]]
-    dtype = _PANDAS_DTYPES[logical_type]
-    if logical_type == "date":
-        u_typed = pd.Series(pd.to_datetime(pd.Series(converted, dtype=object))).astype("datetime64[s]").array
-    else:
-        u_typed = pd.Series(converted, dtype=object).astype(dtype).array
-    if len(uniques) == 0:
-        return pd.Series([None] * n, index=index, dtype=object).astype(dtype), failed
-    typed = pd.api.extensions.take(u_typed, codes, allow_fill=True)
-    return pd.Series(typed, index=index).astype(dtype), failed
-
-
-def _coerce_strings(raw: pd.Series) -> tuple[pd.Series, np.ndarray] | None:
-    """Fast path: a column of str/None only."""
-    values = raw.to_numpy(dtype=object)
-    if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
-        return None
-    s = pd.Series(values, index=raw.index, dtype="string")
-    s = s.mask(s.str.strip() == "")
-    return s, np.zeros(len(values), dtype=bool)
-
-
-def _coerce_timestamp(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
-        s = raw
-        if getattr(s.dt, "tz", None) is not None:
-            s = s.dt.tz_convert("UTC").dt.tz_localize(None)
-        return s.astype("datetime64[us]"), np.zeros(len(raw), dtype=bool)
-    values = raw.to_numpy(dtype=object)
-    n = len(values)
-    if _all_text(values):  # vectorised: strip, blank -> null, parse
-        stripped = pd.Series(values, dtype=object).str.strip()
-        missing = stripped.isna().to_numpy(dtype=bool) | (stripped == "").to_numpy(dtype=bool)
-        candidates = stripped.where(~missing, None)
-        parsed = pd.to_datetime(candidates, utc=True, errors="coerce", format="ISO8601")
-        parsed = parsed.dt.tz_localize(None).astype("datetime64[us]")
-        failed = ~missing & parsed.isna().to_numpy(dtype=bool)
-        parsed = parsed.where(~failed)
-        parsed.index = raw.index
-        return parsed, failed
-    missing = _missing_mask(values) | np.fromiter((_blank(v) for v in values), dtype=bool, count=n)
-    parseable = np.fromiter(
-        (isinstance(v, str | dt.datetime | np.datetime64) for v in values), dtype=bool, count=n
-    )
-    candidates = np.where(parseable & ~missing, values, None)
-    with_tz = [v.strip() if isinstance(v, str) else v for v in candidates]
-    parsed = pd.to_datetime(pd.Series(with_tz, dtype=object), utc=True, errors="coerce", format="ISO8601")
-    parsed = parsed.dt.tz_localize(None).astype("datetime64[us]")
-    failed = ~missing & (~parseable | parsed.isna().to_numpy())
-    parsed = parsed.where(~failed)
-    parsed.index = raw.index
-    return parsed, failed
-
-
-def coerce_column(raw: pd.Series, logical_type: str) -> tuple[pd.Series, np.ndarray]:
-    """Coerce one received column to its logical type: (typed series, failure mask)."""
-    if logical_type == "timestamp":
-        return _coerce_timestamp(raw)
-    if logical_type == "string":
-        fast = _coerce_strings(raw)
-        if fast is not None:
-            return fast
-    values = raw.to_numpy(dtype=object)
-    fn = {
-        "string": _to_string,
-        "int": _to_int,
-        "float": _to_float,
-        "bool": _to_bool,
-        "date": _to_date,
-    }[logical_type]
-    if _all_text(values):
-        return _coerce_text_by_value(values, fn, logical_type, raw.index)
-    out, failed = _map_values(values, fn)
-    dtype = _PANDAS_DTYPES[logical_type]
-    if logical_type == "date":
-        typed = pd.Series(pd.to_datetime(pd.Series(out, dtype=object)), index=raw.index)
-        typed = typed.astype("datetime64[s]")
-    else:
-        typed = pd.Series(out, index=raw.index, dtype=object).astype(dtype)
-    return typed, failed
-
-
-def empty_typed_frame(entity_name: str) -> pd.DataFrame:
-    e = ENTITIES[entity_name]
-    return pd.DataFrame({c.name: pd.Series([], dtype=_PANDAS_DTYPES[c.type]) for c in e.columns})
-
-
-# --------------------------------------------------------------------------- messages
-
-
-def _show(v: Any) -> str:
-    if _is_missing(v):
-        return "null"
-    if isinstance(v, str):
-        text = v if len(v) <= SHOW_VALUE_MAX_CHARS else v[:SHOW_VALUE_MAX_CHARS] + "..."
-        return repr(text)
-    if isinstance(v, pd.Timestamp | dt.datetime | dt.date):
-        return repr(v.isoformat())
-    return str(v)
-
-
-def _jsonable(v: Any) -> Any:
-    if _is_missing(v):
-        return None
-    if isinstance(v, str):
-        if len(v) > RECORD_VALUE_MAX_CHARS:
-            return v[:RECORD_VALUE_MAX_CHARS] + f"...[truncated, {len(v)} chars]"
-        return v
-    if isinstance(v, bool | np.bool_):
-        return bool(v)
-    if isinstance(v, int | np.integer):
-        return int(v)
-    if isinstance(v, float | np.floating):
-        return float(v) if math.isfinite(float(v)) else str(v)
-    if isinstance(v, pd.Timestamp | dt.datetime | dt.date):
-        return v.isoformat()
-    if isinstance(v, Decimal):
-        return str(v)
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_jsonable(x) for x in v]
-    return str(v)
-
-
-def _record_json(raw: pd.DataFrame, pos: int) -> str:
-    row = raw.iloc[pos]
-    return json.dumps({str(k): _jsonable(v) for k, v in row.items()}, ensure_ascii=False, sort_keys=False)
-
-
-def _naive_utc(t: dt.datetime | pd.Timestamp) -> pd.Timestamp:
-    ts = pd.Timestamp(t)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts
 
 
 # --------------------------------------------------------------------------- the gate
@@ -561,7 +126,7 @@ class _Collector:
                 "expectation": expectation,
                 "severity": severity,
                 "reason": reason,
-                "record_json": _record_json(ctx.raw, pos),
+                "record_json": record_json(ctx.raw, pos),
             }
         )
         if severity == "error":
@@ -585,9 +150,9 @@ class _EntityState:
 
     def key_text(self, pos: int) -> str | None:
         v = self.typed[self.entity.primary_key].iloc[pos] if self.typed is not None else None
-        if _is_missing(v):
+        if is_missing(v):
             raw_v = self.raw[self.entity.primary_key].iloc[pos]
-            return None if _is_missing(raw_v) else str(raw_v)
+            return None if is_missing(raw_v) else str(raw_v)
         return str(v)
 
     def prefix(self, pos: int) -> str:
@@ -638,29 +203,6 @@ def duplicate_keys(keys: pd.Series) -> dict[str, int]:
     for pos in np.flatnonzero(mask):
         out.setdefault(str(keys.iloc[pos]), int(pos) + 1)
     return out
-
-
-def gx_context():
-    """One ephemeral GX context (progress bars off); a run creates one and passes it to each Gate."""
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    _skip_pandas_fingerprint()
-    return context
-
-
-def _skip_pandas_fingerprint() -> None:
-    """GX marks every pandas batch with an md5 over a hash of every value of the frame (its
-    ``pandas_data_fingerprint`` batch marker; it skips frames over ``HASH_THRESHOLD`` bytes).
-    The gate never reads that marker, and on the large bench computing it took 7 s of the
-    validation: set the threshold to 0 so GX skips it, as it does for big frames. Validation
-    itself is untouched."""
-    from great_expectations.execution_engine import pandas_execution_engine
-
-    if hasattr(pandas_execution_engine, "HASH_THRESHOLD"):
-        pandas_execution_engine.HASH_THRESHOLD = 0
 
 
 _GX_RESULT_FORMAT = {
@@ -714,7 +256,7 @@ class Gate:
         self.as_of = as_of
         self.known = known
         self.known_sent_at = (
-            {str(k): _naive_utc(v) for k, v in known_sent_at.items() if not _is_missing(v)}
+            {str(k): naive_utc(v) for k, v in known_sent_at.items() if not is_missing(v)}
             if known_sent_at is not None
             else None
         )
@@ -723,7 +265,7 @@ class Gate:
         self.track_all_keys = track_all_keys
         self.checked_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         self.col = _Collector(batch_id, source, self.checked_at)
-        self.max_ts = _naive_utc(as_of) + pd.Timedelta(future_skew)
+        self.max_ts = naive_utc(as_of) + pd.Timedelta(future_skew)
         self.timings: dict[str, float] = {}
         self.extras: dict[str, list[str]] = {}
         self.runs: dict[str, _EntityRun] = {}
@@ -810,7 +352,7 @@ class Gate:
             series, failed = coerce_column(st.raw[c.name], c.type)
             typed[c.name] = series
             st.coercion_failed[c.name] = failed
-            phrase = _TYPE_PHRASE_OVERRIDES.get((name, c.name), _TYPE_PHRASES[c.type])
+            phrase = TYPE_PHRASE_OVERRIDES.get((name, c.name), TYPE_PHRASES[c.type])
             for pos in np.flatnonzero(failed):
                 col.row(
                     st,
@@ -818,7 +360,7 @@ class Gate:
                     c.name,
                     TYPE_EXPECTATION,
                     "error",
-                    f"{st.prefix(int(pos))} field {c.name}: {_show(st.raw[c.name].iloc[pos])} {phrase}",
+                    f"{st.prefix(int(pos))} field {c.name}: {show_value(st.raw[c.name].iloc[pos])} {phrase}",
                 )
             col.result(name, TYPE_EXPECTATION, c.name, "error", not failed.any(), st.n, int(failed.sum()))
         st.typed = pd.DataFrame(typed, index=st.raw.index)
@@ -954,7 +496,7 @@ class Gate:
                 stored_ids, stored_values = self.known.sent_at_arrays(rest)
             else:
                 found = self.known.sent_at(rest)
-                lookup.update({str(k): _naive_utc(v) for k, v in found.items() if not _is_missing(v)})
+                lookup.update({str(k): naive_utc(v) for k, v in found.items() if not is_missing(v)})
         obj = invitation_ids.to_numpy(dtype=object, na_value=None)
         out = np.full(len(obj), np.datetime64("NaT"), dtype="datetime64[us]")
         keys = list(lookup) + stored_ids
@@ -989,7 +531,7 @@ class Gate:
             checked_at=self.checked_at,
             valid=dict(valid),
             quarantine=quarantine,
-            results=_results_frame(list(self.col.results.values())),
+            results=results_frame(list(self.col.results.values())),
             counts=counts,
             warnings=pd.DataFrame(self.col.warnings, columns=QUARANTINE_COLUMNS),
             gx_results=self.gx_results,
@@ -1048,18 +590,6 @@ def validate_batch(
     outcome = gate.outcome(valid)
     outcome.timings["total"] = time.perf_counter() - t_start
     return outcome
-
-
-def _results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    return df.astype(
-        {
-            "success": "boolean",
-            "rows_checked": "int64",
-            "unexpected_count": "int64",
-            "checked_at": "datetime64[us]",
-        }
-    )
 
 
 def _exception_messages(info: Any) -> list[str]:
@@ -1140,7 +670,7 @@ def _apply_gx_result(
                     column,
                     cfg.type,
                     severity,
-                    f"{st.prefix(int(pos))} field {column}: {_show(st.raw[column].iloc[pos])} {reason}; "
+                    f"{st.prefix(int(pos))} field {column}: {show_value(st.raw[column].iloc[pos])} {reason}; "
                     f"first seen at row {first[pos]}",
                 )
             continue
@@ -1166,88 +696,9 @@ def _apply_gx_result(
                 msg = f"{st.prefix(pos)} field {column} {reason}"
             elif check == "recorded_after_sent":
                 msg = (
-                    f"{st.prefix(pos)} field {column}: {_show(st.raw[column].iloc[pos])} {reason} "
-                    f"({_show(frame[kwargs['column_B']].iloc[pos])})"
+                    f"{st.prefix(pos)} field {column}: {show_value(st.raw[column].iloc[pos])} {reason} "
+                    f"({show_value(frame[kwargs['column_B']].iloc[pos])})"
                 )
             else:
-                msg = f"{st.prefix(pos)} field {column}: {_show(st.raw[column].iloc[pos])} {reason}"
+                msg = f"{st.prefix(pos)} field {column}: {show_value(st.raw[column].iloc[pos])} {reason}"
             col.row(st, pos, column, cfg.type, severity, msg)
-
-
-# --------------------------------------------------------------------------- docs
-
-
-def build_data_docs(outcome: ValidationOutcome, folder: str | Path) -> Path:
-    """Write GX Data Docs pages (one validation-results page per entity, rendered by GX's own
-    ValidationResultsPageRenderer + DefaultJinjaPageView) and an index page with the gate's
-    result table, reconciliation counts and quarantine sample, into ``folder``.
-
-    Long value sets (the parent keys of reference checks) are shortened in the rendered pages.
-    Returns the index page's path."""
-    from great_expectations.render.renderer import ValidationResultsPageRenderer
-    from great_expectations.render.view import DefaultJinjaPageView
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    pages = {}
-    renderer = ValidationResultsPageRenderer()
-    view = DefaultJinjaPageView()
-    for name, result in outcome.gx_results.items():
-        shown = copy.deepcopy(result)
-        for r in shown.results:
-            vs = r.expectation_config.kwargs.get("value_set")
-            if isinstance(vs, list) and len(vs) > 20:
-                r.expectation_config.kwargs["value_set"] = sorted(map(str, vs))[:20] + [
-                    f"... ({len(vs)} keys)"
-                ]
-            if isinstance(r.result, dict):
-                for k in ("unexpected_list", "unexpected_index_list", "partial_unexpected_index_list"):
-                    if isinstance(r.result.get(k), list) and len(r.result[k]) > 50:
-                        r.result[k] = r.result[k][:50]
-        page = folder / f"{name}.html"
-        try:
-            page.write_text(view.render(renderer.render(shown)), encoding="utf-8")
-            pages[name] = page.name
-        except Exception as exc:  # noqa: BLE001 - docs are a convenience; the index still lists results
-            pages[name] = None
-            page.write_text(f"<p>GX rendering failed: {html.escape(str(exc))}</p>", encoding="utf-8")
-    index = folder / "index.html"
-    index.write_text(_summary_html(outcome, pages), encoding="utf-8")
-    return index
-
-
-def _summary_html(outcome: ValidationOutcome, pages: Mapping[str, str | None]) -> str:
-    esc = html.escape
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>cxloop validation {esc(outcome.batch_id)}</title>",
-        "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:2px 6px}.fail{background:#fdd}.warn{background:#ffd}</style>",
-        "</head><body>",
-        f"<h1>Batch {esc(outcome.batch_id)} ({esc(outcome.source)})</h1>",
-        f"<p>as_of {esc(str(outcome.as_of))}, checked at {esc(str(outcome.checked_at))}</p>",
-        "<h2>Reconciliation</h2><table><tr><th>entity</th><th>received</th><th>loaded</th>"
-        "<th>quarantined</th><th>GX Data Docs</th></tr>",
-    ]
-    for name, c in outcome.counts.items():
-        link = pages.get(name)
-        cell = f"<a href='{esc(link)}'>{esc(link)}</a>" if link else ""
-        parts.append(
-            f"<tr><td>{esc(name)}</td><td>{c['received']}</td><td>{c['loaded']}</td>"
-            f"<td>{c['quarantined']}</td><td>{cell}</td></tr>"
-        )
-    parts.append("</table><h2>Expectations</h2><table><tr>")
-    parts.extend(f"<th>{esc(c)}</th>" for c in RESULT_COLUMNS[2:9])
-    parts.append("</tr>")
-    for r in outcome.results.itertuples(index=False):
-        cls = "" if r.success else (" class='fail'" if r.severity == "error" else " class='warn'")
-        cells = [r.entity, r.expectation, r.column, r.severity, r.success, r.rows_checked, r.unexpected_count]
-        parts.append(f"<tr{cls}>" + "".join(f"<td>{esc(str(x))}</td>" for x in cells) + "</tr>")
-    parts.append("</table><h2>Quarantine (first 200 rows)</h2><table><tr>")
-    qcols = ["entity", "primary_key", "row_number", "field", "expectation", "reason"]
-    parts.extend(f"<th>{c}</th>" for c in qcols)
-    parts.append("</tr>")
-    for r in outcome.quarantine.head(200).itertuples(index=False):
-        parts.append("<tr>" + "".join(f"<td>{esc(str(getattr(r, c)))}</td>" for c in qcols) + "</tr>")
-    parts.append("</table></body></html>")
-    return "\n".join(parts)

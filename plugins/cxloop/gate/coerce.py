@@ -1,0 +1,313 @@
+"""Coercion of received values to the contract's logical types.
+
+:func:`coerce_column` turns one received column into (typed series, failure mask). Empty or
+blank strings count as null; other strings are kept verbatim.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cxloop.contract import ENTITIES
+
+PANDAS_DTYPES = {
+    "string": "string",
+    "int": "Int64",
+    "float": "Float64",
+    "bool": "boolean",
+    "date": "datetime64[s]",
+    "timestamp": "datetime64[us]",
+}
+TYPE_PHRASES = {
+    "string": "is not a text value",
+    "int": "is not an integer",
+    "float": "is not a number",
+    "bool": "is not a boolean",
+    "date": "is not a valid date (YYYY-MM-DD)",
+    "timestamp": "is not a valid ISO-8601 timestamp",
+}
+# column-specific wording of a coercion failure (what the value must be)
+TYPE_PHRASE_OVERRIDES = {("responses", "nps_score"): "is not an integer 0-10"}
+
+
+def is_missing(v: Any) -> bool:
+    if v is None or v is pd.NA or v is pd.NaT:
+        return True
+    if isinstance(v, float) and math.isnan(v):
+        return True
+    if isinstance(v, np.floating) and np.isnan(v):
+        return True
+    if isinstance(v, np.datetime64) and np.isnat(v):
+        return True
+    return False
+
+
+_FAIL = object()
+_NULL = object()
+
+
+def _blank(v: Any) -> bool:
+    return isinstance(v, str) and not v.strip()
+
+
+def _to_string(v: Any) -> Any:
+    if isinstance(v, str):
+        return v if v.strip() else _NULL
+    if isinstance(v, bool | np.bool_):
+        return _FAIL
+    if isinstance(v, int | np.integer):
+        return str(int(v))
+    if isinstance(v, float | np.floating | Decimal):
+        f = float(v)
+        if not math.isfinite(f):
+            return _FAIL
+        return str(int(f)) if f.is_integer() else repr(f)
+    return _FAIL
+
+
+def _to_int(v: Any) -> Any:
+    if isinstance(v, bool | np.bool_):
+        return _FAIL
+    if isinstance(v, int | np.integer):
+        return int(v)
+    if isinstance(v, float | np.floating | Decimal):
+        f = float(v)
+        return int(f) if math.isfinite(f) and f.is_integer() else _FAIL
+    if isinstance(v, str):
+        s = v.strip()
+        if not s:
+            return _NULL
+        try:
+            return int(s)
+        except ValueError:
+            pass
+        try:
+            f = float(s)
+        except ValueError:
+            return _FAIL
+        return int(f) if math.isfinite(f) and f.is_integer() else _FAIL
+    return _FAIL
+
+
+def _to_float(v: Any) -> Any:
+    if isinstance(v, bool | np.bool_):
+        return _FAIL
+    if isinstance(v, int | np.integer | float | np.floating | Decimal):
+        f = float(v)
+        return f if math.isfinite(f) else _FAIL
+    if isinstance(v, str):
+        s = v.strip()
+        if not s:
+            return _NULL
+        try:
+            f = float(s)
+        except ValueError:
+            return _FAIL
+        return f if math.isfinite(f) else _FAIL
+    return _FAIL
+
+
+_TRUE = {"true", "t", "yes", "y", "1"}
+_FALSE = {"false", "f", "no", "n", "0"}
+
+
+def _to_bool(v: Any) -> Any:
+    if isinstance(v, bool | np.bool_):
+        return bool(v)
+    if isinstance(v, int | np.integer) and int(v) in (0, 1):
+        return bool(int(v))
+    if isinstance(v, float | np.floating) and float(v) in (0.0, 1.0):
+        return bool(float(v))
+    if isinstance(v, str):
+        s = v.strip().lower()
+        if not s:
+            return _NULL
+        if s in _TRUE:
+            return True
+        if s in _FALSE:
+            return False
+    return _FAIL
+
+
+def _to_date(v: Any) -> Any:
+    if isinstance(v, pd.Timestamp | dt.datetime):
+        return dt.date(v.year, v.month, v.day)
+    if isinstance(v, dt.date):
+        return v
+    if isinstance(v, np.datetime64):
+        t = pd.Timestamp(v)
+        return dt.date(t.year, t.month, t.day)
+    if isinstance(v, str):
+        s = v.strip()
+        if not s:
+            return _NULL
+        try:
+            return dt.date.fromisoformat(s)
+        except ValueError:
+            pass
+        try:
+            return dt.datetime.fromisoformat(s.replace("Z", "+00:00")).date()
+        except ValueError:
+            return _FAIL
+    return _FAIL
+
+
+def _map_values(values: np.ndarray, fn: Callable[[Any], Any]) -> tuple[list[Any], np.ndarray]:
+    """Apply fn to every non-missing value (cached per (type, value)); returns converted values
+    (None for null) and the failure mask."""
+    out: list[Any] = [None] * len(values)
+    failed = np.zeros(len(values), dtype=bool)
+    cache: dict[tuple[type, Any], Any] = {}
+    present = np.flatnonzero(~_missing_mask(values))
+    for i in present:
+        v = values[i]
+        try:
+            key = (type(v), v)
+            r = cache.get(key, _NULL_KEY)
+        except TypeError:
+            key, r = None, _NULL_KEY
+        if r is _NULL_KEY:
+            try:
+                r = fn(v)
+            except Exception:  # noqa: BLE001 - any surprise in a source value is a coercion failure
+                r = _FAIL
+            if key is not None:
+                cache[key] = r
+        if r is _FAIL:
+            failed[i] = True
+        elif r is not _NULL:
+            out[i] = r
+    return out, failed
+
+
+_NULL_KEY = object()
+
+
+def _missing_mask(values: np.ndarray) -> np.ndarray:
+    try:
+        mask = np.asarray(pd.isna(values), dtype=bool)
+        if mask.shape == (len(values),):
+            return mask
+    except (TypeError, ValueError):
+        pass
+    return np.fromiter((is_missing(v) for v in values), dtype=bool, count=len(values))
+
+
+def _all_text(values: np.ndarray) -> bool:
+    """Only str (or missing) values: the landed files' case, where every fast path applies."""
+    return pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty")
+
+
+def _coerce_text_by_value(values: np.ndarray, fn: Callable[[Any], Any], logical_type: str, index) -> tuple[
+    pd.Series, np.ndarray
+]:
+    """A column of str/None: convert each distinct value once (``fn`` as for any value) and
+    spread the results over the rows by their factorize codes. Same results as
+    :func:`_map_values`, without a Python step per row."""
+    n = len(values)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    converted: list[Any] = [None] * len(uniques)
+    failed_u = np.zeros(len(uniques), dtype=bool)
+    for i, v in enumerate(uniques):
+        try:
+            r = fn(v)
+        except Exception:  # noqa: BLE001 - any surprise in a source value is a coercion failure
+            r = _FAIL
+        if r is _FAIL:
+            failed_u[i] = True
+        elif r is not _NULL:
+            converted[i] = r
+    present = codes >= 0
+    failed = np.zeros(n, dtype=bool)
+    failed[present] = failed_u[codes[present]]
+    dtype = PANDAS_DTYPES[logical_type]
+    if logical_type == "date":
+        u_typed = pd.Series(pd.to_datetime(pd.Series(converted, dtype=object))).astype("datetime64[s]").array
+    else:
+        u_typed = pd.Series(converted, dtype=object).astype(dtype).array
+    if len(uniques) == 0:
+        return pd.Series([None] * n, index=index, dtype=object).astype(dtype), failed
+    typed = pd.api.extensions.take(u_typed, codes, allow_fill=True)
+    return pd.Series(typed, index=index).astype(dtype), failed
+
+
+def _coerce_strings(raw: pd.Series) -> tuple[pd.Series, np.ndarray] | None:
+    """Fast path: a column of str/None only."""
+    values = raw.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+        return None
+    s = pd.Series(values, index=raw.index, dtype="string")
+    s = s.mask(s.str.strip() == "")
+    return s, np.zeros(len(values), dtype=bool)
+
+
+def _coerce_timestamp(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        s = raw
+        if getattr(s.dt, "tz", None) is not None:
+            s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+        return s.astype("datetime64[us]"), np.zeros(len(raw), dtype=bool)
+    values = raw.to_numpy(dtype=object)
+    n = len(values)
+    if _all_text(values):  # vectorised: strip, blank -> null, parse
+        stripped = pd.Series(values, dtype=object).str.strip()
+        missing = stripped.isna().to_numpy(dtype=bool) | (stripped == "").to_numpy(dtype=bool)
+        candidates = stripped.where(~missing, None)
+        parsed = pd.to_datetime(candidates, utc=True, errors="coerce", format="ISO8601")
+        parsed = parsed.dt.tz_localize(None).astype("datetime64[us]")
+        failed = ~missing & parsed.isna().to_numpy(dtype=bool)
+        parsed = parsed.where(~failed)
+        parsed.index = raw.index
+        return parsed, failed
+    missing = _missing_mask(values) | np.fromiter((_blank(v) for v in values), dtype=bool, count=n)
+    parseable = np.fromiter(
+        (isinstance(v, str | dt.datetime | np.datetime64) for v in values), dtype=bool, count=n
+    )
+    candidates = np.where(parseable & ~missing, values, None)
+    with_tz = [v.strip() if isinstance(v, str) else v for v in candidates]
+    parsed = pd.to_datetime(pd.Series(with_tz, dtype=object), utc=True, errors="coerce", format="ISO8601")
+    parsed = parsed.dt.tz_localize(None).astype("datetime64[us]")
+    failed = ~missing & (~parseable | parsed.isna().to_numpy())
+    parsed = parsed.where(~failed)
+    parsed.index = raw.index
+    return parsed, failed
+
+
+def coerce_column(raw: pd.Series, logical_type: str) -> tuple[pd.Series, np.ndarray]:
+    """Coerce one received column to its logical type: (typed series, failure mask)."""
+    if logical_type == "timestamp":
+        return _coerce_timestamp(raw)
+    if logical_type == "string":
+        fast = _coerce_strings(raw)
+        if fast is not None:
+            return fast
+    values = raw.to_numpy(dtype=object)
+    fn = {
+        "string": _to_string,
+        "int": _to_int,
+        "float": _to_float,
+        "bool": _to_bool,
+        "date": _to_date,
+    }[logical_type]
+    if _all_text(values):
+        return _coerce_text_by_value(values, fn, logical_type, raw.index)
+    out, failed = _map_values(values, fn)
+    dtype = PANDAS_DTYPES[logical_type]
+    if logical_type == "date":
+        typed = pd.Series(pd.to_datetime(pd.Series(out, dtype=object)), index=raw.index)
+        typed = typed.astype("datetime64[s]")
+    else:
+        typed = pd.Series(out, index=raw.index, dtype=object).astype(dtype)
+    return typed, failed
+
+
+def empty_typed_frame(entity_name: str) -> pd.DataFrame:
+    e = ENTITIES[entity_name]
+    return pd.DataFrame({c.name: pd.Series([], dtype=PANDAS_DTYPES[c.type]) for c in e.columns})
