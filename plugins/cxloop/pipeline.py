@@ -17,7 +17,6 @@ from cxloop.contract import ENTITY_ORDER
 from cxloop.extract.landing import LandedBatch
 from cxloop.extract.run import SOURCES, extract, read_watermarks
 from cxloop.gate import release
-from cxloop.gate.landed import read_landed
 from cxloop.store import open_store
 
 log = logging.getLogger(__name__)
@@ -52,17 +51,8 @@ def _validation_groups(landed: list[LandedBatch]) -> list[tuple[LandedBatch, lis
 
 def data_as_of(settings: Settings) -> datetime | None:
     """The end of the data window the warehouse is complete up to (see state.data_as_of)."""
-    from cxloop.store.state import Db, ensure_state_tables
-    from cxloop.store.state import data_as_of as state_as_of
-
-    store, con = open_store(settings)
-    try:
-        store.ensure_raw_schema(con)
-        db = Db(con)
-        ensure_state_tables(db)
-        return state_as_of(db)
-    finally:
-        con.close()
+    with open_store(settings) as store:
+        return store.data_as_of()
 
 
 def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) -> dict:
@@ -76,131 +66,93 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
     and its source's watermarks stay where they were. Watermarks advance only after the
     batch's rows are committed.
 
-    On DuckDB each landed file is read, validated and merged in chunks of
-    ``validation.CHUNK_ROWS`` rows inside the group's one transaction (memory stays bounded by
-    the chunk, not the batch); the stored keys are looked up per chunk, never read whole. One
-    GX context serves the whole run.
+    On either engine each landed file is read, validated and merged in chunks of
+    ``cxloop.gate.landed.CHUNK_ROWS`` rows inside the group's one transaction (memory stays bounded by
+    the chunk, not the batch); the stored keys are looked up per chunk, never read whole; the
+    group's state (releases, watermarks, window) commits with its rows. One GX context serves
+    the whole run.
     """
     from cxloop.contract import ENTITIES
-    from cxloop.gate import validation
-    from cxloop.store.state import Db, advance_watermarks, ensure_state_tables, record_releases, record_window
+    from cxloop.gate import data_docs, suites, validation
+    from cxloop.gate.landed import landed_chunks, landed_duplicates, landed_shape
+    from cxloop.store.state import advance_watermarks, record_releases, record_window
 
     landed = [LandedBatch.from_dict(b) for b in batches]
     settings.ensure_dirs()
-    warehouse, con = open_store(settings)
     docs_dir = settings.logs_dir / "data_docs" / f"{as_of:%Y%m%dT%H%M%S}"
     counts: dict[str, dict] = {}
     failed_expectations = 0
     timings = {"validate_s": 0.0, "load_s": 0.0, "data_docs_s": 0.0}
     context = None
-    try:
-        warehouse.ensure_raw_schema(con)
-        db = Db(con)
-        ensure_state_tables(db)
+    with open_store(settings) as store:
+        store.ensure_raw_schema()
         for batch, entities in _validation_groups(landed):
             drop = _file_drop_labels(settings, batch) if batch.source == "files" else None
             origin = drop.origin if drop else {e: batch.files[e] for e in entities}
+            started = time.perf_counter()
+            if context is None:
+                context = suites.gx_context()
+            timings["validate_s"] += time.perf_counter() - started
             extracted_at = datetime.fromisoformat(batch.extracted_at)
-            if hasattr(warehouse, "BatchLoader"):
+            with store.batch_loader(batch.batch_id, batch.source, extracted_at) as loader:
+                known = loader.keys()
+                files = {e: batch.files[e] for e in entities}
+                pending = release.add_pending(loader.db, files, entities, known, settings, batch.batch_id)
                 started = time.perf_counter()
-                if context is None:
-                    context = validation.gx_context()
-                timings["validate_s"] += time.perf_counter() - started
-                with warehouse.BatchLoader(
-                    con, batch_id=batch.batch_id, source=batch.source, extracted_at=extracted_at
-                ) as loader:
-                    known = loader.keys()
-                    pending = release.add_pending(
-                        db, {e: batch.files[e] for e in entities}, entities, known, settings, batch.batch_id
-                    )
-                    started = time.perf_counter()
-                    gate = validation.Gate(
-                        batch_id=batch.batch_id,
-                        source=batch.source,
-                        as_of=as_of,
-                        known=known,
-                        origin=origin,
-                        suites_dir=settings.expectations_dir,
-                        context=context,
-                        track_all_keys=False,
-                    )
-                    gate.check_structure({e: validation.landed_shape(batch.files[e]) for e in entities})
-                    load_s = 0.0
-                    released_keys: dict[str, set] = {}
-                    for e in entities:
-                        pk = ENTITIES[e].primary_key
-                        gate.begin(e, validation.landed_duplicates(batch.files[e], pk))
-                        offset = 0
-                        parts = list(validation.landed_chunks(batch.files[e]))
-                        if e in pending:
-                            parts.append(pending[e].frame)
-                        while parts:
-                            chunk = parts.pop(0)
-                            valid = gate.validate(e, chunk, offset)
-                            if e in pending and offset >= pending[e].offset:
-                                released_keys[e] = set(valid[pk].dropna())
-                            offset += len(chunk)
-                            t0 = time.perf_counter()
-                            loader.merge(e, valid)
-                            load_s += time.perf_counter() - t0
-                            del chunk, valid
-                    outcome = gate.outcome({})
-                    timings["validate_s"] += time.perf_counter() - started - load_s
-                    timings["load_s"] += load_s
-                    releases = release.split_pending(outcome, pending, released_keys)
-                    if drop is not None:
-                        from cxloop.extract.files import relabel_outcome
-
-                        relabel_outcome(outcome, drop)  # messages name the dropped file and its line
-                    started = time.perf_counter()
-                    loader.finish(outcome, settings.quarantine_dir)
-                    timings["load_s"] += time.perf_counter() - started
-            else:
-                frames = {e: read_landed(batch.files[e]) for e in entities}
-                stored = warehouse.known_keys(con)
-                pending = release.add_pending(db, frames, entities, stored, settings, batch.batch_id)
-                started = time.perf_counter()
-                outcome = validation.validate_batch(
-                    frames,
+                gate = validation.Gate(
                     batch_id=batch.batch_id,
                     source=batch.source,
                     as_of=as_of,
-                    known_keys=stored,
-                    known_sent_at=warehouse.known_invitation_sent_at(con),
+                    known=known,
                     origin=origin,
                     suites_dir=settings.expectations_dir,
                     context=context,
+                    track_all_keys=False,
                 )
-                timings["validate_s"] += time.perf_counter() - started
-                releases = release.split_pending(outcome, pending)
+                gate.check_structure({e: landed_shape(batch.files[e]) for e in entities})
+                load_s = 0.0
+                released_keys: dict[str, set] = {}
+                for e in entities:
+                    pk = ENTITIES[e].primary_key
+                    gate.begin(e, landed_duplicates(batch.files[e], pk))
+                    offset = 0
+                    parts = list(landed_chunks(batch.files[e]))
+                    if e in pending:
+                        parts.append(pending[e].frame)
+                    while parts:
+                        chunk = parts.pop(0)
+                        valid = gate.validate(e, chunk, offset)
+                        if e in pending and offset >= pending[e].offset:
+                            released_keys[e] = set(valid[pk].dropna())
+                        offset += len(chunk)
+                        t0 = time.perf_counter()
+                        loader.merge(e, valid)
+                        load_s += time.perf_counter() - t0
+                        del chunk, valid
+                outcome = gate.outcome({})
+                timings["validate_s"] += time.perf_counter() - started - load_s
+                timings["load_s"] += load_s
+                releases = release.split_pending(outcome, pending, released_keys)
                 if drop is not None:
                     from cxloop.extract.files import relabel_outcome
 
                     relabel_outcome(outcome, drop)  # messages name the dropped file and its line
                 started = time.perf_counter()
-                warehouse.load_outcome(
-                    con, outcome, extracted_at=extracted_at, quarantine_dir=settings.quarantine_dir
-                )
+                for entity_name, rows in releases.items():
+                    record_releases(loader.db, entity_name, rows, batch.batch_id)
+                cursors = {e: datetime.fromisoformat(batch.cursors[e]) for e in entities if e in batch.cursors}
+                advance_watermarks(loader.db, batch.source, cursors, batch.batch_id)
+                record_window(loader.db, batch.source, entities, datetime.fromisoformat(batch.as_of), batch.batch_id)
+                loader.finish(outcome, settings.quarantine_dir)  # rows, bookkeeping and state commit together
                 timings["load_s"] += time.perf_counter() - started
-            for entity_name, rows in releases.items():
-                record_releases(db, entity_name, rows, batch.batch_id)
-            advance_watermarks(
-                db,
-                batch.source,
-                {e: datetime.fromisoformat(batch.cursors[e]) for e in entities if e in batch.cursors},
-                batch.batch_id,
-            )
-            record_window(db, batch.source, entities, datetime.fromisoformat(batch.as_of), batch.batch_id)
             started = time.perf_counter()
-            validation.build_data_docs(outcome, docs_dir / f"{batch.batch_id}-{entities[0]}")
+            data_docs.build_data_docs(outcome, docs_dir / f"{batch.batch_id}-{entities[0]}")
             timings["data_docs_s"] += time.perf_counter() - started
             for e in entities:
                 counts[e] = {"source": batch.source, **outcome.counts[e]}
             failed_expectations += int((~outcome.results["success"].astype(bool)).sum())
         done = {e for _, entities in _validation_groups(landed) for e in entities}
-        released = release.release_pass(db, con, warehouse, settings, as_of, done, context)
-    finally:
-        con.close()
+        released = release.release_pass(store, settings, as_of, done, context)
     report = {
         "batch_ids": sorted({b.batch_id for b in landed}),
         "counts": counts,
@@ -219,41 +171,15 @@ def build(settings: Settings, as_of: datetime) -> dict:
 
     result = run_dbt("build", settings, as_of)
     record_results(settings, result, as_of)
-    if settings.target == "postgres":
-        from cxloop.store import postgres_store as warehouse_pg
-
-        con = warehouse_pg.connect(settings.pg_dsn())
-        try:
-            warehouse_pg.grant_bi_access(con)  # the BI role reads marts, and nothing else
-        finally:
-            con.close()
+    with open_store(settings) as store:
+        store.grant_bi_access()  # Postgres: the BI role reads marts, and nothing else
     return result.to_dict()
 
 
 def last_invocation_id(settings: Settings) -> str | None:
     """The dbt invocation that built the marts now in the warehouse (raw.dbt_results)."""
-    from cxloop.store.state import Db
-
-    store, con = open_store(settings)
-    try:
-        rows = (
-            Db(con).execute("SELECT invocation_id FROM raw.dbt_results ORDER BY recorded_at DESC LIMIT 1")
-            if _has_table(con, "dbt_results")
-            else []
-        )
-        return rows[0][0] if rows else None
-    finally:
-        con.close()
-
-
-def _has_table(con, name: str) -> bool:
-    from cxloop.store.state import Db
-
-    return bool(
-        Db(con).execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'raw' AND table_name = ?", [name]
-        )[0][0]
-    )
+    with open_store(settings) as store:
+        return store.last_dbt_invocation()
 
 
 def publish(settings: Settings, as_of: datetime, run_id: str, dbt_invocation_id: str | None) -> str | None:
@@ -279,15 +205,8 @@ def report(settings: Settings, as_of: datetime, run_id: str, dbt_invocation_id: 
 
 def latest_batch_ids(settings: Settings) -> list[str]:
     """The batches that loaded each entity's latest data window."""
-    from cxloop.store.state import Db, ensure_state_tables
-
-    store, con = open_store(settings)
-    try:
-        db = Db(con)
-        ensure_state_tables(db)
-        return sorted({row[0] for row in db.execute("SELECT DISTINCT batch_id FROM raw.extraction_windows")})
-    finally:
-        con.close()
+    with open_store(settings) as store:
+        return store.latest_batch_ids()
 
 
 def summarise(

@@ -49,30 +49,9 @@ def lookbacks(config: SourceConfig | None = None) -> dict[str, timedelta]:
 
 def read_watermarks(settings: Settings, source: str) -> dict[str, datetime]:
     """The source's watermarks, read without taking the warehouse's write lock."""
-    from cxloop.store.state import Db, get_watermarks
+    from cxloop.store import read_watermarks as read
 
-    if settings.target == "duckdb":
-        import duckdb
-
-        if not settings.warehouse_path.exists():
-            return {}
-        try:
-            con = duckdb.connect(str(settings.warehouse_path), read_only=True)
-        except duckdb.ConnectionException:
-            # this process already holds the file open (dbt, under `airflow dags test`)
-            con = duckdb.connect(str(settings.warehouse_path))
-    else:
-        import psycopg2
-
-        con = psycopg2.connect(settings.pg_dsn())
-    try:
-        db = Db(con)
-        exists = db.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'raw' AND table_name = 'watermarks'"
-        )[0][0]
-        return get_watermarks(db, source) if exists else {}
-    finally:
-        con.close()
+    return read(settings, source)
 
 
 def _cursors(frames: dict) -> dict[str, str]:

@@ -129,42 +129,43 @@ def split_pending(
     return releases
 
 
-def release_pass(
-    db, con, warehouse, settings: Settings, as_of: datetime, skip: set[str], context=None
-) -> dict[str, int]:
+def release_pass(store, settings: Settings, as_of: datetime, skip: set[str], context=None) -> dict[str, int]:
     """Retry the pending quarantined rows of entities this run did not carry (a follow-up
     waiting for a response that the survey ingestion has just loaded), so they do not
-    wait for their own source's next run. Each pass is a small batch of its own."""
+    wait for their own source's next run. Each pass is a small batch of its own, loaded
+    through ``store`` (a :class:`cxloop.store.base.Store`) as one transaction."""
     import pandas as pd
 
     from cxloop.contract import ENTITIES
     from cxloop.store.state import pending_entities, record_releases
 
     released: dict[str, int] = {}
-    for entity_name, source in sorted(pending_entities(db), key=lambda p: ENTITY_ORDER.index(p[0])):
+    for entity_name, source in sorted(pending_entities(store.db), key=lambda p: ENTITY_ORDER.index(p[0])):
         if entity_name in skip:
             continue
         batch_id = f"release-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
         frames = {entity_name: pd.DataFrame(columns=ENTITIES[entity_name].column_names, dtype=object)}
-        lookup = hasattr(warehouse, "StoredKeys")
-        stored = warehouse.StoredKeys(con) if lookup else warehouse.known_keys(con)
-        pending = add_pending(db, frames, [entity_name], stored, settings, batch_id)
-        if entity_name not in pending:
-            continue
-        outcome = validate_batch(
-            frames,
-            batch_id=batch_id,
-            source=source,
-            as_of=as_of,
-            known_keys=stored,
-            known_sent_at=None if lookup else warehouse.known_invitation_sent_at(con),
-            suites_dir=settings.expectations_dir,
-            context=context,
-        )
-        releases = split_pending(outcome, pending)
-        if not releases.get(entity_name):
-            continue
-        warehouse.load_outcome(con, outcome, extracted_at=datetime.now(UTC).replace(tzinfo=None))
-        record_releases(db, entity_name, releases[entity_name], batch_id)
+        with store.batch_loader(batch_id, source, datetime.now(UTC).replace(tzinfo=None)) as loader:
+            known = loader.keys()
+            pending = add_pending(loader.db, frames, [entity_name], known, settings, batch_id)
+            releases: dict[str, list] = {}
+            if entity_name in pending:
+                outcome = validate_batch(
+                    frames,
+                    batch_id=batch_id,
+                    source=source,
+                    as_of=as_of,
+                    known_keys=known,
+                    suites_dir=settings.expectations_dir,
+                    context=context,
+                )
+                releases = split_pending(outcome, pending)
+            if not releases.get(entity_name):
+                loader.finish(None)  # keeps what add_pending closed as superseded
+                continue
+            for name, frame in outcome.valid.items():
+                loader.merge(name, frame)
+            record_releases(loader.db, entity_name, releases[entity_name], batch_id)
+            loader.finish(outcome)
         released[entity_name] = len(releases[entity_name])
     return released

@@ -4,22 +4,37 @@ read-only BI role, on DuckDB (:mod:`duckdb_store`, the embedded default) or Post
 (:mod:`postgres_store`).
 
 May import: ``cxloop.config``, ``cxloop.contract``. Nothing here imports extract, gate, transform,
-serve or the pipeline; they call the store through :func:`open_store`.
+serve or the pipeline; they call the store through :func:`open_store` (one
+:class:`cxloop.store.base.Store` interface for both engines) and :func:`read_watermarks`.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TYPE_CHECKING
+
 from cxloop.config import Settings
 
+if TYPE_CHECKING:
+    from cxloop.store.base import Store
 
-def open_store(settings: Settings):
-    """The raw layer's module and an open connection for the configured target. Both modules
-    offer the same functions: ensure_raw_schema, known_keys, known_invitation_sent_at,
-    load_outcome."""
+
+def open_store(settings: Settings, *, read_only: bool = False) -> Store:
+    """The configured warehouse as a :class:`~cxloop.store.base.Store` (close it, or use it as a
+    context manager). ``read_only`` (DuckDB) opens the file without taking its write lock."""
     if settings.target == "postgres":
-        from cxloop.store import postgres_store as store
+        from cxloop.store.postgres_store import PostgresStore
 
-        return store, store.connect(settings.pg_dsn())
-    from cxloop.store import duckdb_store as store
+        return PostgresStore.open(settings.pg_dsn())
+    from cxloop.store.duckdb_store import DuckDBStore
 
-    return store, store.connect(settings.warehouse_path)
+    return DuckDBStore.open(settings.warehouse_path, read_only=read_only)
+
+
+def read_watermarks(settings: Settings, source: str) -> dict[str, datetime]:
+    """The source's watermarks, read without taking the warehouse's write lock ({} before the
+    first load; on Postgres a brand-new database is created, see ``postgres_store.connect``)."""
+    if settings.target != "postgres" and not settings.warehouse_path.exists():
+        return {}
+    with open_store(settings, read_only=True) as store:
+        return store.watermarks(source)

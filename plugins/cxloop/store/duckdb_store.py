@@ -15,6 +15,9 @@
 of the batch reused). A row only replaces a stored row of the same key when its batch was
 extracted at the same time or later, so an old batch loaded late never overwrites newer data.
 Data moves from pandas through DuckDB's DataFrame scan, never row by row.
+
+:class:`DuckDBStore` is the :class:`cxloop.store.base.Store` on one DuckDB connection; its
+:class:`BatchLoader` runs one batch group as one transaction, chunk by chunk.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ import pandas as pd
 import pyarrow as pa
 
 from cxloop.contract import ENTITIES, ENTITY_ORDER, LINEAGE_COLUMNS
+from cxloop.store import base
 from cxloop.store.base import QUARANTINE_COLUMNS, RESULT_COLUMNS, KnownKeys
+from cxloop.store.state import Db, ensure_state_tables
 
 SCHEMA = "raw"
 SQL_TYPES = {
@@ -84,11 +89,53 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def connect(path: str | Path) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) the DuckDB warehouse file; ``":memory:"`` works too."""
+def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) the DuckDB warehouse file; ``":memory:"`` works too.
+
+    ``read_only`` opens an existing file without taking its write lock; when this process already
+    holds the file open (dbt, under ``airflow dags test``) DuckDB refuses a second, read-only
+    configuration, and the file is opened normally instead."""
+    if read_only:
+        try:
+            return duckdb.connect(str(path), read_only=True)
+        except duckdb.ConnectionException:
+            return duckdb.connect(str(path))
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     return duckdb.connect(str(path))
+
+
+class DuckDBStore(base.Store):
+    """The warehouse in one DuckDB file (the embedded default)."""
+
+    target = "duckdb"
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.con = con
+        self._db = Db(con)
+
+    @classmethod
+    def open(cls, path: str | Path, *, read_only: bool = False) -> DuckDBStore:
+        return cls(connect(path, read_only=read_only))
+
+    @property
+    def db(self) -> Db:
+        return self._db
+
+    def ensure_raw_schema(self) -> None:
+        ensure_raw_schema(self.con)
+        ensure_state_tables(self._db)
+
+    def batch_loader(
+        self, batch_id: str, source: str, extracted_at: dt.datetime, loaded_at: dt.datetime | None = None
+    ) -> BatchLoader:
+        return BatchLoader(self.con, batch_id=batch_id, source=source, extracted_at=extracted_at, loaded_at=loaded_at)
+
+    def grant_bi_access(self) -> None:
+        """Nothing to grant: BI reads the published snapshot (``cxloop.serve.publish``)."""
+
+    def close(self) -> None:
+        self.con.close()
 
 
 def entity_ddl(entity_name: str) -> str:
@@ -146,11 +193,10 @@ def load_outcome(
     return outcome.counts
 
 
-class BatchLoader:
-    """One batch's load as one transaction, fed chunk by chunk: ``merge`` the valid rows of each
-    chunk as the gate passes them, then ``finish`` with the outcome (bookkeeping rows, commit).
-    Leaving the ``with`` block without ``finish`` rolls everything back. Inside the
-    transaction, :meth:`keys` sees the rows merged so far (the gate's reference checks)."""
+class BatchLoader(base.BatchLoader):
+    """One batch's load as one DuckDB transaction (see :class:`cxloop.store.base.BatchLoader`):
+    chunks are merged through DuckDB's DataFrame scan; :attr:`db` writes state on the same
+    connection, inside the transaction."""
 
     def __init__(
         self,
@@ -168,6 +214,7 @@ class BatchLoader:
         self._loaded_at = loaded_at
         self.loaded: dt.datetime | None = None
         self.done = False
+        self.db = Db(con)
 
     def __enter__(self) -> BatchLoader:
         ensure_raw_schema(self.con)
@@ -192,7 +239,11 @@ class BatchLoader:
     def merge(self, name: str, frame: pd.DataFrame) -> None:
         _merge_entity(self.con, name, frame, self.batch_id, self.source, self.extracted, self.loaded)
 
-    def finish(self, outcome: Any, quarantine_dir: str | Path | None = None) -> None:
+    def finish(self, outcome: Any | None, quarantine_dir: str | Path | None = None) -> None:
+        if outcome is None:
+            self.con.execute("COMMIT")
+            self.done = True
+            return
         con, batch_id, source = self.con, self.batch_id, self.source
         entities = list(outcome.counts)
         # A batch may be validated in parts (entities that reference another source's

@@ -1,11 +1,16 @@
 """Postgres raw layer: the same tables and merge semantics as :mod:`cxloop.store.duckdb_store` (DuckDB).
 
 Selected with ``CXLOOP_TARGET=postgres``; the connection comes from ``Settings.pg_dsn()``
-(``CXLOOP_PG_HOST/PORT/USER/PASSWORD/DBNAME``). Public functions mirror the DuckDB module:
-:func:`connect`, :func:`ensure_raw_schema`, :func:`known_keys`,
-:func:`known_invitation_sent_at`, :func:`load_outcome` (plus :func:`entity_ddl` and
-:func:`write_quarantine_parquet`); Postgres adds :func:`ensure_database`,
-:func:`ensure_bi_role` and :func:`grant_bi_access`.
+(``CXLOOP_PG_HOST/PORT/USER/PASSWORD/DBNAME``). :class:`PostgresStore` is the
+:class:`cxloop.store.base.Store` on one connection; its :class:`BatchLoader` loads one batch
+group as one transaction, chunk by chunk, exactly like DuckDB's. Module functions mirror the
+DuckDB module: :func:`connect`, :func:`ensure_raw_schema`, :func:`known_keys`,
+:func:`known_invitation_sent_at`, :func:`load_outcome` (a convenience wrapper around the
+loader; plus :func:`entity_ddl` and :func:`write_quarantine_parquet`); Postgres adds
+:func:`ensure_database`, :func:`ensure_bi_role` and :func:`grant_bi_access`.
+
+A missing database is created on first use when the user may (CREATEDB); otherwise
+:func:`connect` fails with one line naming the database and the server (never the password).
 
 Tables (schema ``raw``):
 
@@ -14,14 +19,17 @@ Tables (schema ``raw``):
   delete-then-insert of the same key in one transaction is fine).
 - ``raw.quarantine``, ``raw.validation_results``, ``raw.batches``: as in DuckDB.
 
-Loading: every frame is serialised to CSV in memory (column-wise, vectorised) and streamed
-with ``COPY ... FROM STDIN`` (psycopg2 ``copy_expert``); there is no row-by-row INSERT in
-this module. Entity rows are copied into a temporary staging table and merged from there
-into ``raw.<entity>`` in the same transaction: stored rows of the same key from an older or
-the same extraction are deleted, then staged rows whose key is not (any longer) stored are
-inserted, so a late batch with an older ``_extracted_at`` never overwrites newer data and a
-reload of the same batch is idempotent (its first ``loaded_at`` is reused). The batch's
-quarantine/results/batches rows replace earlier ones of the same (batch_id, entity).
+Loading: every chunk is serialised to CSV in memory (column-wise, vectorised) and streamed
+with ``COPY ... FROM STDIN`` (psycopg2 ``copy_expert``); there is no row-by-row INSERT of
+data in this module. Each chunk's valid rows are copied into a temporary staging table and
+merged from there into ``raw.<entity>`` inside the batch's transaction: stored rows of the
+same key from an older or the same extraction are deleted, then staged rows whose key is not
+(any longer) stored are inserted, so a late batch with an older ``_extracted_at`` never
+overwrites newer data and a reload of the same batch is idempotent (its first ``loaded_at``
+is reused). The batch's quarantine/results/batches rows replace earlier ones of the same
+(batch_id, entity). The gate's stored-key lookups (:class:`StoredKeys`) run per chunk in the
+same transaction: the chunk's values are copied into a temporary table and semi-joined
+against ``raw.<entity>``, so a run never reads every stored key.
 
 CSV conventions: an unquoted empty field is NULL, every non-null text value is quoted (so an
 empty string stays an empty string), floats are written with ``repr`` (shortest round-trip,
@@ -51,6 +59,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psycopg2
 from psycopg2 import sql
@@ -58,11 +67,17 @@ from psycopg2.extensions import connection as PgConnection
 from psycopg2.extensions import make_dsn, parse_dsn
 
 from cxloop.contract import ENTITIES, ENTITY_ORDER, LINEAGE_COLUMNS
-from cxloop.store.base import QUARANTINE_COLUMNS, RESULT_COLUMNS
+from cxloop.store import base
+from cxloop.store.base import QUARANTINE_COLUMNS, RESULT_COLUMNS, KnownKeys
 from cxloop.store.duckdb_store import with_lineage, write_quarantine_parquet  # engine-neutral, shared
+from cxloop.store.state import Db, ensure_state_tables
 
 __all__ = [
     "BI_ROLE",
+    "BatchLoader",
+    "DatabaseMissing",
+    "PostgresStore",
+    "StoredKeys",
     "BI_PASSWORD_ENV",
     "BI_ROLE_ENV",
     "COPY_CHUNK_ROWS",
@@ -161,21 +176,41 @@ def _q(name: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+class DatabaseMissing(RuntimeError):
+    """The configured database does not exist and this user may not create it."""
+
+
+def _where(dsn: str) -> tuple[str, str, str]:
+    params = parse_dsn(dsn)
+    dbname = params.get("dbname") or params.get("user") or "postgres"
+    host = f"{params.get('host', 'localhost')}:{params.get('port', '5432')}"
+    return dbname, host, params.get("user", "")
+
+
 def connect(dsn: str, *, create_database: bool = True) -> PgConnection:
     """Open a connection to the Postgres warehouse (libpq DSN, e.g. ``Settings.pg_dsn()``).
 
-    Like DuckDB's file, the database is created on first use (``create_database``; needs the
-    CREATEDB privilege). The connection is in autocommit mode; :func:`load_outcome` wraps its
-    work in one explicit transaction. The session time zone is UTC (timestamps are naive UTC)."""
-    if create_database:
+    Like DuckDB's file, the database is created on first use (``create_database``) when the
+    user has the CREATEDB privilege; without it :class:`DatabaseMissing` says, in one line,
+    which database to create on which server. The connection is in autocommit mode; a
+    :class:`BatchLoader` wraps its work in one explicit transaction. The session time zone is
+    UTC (timestamps are naive UTC)."""
+    try:
+        con = psycopg2.connect(dsn, options="-c TimeZone=UTC")
+    except psycopg2.OperationalError as exc:
+        if not create_database or not re.search(r'database ".*" does not exist', str(exc)):
+            raise
+        dbname, host, user = _where(dsn)
         try:
-            con = psycopg2.connect(dsn, options="-c TimeZone=UTC")
-        except psycopg2.OperationalError as exc:
-            if not re.search(r'database ".*" does not exist', str(exc)):
-                raise
             ensure_database(dsn)
-            con = psycopg2.connect(dsn, options="-c TimeZone=UTC")
-    else:
+        except (psycopg2.errors.InsufficientPrivilege, psycopg2.OperationalError) as denied:
+            reason = "may not create it (no CREATEDB privilege)"
+            if not isinstance(denied, psycopg2.errors.InsufficientPrivilege):
+                reason = "could not reach the server's maintenance database to create it"
+            raise DatabaseMissing(
+                f"Postgres database {dbname!r} does not exist on {host} and user {user!r} {reason}: "
+                f"create it first (CREATE DATABASE {dbname} OWNER {user}) or grant the user CREATEDB"
+            ) from None
         con = psycopg2.connect(dsn, options="-c TimeZone=UTC")
     con.autocommit = True
     return con
@@ -360,26 +395,142 @@ def load_outcome(
     quarantine_dir: str | Path | None = None,
     loaded_at: dt.datetime | None = None,
 ) -> dict[str, dict[str, int]]:
-    """Load a validated batch in one transaction; returns the outcome's counts.
+    """Load a validated batch held in memory in one transaction; returns the outcome's counts.
 
-    Same contract as :func:`cxloop.store.duckdb_store.load_outcome`: valid rows are merged into
-    ``raw.<entity>`` on the primary key (via COPY into a temporary staging table, then delete
-    stored rows not newer than this batch + insert), quarantine and validation results of the
-    batch replace any earlier load of the same (batch, entity), ``raw.batches`` records the
-    counts. With ``quarantine_dir`` the batch's quarantine is also written as Parquet.
+    A convenience wrapper around :class:`BatchLoader` (one ``merge`` per entity, then
+    ``finish``); same contract as :func:`cxloop.store.duckdb_store.load_outcome`.
     """
-    ensure_raw_schema(con)
-    extracted = _naive_utc(extracted_at)
-    batch_id, source = outcome.batch_id, outcome.source
-    with _transaction(con) as cur:
-        # one loader per batch at a time: a concurrent reload of the same batch would race on
-        # loaded_at and the bookkeeping rows
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("cxloop.load:" + batch_id,))
-        loaded = loaded_at and _naive_utc(loaded_at)
-        loaded = _previous_loaded_at(cur, batch_id) or loaded or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    with BatchLoader(
+        con, batch_id=outcome.batch_id, source=outcome.source, extracted_at=extracted_at, loaded_at=loaded_at
+    ) as loader:
         for name in ENTITY_ORDER:
             if name in outcome.valid:
-                _merge_entity(cur, name, outcome.valid[name], batch_id, source, extracted, loaded)
+                loader.merge(name, outcome.valid[name])
+        loader.finish(outcome, quarantine_dir)
+    return outcome.counts
+
+
+class BatchLoader(base.BatchLoader):
+    """One batch's load as one Postgres transaction (see :class:`cxloop.store.base.BatchLoader`).
+
+    Each ``merge`` COPYs the chunk into a temporary staging table of its entity (created once
+    per transaction, emptied per chunk) and merges it from there; :attr:`db` and :meth:`keys`
+    run on the same connection, inside the transaction. A transaction-scoped advisory lock on
+    the batch id keeps two loads of the same batch from racing on ``loaded_at`` and the
+    bookkeeping rows."""
+
+    def __init__(
+        self,
+        con: PgConnection,
+        *,
+        batch_id: str,
+        source: str,
+        extracted_at: dt.datetime,
+        loaded_at: dt.datetime | None = None,
+    ):
+        self.con = con
+        self.batch_id = batch_id
+        self.source = source
+        self.extracted = _naive_utc(extracted_at)
+        self._loaded_at = loaded_at
+        self.loaded: dt.datetime | None = None
+        self.done = False
+        self.cur: Any = None
+        self.db = Db(con, commit=False)
+        self._staged: set[str] = set()
+        self._lookup = False
+
+    def __enter__(self) -> BatchLoader:
+        ensure_raw_schema(self.con)  # its own short transaction, before ours
+        self.cur = self.con.cursor()
+        try:
+            if self.con.autocommit:
+                self.cur.execute("BEGIN")
+            self.cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("cxloop.load:" + self.batch_id,))
+            loaded = self._loaded_at and _naive_utc(self._loaded_at)
+            self.loaded = (
+                _previous_loaded_at(self.cur, self.batch_id) or loaded or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+            )
+        except BaseException:
+            self._rollback()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self.done:
+            self._rollback()
+
+    def _rollback(self) -> None:
+        try:
+            if self.con.autocommit:
+                with contextlib.suppress(psycopg2.Error):
+                    self.cur.execute("ROLLBACK")
+            else:
+                self.con.rollback()
+        finally:
+            self.cur.close()
+
+    def _commit(self) -> None:
+        if self.con.autocommit:
+            self.cur.execute("COMMIT")
+        else:
+            self.con.commit()
+        self.done = True
+        self.cur.close()
+
+    def keys(self) -> StoredKeys:
+        return StoredKeys(self)
+
+    def merge(self, name: str, frame: pd.DataFrame) -> None:
+        if frame.empty:
+            return
+        e = ENTITIES[name]
+        cur = self.cur
+        incoming = with_lineage(name, frame, self.batch_id, self.source, self.extracted, self.loaded)
+        types = {c.name: c.type for c in e.columns} | {c.name: c.type for c in LINEAGE_COLUMNS}
+        stage = _q(f"_cx_stage_{name}")
+        table = f"{SCHEMA}.{_q(name)}"
+        pk = _q(e.primary_key)
+        if name in self._staged:
+            cur.execute(f"TRUNCATE {stage}")
+        else:
+            cur.execute(f"DROP TABLE IF EXISTS pg_temp.{stage}")
+            cur.execute(f"CREATE TEMPORARY TABLE {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP")
+            self._staged.add(name)
+        _copy_in(cur, stage, incoming, types)
+        del incoming
+        cur.execute(f"ANALYZE {stage}")
+        # stored rows of the same key from an older or the same extraction are replaced
+        cur.execute(
+            f"DELETE FROM {table} AS t USING {stage} AS i "
+            f"WHERE t.{pk} = i.{pk} AND t._extracted_at <= i._extracted_at"
+        )
+        cols = ", ".join(_q(c) for c in types)
+        cur.execute(
+            f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} AS i "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.{pk} = i.{pk})"
+        )
+
+    def lookup(self, query: str, values: list[str]) -> list[tuple]:
+        """Run ``query`` (which reads ``_cx_lookup(k)``) with ``values`` copied into that
+        temporary table, inside this transaction."""
+        cur = self.cur
+        if self._lookup:
+            cur.execute("TRUNCATE _cx_lookup")
+        else:
+            cur.execute("DROP TABLE IF EXISTS pg_temp._cx_lookup")
+            cur.execute("CREATE TEMPORARY TABLE _cx_lookup (k TEXT) ON COMMIT DROP")
+            self._lookup = True
+        _copy_in(cur, "_cx_lookup", pd.DataFrame({"k": pd.array(values, dtype="string")}), {"k": "string"})
+        cur.execute("ANALYZE _cx_lookup")
+        cur.execute(query)
+        return cur.fetchall()
+
+    def finish(self, outcome: Any | None, quarantine_dir: str | Path | None = None) -> None:
+        if outcome is None:
+            self._commit()
+            return
+        cur, batch_id, source = self.cur, self.batch_id, self.source
         entities = list(outcome.counts)
         # a batch may be validated in parts, so a reload replaces only the entities it carries
         for table in _BOOKKEEPING:
@@ -403,51 +554,91 @@ def load_outcome(
                     "source": source,
                     "entity": name,
                     **{k: int(outcome.counts[name][k]) for k in ("received", "loaded", "quarantined")},
-                    "extracted_at": extracted,
-                    "loaded_at": loaded,
+                    "extracted_at": self.extracted,
+                    "loaded_at": self.loaded,
                 }
                 for name in entities
             ],
             columns=list(BATCH_TYPES),
         )
         _copy_in(cur, f"{SCHEMA}.batches", b, BATCH_TYPES)
-    if quarantine_dir is not None:
-        write_quarantine_parquet(outcome, quarantine_dir)
-    return outcome.counts
+        self._commit()
+        if quarantine_dir is not None:
+            write_quarantine_parquet(outcome, quarantine_dir)
 
 
-def _merge_entity(
-    cur: Any,
-    name: str,
-    frame: pd.DataFrame,
-    batch_id: str,
-    source: str,
-    extracted: dt.datetime,
-    loaded: dt.datetime,
-) -> None:
-    e = ENTITIES[name]
-    if frame.empty:
-        return
-    incoming = with_lineage(name, frame, batch_id, source, extracted, loaded)
-    types = {c.name: c.type for c in e.columns} | {c.name: c.type for c in LINEAGE_COLUMNS}
-    stage = _q(f"_cx_stage_{name}")
-    table = f"{SCHEMA}.{_q(name)}"
-    pk = _q(e.primary_key)
-    cur.execute(f"DROP TABLE IF EXISTS pg_temp.{stage}")
-    cur.execute(f"CREATE TEMPORARY TABLE {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP")
-    _copy_in(cur, stage, incoming, types)
-    cur.execute(f"ANALYZE {stage}")
-    # stored rows of the same key from an older or the same extraction are replaced
-    cur.execute(
-        f"DELETE FROM {table} AS t USING {stage} AS i "
-        f"WHERE t.{pk} = i.{pk} AND t._extracted_at <= i._extracted_at"
-    )
-    cols = ", ".join(_q(c) for c in types)
-    cur.execute(
-        f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} AS i "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.{pk} = i.{pk})"
-    )
-    cur.execute(f"DROP TABLE {stage}")
+class StoredKeys(KnownKeys):
+    """The gate's view of the stored keys inside a :class:`BatchLoader`'s transaction: each
+    lookup copies the chunk's values into a temporary table and semi-joins it against
+    ``raw.<entity>`` (never reads every stored key), seeing the rows merged so far."""
+
+    def __init__(self, loader: BatchLoader):
+        self.loader = loader
+
+    def contains(self, entity: str, values: list[str]) -> set[str]:
+        if not values:
+            return set()
+        pk = _q(ENTITIES[entity].primary_key)
+        rows = self.loader.lookup(
+            f"SELECT {pk} FROM {SCHEMA}.{_q(entity)} WHERE {pk} IN (SELECT k FROM _cx_lookup)", values
+        )
+        return {r[0] for r in rows}
+
+    def sent_at_arrays(self, invitation_ids: list[str]) -> tuple[list[str], np.ndarray]:
+        """:meth:`sent_at` as (ids, datetime64[us]), read as epoch microseconds: no Python
+        datetime per row."""
+        if not invitation_ids:
+            return [], np.array([], dtype="datetime64[us]")
+        rows = self.loader.lookup(
+            "SELECT invitation_id, (EXTRACT(EPOCH FROM sent_at) * 1000000)::bigint "
+            f"FROM {SCHEMA}.invitations WHERE sent_at IS NOT NULL AND invitation_id IN (SELECT k FROM _cx_lookup)",
+            invitation_ids,
+        )
+        ids = [r[0] for r in rows]
+        return ids, np.array([r[1] for r in rows], dtype="int64").astype("datetime64[us]")
+
+    def sent_at(self, invitation_ids: list[str]) -> dict[str, Any]:
+        if not invitation_ids:
+            return {}
+        rows = self.loader.lookup(
+            f"SELECT invitation_id, sent_at FROM {SCHEMA}.invitations "
+            "WHERE sent_at IS NOT NULL AND invitation_id IN (SELECT k FROM _cx_lookup)",
+            invitation_ids,
+        )
+        return {str(k): v for k, v in rows}
+
+
+class PostgresStore(base.Store):
+    """The warehouse in a Postgres database (``CXLOOP_TARGET=postgres``)."""
+
+    target = "postgres"
+
+    def __init__(self, con: PgConnection):
+        self.con = con
+        self._db = Db(con)
+
+    @classmethod
+    def open(cls, dsn: str) -> PostgresStore:
+        return cls(connect(dsn))
+
+    @property
+    def db(self) -> Db:
+        return self._db
+
+    def ensure_raw_schema(self) -> None:
+        ensure_raw_schema(self.con)
+        ensure_state_tables(self._db)
+
+    def batch_loader(
+        self, batch_id: str, source: str, extracted_at: dt.datetime, loaded_at: dt.datetime | None = None
+    ) -> BatchLoader:
+        return BatchLoader(self.con, batch_id=batch_id, source=source, extracted_at=extracted_at, loaded_at=loaded_at)
+
+    def grant_bi_access(self) -> None:
+        grant_bi_access(self.con)
+
+    def close(self) -> None:
+        self.con.close()
 
 
 # --------------------------------------------------------------------------------------------

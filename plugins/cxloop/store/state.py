@@ -53,10 +53,17 @@ RETRYABLE_EXPECTATIONS = ("expect_column_values_to_be_in_set", "cxloop_parent_no
 
 
 class Db:
-    """A DuckDB or psycopg2 connection behind one ``execute(sql, params)`` with ``?`` marks."""
+    """A DuckDB or psycopg2 connection behind one ``execute(sql, params)`` with ``?`` marks.
 
-    def __init__(self, con: Any):
+    Statements join the transaction open on the connection, if any: a store's
+    :class:`~cxloop.store.base.BatchLoader` hands out a ``Db`` on its connection, so state written
+    through it commits (or rolls back) with the batch's rows. Outside a transaction each statement
+    commits on its own (the stores' Postgres connections are in autocommit mode; a psycopg2
+    connection that is not is committed after each statement unless ``commit=False``)."""
+
+    def __init__(self, con: Any, *, commit: bool = True):
         self.con = con
+        self.commit = commit
         self.is_duckdb = type(con).__module__.split(".")[0] in {"duckdb", "_duckdb"}
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
@@ -66,7 +73,8 @@ class Db:
         with self.con.cursor() as cur:
             cur.execute(sql.replace("?", "%s"), tuple(params))
             rows = cur.fetchall() if cur.description else []
-        self.con.commit()
+        if self.commit and not self.con.autocommit:
+            self.con.commit()
         return rows
 
 
@@ -143,6 +151,13 @@ def record_window(db: Db, source: str, entities: Iterable[str], as_of: dt.dateti
     """The end of the data window each entity has been loaded up to (by a committed batch)."""
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     for entity in entities:
+        same = db.execute(
+            "SELECT count(*) FROM raw.extraction_windows "
+            "WHERE source = ? AND entity = ? AND as_of = ? AND batch_id = ?",
+            [source, entity, as_of, batch_id],
+        )
+        if same[0][0]:
+            continue  # a rerun of the same batch: the window is recorded already (rerun changes nothing)
         db.execute("DELETE FROM raw.extraction_windows WHERE source = ? AND entity = ?", [source, entity])
         db.execute(
             "INSERT INTO raw.extraction_windows (source, entity, as_of, batch_id, loaded_at) VALUES (?, ?, ?, ?, ?)",

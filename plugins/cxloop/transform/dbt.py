@@ -144,11 +144,10 @@ def record_results(settings: Settings, build: BuildResult, as_of: datetime) -> i
     """Keep every node's result of a dbt invocation in ``raw.dbt_results`` (BI can chart the
     pipeline's own health next to the data's)."""
     from cxloop.store import open_store
-    from cxloop.store.state import Db
 
-    store, con = open_store(settings)
+    store = open_store(settings)
     try:
-        db = Db(con)
+        db = store.db
         db.execute("CREATE SCHEMA IF NOT EXISTS raw")
         db.execute(RESULTS_DDL)
         db.execute("DELETE FROM raw.dbt_results WHERE invocation_id = ?", [build.invocation_id])
@@ -160,4 +159,4 @@ def record_results(settings: Settings, build: BuildResult, as_of: datetime) -> i
             )
         return len(build.nodes)
     finally:
-        con.close()
+        store.close()
