@@ -12,10 +12,10 @@ from _warehouse_fixture import built_warehouse
 from cxloop.serve.exports import (
     GOVERNANCE,
     MARTS,
-    MIN_N_GROUP,
     PII_COLUMNS,
     export_marts,
     govern,
+    min_n_group,
     sha256_file,
     verify_manifest,
 )
@@ -54,7 +54,7 @@ def test_manifest_carries_contract_version_invocation_watermarks_and_rule(pack):
     assert manifest["dbt_invocation_id"] == wh.build_report["invocation_id"]
     assert manifest["source_watermarks"] == WATERMARKS
     assert manifest["as_of"] == "2026-10-01T00:00:00"
-    assert manifest["suppression"]["min_n"] == MIN_N_GROUP == 5
+    assert manifest["suppression"]["min_n"] == min_n_group(wh.settings) == 5  # the dbt var min_n_group
     assert set(manifest["marts"]) == set(MARTS)
 
 
@@ -107,9 +107,10 @@ def test_groups_below_five_are_suppressed(pack, mart):
     _, folder, manifest = pack
     frame = pd.read_parquet(folder / f"{mart}.parquet")
     rule = GOVERNANCE[mart]
-    small = frame[rule.n] < MIN_N_GROUP
+    min_n = manifest["suppression"]["min_n"]
+    small = frame[rule.n] < min_n
     if mart == "portfolio_nps":
-        small |= (frame.method != "respondent") & (frame.n_accounts < MIN_N_GROUP)
+        small |= (frame.method != "respondent") & (frame.n_accounts < min_n)
     assert small.any(), f"the demo data should have small {mart} groups to suppress"
     assert (frame.suppressed == small).all()
     assert frame.loc[small, list(rule.metrics)].isna().all().all(), "suppressed rows must carry no metric"
@@ -145,7 +146,7 @@ def test_previous_period_values_do_not_leak_a_suppressed_row():
             "is_significant_change": [None, True, False],
         }
     )
-    out = govern("account_nps", frame)
+    out = govern("account_nps", frame, 5)
     assert out.suppressed.tolist() == [True, False, False]
     assert out.nps.isna().tolist() == [True, False, False]
     assert out.nps_prev.isna().tolist() == [True, True, False], "Q2's nps_prev would reveal suppressed Q1"
@@ -159,3 +160,22 @@ def test_exports_from_a_path_equal_exports_from_settings(pack, tmp_path):
     )
     other = json.loads((again / "manifest.json").read_text())
     assert {f["file"]: f["sha256"] for f in other["files"]} == {f["file"]: f["sha256"] for f in manifest["files"]}
+
+
+def test_previous_period_check_handles_no_rows_and_a_single_period():
+    columns = ["period_start", "survey_type", "account_id", "method", "waterfall_role", "n_scored", "promoters",
+               "passives", "detractors", "nps", "var_pts", "ci_low", "ci_high", "nps_prev", "var_pts_prev",
+               "is_significant_change"]
+    empty = pd.DataFrame({c: pd.Series(dtype="datetime64[us]" if c == "period_start" else object) for c in columns})
+    assert len(govern("account_nps", empty, 5)) == 0
+    one = pd.DataFrame(
+        {
+            "period_start": pd.to_datetime(["2026-07-01", "2026-07-01"]),
+            "survey_type": "relationship", "account_id": ["A2", "A1"], "method": "pooled", "waterfall_role": None,
+            "n_scored": [2, 9], "promoters": 1, "passives": 0, "detractors": 1, "nps": [0.0, -12.5], "var_pts": 1.0,
+            "ci_low": 0.0, "ci_high": 1.0, "nps_prev": None, "var_pts_prev": None, "is_significant_change": None,
+        }
+    )
+    out = govern("account_nps", one, 5)
+    assert out.account_id.tolist() == ["A1", "A2"] and out.suppressed.tolist() == [False, True]
+    assert out.nps.tolist()[0] == -12.5 and pd.isna(out.nps.tolist()[1])

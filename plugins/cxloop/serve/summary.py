@@ -9,7 +9,7 @@ KPI mart does not carry taken from the marts they come from: responses
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +19,21 @@ from cxloop.serve.reader import WarehouseReader
 
 MARTS_READ = ("governance_kpis", "response_rate", "follow_up_attainment")
 HEADLINE_KPIS = ("nps_respondent", "response_rate", "decision_maker_coverage", "sla_attainment")
+
+
+def period_start(ts: datetime, grain: str = "quarter") -> date:
+    """The first day of the period holding ``ts`` (calendar helper; the headline itself takes
+    its period from the mart, never from this)."""
+    if grain == "month":
+        return date(ts.year, ts.month, 1)
+    if grain == "quarter":
+        return date(ts.year, 3 * ((ts.month - 1) // 3) + 1, 1)
+    raise ValueError(f"period grain {grain!r} is not one of quarter, month")
+
+
+def latest_period(as_of: datetime, grain: str = "quarter") -> date:
+    """The period holding the last instant of the data window (as_of is exclusive)."""
+    return period_start(as_of - timedelta(microseconds=1), grain)
 
 
 def _value(x) -> float | None:

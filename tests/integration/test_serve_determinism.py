@@ -1,0 +1,77 @@
+"""Governance review: two runs on identical data must agree byte for byte.
+
+Three full runs of one small demo world at the same as_of, each from an empty warehouse of
+its own (extract over HTTP from the demo server, validate and load, dbt build, then publish,
+export, report and summarise through the pipeline functions). Every export file except the
+manifest has the same SHA-256 in all three; the report is identical outside its marked run
+block; the manifests differ only in run-dependent values."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from _serve_support import checksums, full_run
+from cxloop.demo.generator import generate
+from cxloop.serve.report import RUN_BLOCK_END, RUN_BLOCK_START
+
+pytestmark = pytest.mark.e2e
+
+AS_OF = datetime(2026, 10, 1)
+SCALE = 0.1
+SEED = 23
+RUNS = 3
+
+
+@pytest.fixture(scope="module")
+def three_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("determinism")
+    generate(root / "demo", seed=SEED, scale=SCALE, as_of=AS_OF)
+    token = secrets.token_urlsafe(16)
+    runs, seconds = [], []
+    for i in range(RUNS):
+        started = time.perf_counter()
+        runs.append(full_run(root / f"run{i}", root / "demo" / "source", token, AS_OF, f"manual__run-{i}"))
+        seconds.append(round(time.perf_counter() - started, 1))
+    print(f"determinism: {RUNS} full runs at scale {SCALE}: {seconds} s")  # noqa: T201 - the measured cost
+    return runs
+
+
+def test_every_export_file_but_the_manifest_is_byte_identical_across_three_runs(three_runs):
+    sums = [checksums(Path(r["exports"])) for r in three_runs]
+    assert len(sums[0]) == 16, sorted(sums[0])  # 8 marts x (parquet, csv)
+    for i, other in enumerate(sums[1:], start=1):
+        differ = sorted(name for name in sums[0] if sums[0][name] != other.get(name))
+        assert other.keys() == sums[0].keys() and not differ, f"run {i} differs from run 0 in {differ}"
+
+
+def test_manifests_differ_only_in_run_dependent_values_and_their_checksums_agree(three_runs):
+    manifests = [json.loads((Path(r["exports"]) / "manifest.json").read_text()) for r in three_runs]
+    assert [m["run_id"] for m in manifests] == [f"manual__run-{i}" for i in range(RUNS)]
+    batch_ids = [{v["batch_id"] for v in m["data_quality_batches"].values()} for m in manifests]
+    assert not batch_ids[0] & batch_ids[1], "each run loads batches of its own"
+    assert [sorted(m["data_quality_batches"]) for m in manifests] == [sorted(manifests[0]["data_quality_batches"])] * 3
+    run_dependent = {"run_id", "exported_at", "dbt_invocation_id", "data_quality_batches", "source_watermarks"}
+    stable = [{k: v for k, v in m.items() if k not in run_dependent} for m in manifests]
+    assert stable[1] == stable[0] and stable[2] == stable[0]
+
+
+def test_the_report_is_identical_outside_its_run_block(three_runs):
+    block = re.compile(re.escape(RUN_BLOCK_START) + ".*?" + re.escape(RUN_BLOCK_END), re.S)
+    texts = [Path(r["report"]).read_text(encoding="utf-8") for r in three_runs]
+    assert all(len(block.findall(t)) == 1 for t in texts)
+    assert "manual__run-1" in block.search(texts[1]).group(0)
+    stripped = [block.sub("", t) for t in texts]
+    assert "manual__run" not in stripped[0], "the run id belongs in the run block only"
+    assert stripped[1] == stripped[0] and stripped[2] == stripped[0]
+
+
+def test_the_summary_headline_is_identical(three_runs):
+    heads = [json.loads(Path(r["summary"]).with_suffix(".json").read_text())["headline"] for r in three_runs]
+    assert heads[0]["nps_respondent"]["n"] > 0
+    assert heads[1] == heads[0] and heads[2] == heads[0]
