@@ -254,6 +254,23 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+# The commands that read the project folder (dbt project, expectation suites, config/, dags/).
+NEEDS_PROJECT = ("demo", "airflow")
+
+
+def project_problem() -> str | None:
+    """One line saying why the project folder was not found (CXLOOP_HOME), or None."""
+    from cxloop.config import HOME_MARKERS, project_home
+
+    home = project_home()
+    if all((home / marker).exists() for marker in HOME_MARKERS):
+        return None
+    needs = " and ".join(HOME_MARKERS)
+    if os.environ.get("CXLOOP_HOME"):
+        return f"cxloop: CXLOOP_HOME={home} is not a cxloop project folder (it needs {needs})"
+    return f"cxloop: no project folder: set CXLOOP_HOME to the folder holding {needs} ({Path.cwd()} has none)"
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=os.environ.get("CXLOOP_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
@@ -287,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("summary", help="print the last run's summary")
     p.set_defaults(func=cmd_summary)
     args = parser.parse_args(argv)
+    if args.command in NEEDS_PROJECT and (problem := project_problem()):
+        print(problem, file=sys.stderr)
+        return 2
     started = datetime.now()
     rc = args.func(args)
     logging.getLogger(__name__).info("%s finished in %s", args.command, datetime.now() - started)
