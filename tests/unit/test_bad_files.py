@@ -3,7 +3,13 @@ expect.json. Every case runs through the file-drop reader and then the validatio
 a defined outcome: the reader rejects the drop (FileDropRejected naming file and line), the gate
 rejects the batch (BatchRejected naming file and columns), or the batch is validated and the
 listed rows are quarantined (file, line, field, reason). Together with tests/data/bad_inputs/ (row-level
-cases) this is the bad-input corpus of issue 4."""
+cases) this is the bad-input corpus of issue 4.
+
+expect.json may also carry: "expand" (a placeholder grown to a big value at test time), "limits"
+(a Limits override, so a bomb needs only a small file), "symlinks" (links made at test time:
+{"link": name in the drop, "to": a case file starting with "_", copied OUTSIDE the drop; with
+"dir_with", "to" is a folder outside holding that file}) and "message_excludes" (text no
+message may contain, e.g. a linked secret). Files starting with "_" never go into the drop."""
 
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ from cxloop.contract import ENTITIES
 from cxloop.extract.files import FileDropRejected, extract_files, relabel_outcome
 from cxloop.gate.outcome import BatchRejected
 from cxloop.gate.validation import validate_batch
+from cxloop.source_config import Limits
 
 BAD_FILES = Path(__file__).resolve().parents[1] / "data" / "bad_files"
 CASES = sorted(p.name for p in BAD_FILES.iterdir() if (p / "expect.json").is_file())
@@ -46,8 +53,18 @@ SENT_AT = {"EMD_1:CID_A": "2026-08-01T09:00:00Z", "EMD_1:CID_B": "2026-08-01T09:
 def make_drop(case: str, expect: dict, tmp_path: Path) -> Path:
     drop = tmp_path / "drop"
     drop.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for link in expect.get("symlinks", []):
+        target = outside / link["to"]
+        if "dir_with" in link:
+            target.mkdir()
+            shutil.copy(BAD_FILES / case / link["dir_with"], target / link["dir_with"].lstrip("_"))
+        else:
+            shutil.copy(BAD_FILES / case / link["to"], target)
+        (drop / link["link"]).symlink_to(target, target_is_directory=target.is_dir())
     for f in sorted((BAD_FILES / case).iterdir()):
-        if f.name == "expect.json":
+        if f.name == "expect.json" or f.name.startswith("_"):
             continue
         data = f.read_bytes()
         if "expand" in expect:
@@ -87,7 +104,8 @@ def test_corpus_is_big_enough():
 def test_bad_file_case(case, tmp_path):
     expect = json.loads((BAD_FILES / case / "expect.json").read_text(encoding="utf-8"))
     drop = make_drop(case, expect, tmp_path)
-    result = extract_files(drop, pii_key=KEY)
+    limits = Limits(**expect.get("limits", {}))
+    result = extract_files(drop, pii_key=KEY, limits=limits)
     outcome_kind = expect["outcome"]
 
     if outcome_kind == "reader_rejected":
@@ -96,9 +114,12 @@ def test_bad_file_case(case, tmp_path):
             result.raise_for_problems()
         msg = str(exc.value)
         for text in expect["message_contains"]:
-            assert text in msg, msg
+            assert text.replace("{dir}", str(drop)) in msg, msg
+        for text in expect.get("message_excludes", []):
+            assert text not in msg and text not in json.dumps(result.manifest()), text
         for p in result.problems:
             assert str(drop) in p.file
+        assert len(msg) < 2000, "a rejection is a line or a few, never the file's content"
         return
     assert result.ok, [p.message for p in result.problems]
     kw = dict(
@@ -158,7 +179,7 @@ def test_reader_never_raises_on_the_whole_corpus_at_once(tmp_path):
     drop.mkdir()
     for case in CASES:
         for f in (BAD_FILES / case).iterdir():
-            if f.name != "expect.json":
+            if f.name != "expect.json" and not f.name.startswith("_"):
                 shutil.copy(f, drop / f"{f.stem.split('-')[0]}-{case}{f.suffix}" if "." in f.name else f.name)
     result = extract_files(drop, pii_key=KEY)
     assert len(result.problems) >= 15

@@ -333,9 +333,9 @@ def _no_text(state: dict[str, Any], had_bom: bool = False) -> _Reject:
     return _Reject("file holds only blank space: no header")
 
 
-def _cut_last_line(state: dict[str, Any]) -> _Reject:
+def _cut_last_line(state: dict[str, Any], note: str = "") -> _Reject:
     return _Reject(
-        "the file does not end with a line break: its last line may be cut short (an interrupted "
+        f"the file does not end with a line break{note}: its last line may be cut short (an interrupted "
         "export or upload?); the file is rejected - re-drop the complete file",
         line=state["lines"],
     )
@@ -444,12 +444,17 @@ def _read_csv(path: Path, stream: Any, limits: Limits) -> _Read:
                         line=prev + 1,
                         field=header[i] if i < len(header) else f"#{i + 1}",
                     ) from None
+                if not state.get("final_newline", True):
+                    open_quote = str(exc) == "unexpected end of data"
+                    raise _cut_last_line(state, " and a quote on it is never closed" if open_quote else "") from None
                 raise _Reject(_csv_error(exc), line=prev + 1) from None
             record_lines.clear()
             start, prev = prev + 1, reader.line_num
             if not record:
                 continue  # a blank line
             if len(record) != len(header):
+                if not state["final_newline"]:
+                    raise _cut_last_line(state)
                 raise _Reject(
                     f"{len(record)} fields but the header has {len(header)} "
                     "(an unquoted comma or line break in a value?)",

@@ -15,6 +15,12 @@ One :class:`HttpClient` per source and run wraps a :class:`requests.Session` wit
   query parameters, the token text is scrubbed from anything echoed back, and the requests
   exception (whose text carries the full URL) is not chained.
 
+- every response body read streamed and refused past ``max_response_bytes`` (default: the
+  ``limits.response_bytes`` of ``config/sources.yml``): a declared ``Content-Length`` above it is
+  refused before reading, a body that grows past it (chunked, or inflated from gzip) is cut off
+  where it crosses the limit; the error names the source, the endpoint and the limit, never the
+  body.
+
 Errors raise :class:`SourceHTTPError` naming the method, the safe URL, the status and the
 source's own error message (extracted by a per-source ``error_parser``).
 """
@@ -47,6 +53,10 @@ log = logging.getLogger(__name__)
 SECRET_PARAM_WORDS = ("token", "key", "secret", "password", "passwd", "sig", "signature", "auth", "session")
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 MAX_MESSAGE_CHARS = 500
+
+
+class _TooLarge(Exception):
+    pass
 
 
 class SourceHTTPError(RuntimeError):
@@ -147,6 +157,7 @@ class HttpClient:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        max_response_bytes: int | None = None,
     ):
         if not base_url:
             raise ValueError(f"{source}: base_url is empty")
@@ -160,6 +171,11 @@ class HttpClient:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self.stats = RequestStats()
+        if max_response_bytes is None:
+            from cxloop.source_config import load_limits
+
+            max_response_bytes = load_limits().response_bytes
+        self.max_response_bytes = int(max_response_bytes)
         own_session = session is None
         self.session = session or requests.Session()
         if own_session:
@@ -201,6 +217,26 @@ class HttpClient:
         msg = msg or response.reason or "error"
         return self.scrub(str(msg))[:MAX_MESSAGE_CHARS]
 
+    def _read_body(self, response: requests.Response) -> None:
+        """Read the body into ``response.content``, at most ``max_response_bytes`` of it
+        (counted after content decoding, so a gzip bomb stops where it crosses the limit)."""
+        limit = self.max_response_bytes
+        declared = response.headers.get("Content-Length")
+        if declared and declared.strip().isdigit() and int(declared) > limit:
+            response.close()
+            raise _TooLarge(f"declared Content-Length {int(declared)}")
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_content(chunk_size=1 << 16):
+            size += len(chunk)
+            if size > limit:
+                response.close()
+                raise _TooLarge(f"more than {limit} bytes received")
+            chunks.append(chunk)
+        # hand the bounded body to the usual accessors (.content, .json(), .text)
+        response._content = b"".join(chunks)  # noqa: SLF001 - requests' own cache of the body
+        response._content_consumed = True  # noqa: SLF001
+
     def close(self) -> None:
         self.session.close()
 
@@ -240,8 +276,18 @@ class HttpClient:
             wait: float | None = None
             try:
                 response = self.session.request(
-                    method, url, params=params, json=json, headers=req_headers, timeout=self.timeout
+                    method, url, params=params, json=json, headers=req_headers, timeout=self.timeout, stream=True
                 )
+                self._read_body(response)
+            except _TooLarge as exc:
+                raise SourceHTTPError(
+                    method,
+                    shown,
+                    response.status_code,
+                    f"{self.source}: response body larger than the limit response_bytes={self.max_response_bytes} "
+                    f"({exc}); raise limits.response_bytes in config/sources.yml if the source is right",
+                    attempt,
+                ) from None
             except requests.exceptions.ConnectTimeout:
                 reason, status, retryable = "connect timeout", None, True
             except requests.exceptions.Timeout:

@@ -38,6 +38,7 @@ import requests
 
 from cxloop.extract.frames import ChunkBuffer, ChunkSink, FrameCollector, Landing, parse_utc, safe_name
 from cxloop.extract.http_client import HttpClient, RetryPolicy, SourceHTTPError, safe_url
+from cxloop.source_config import Limits
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,13 @@ class QualtricsClient:
         sleep: Callable[[float], None] = time.sleep,
         connect_timeout: float = 5.0,
         read_timeout: float = 120.0,
+        limits: Limits | None = None,
     ):
+        if limits is None:
+            from cxloop.source_config import load_limits
+
+            limits = load_limits()
+        self.limits = limits
         root = base_url.rstrip("/")
         if not root.endswith("/API/v3"):
             root += "/API/v3"
@@ -115,6 +122,7 @@ class QualtricsClient:
             retry=retry,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
+            max_response_bytes=limits.response_bytes,
         )
         self.landing = Landing(landing_dir, "qualtrics")
         self.page_size = page_size
@@ -221,7 +229,7 @@ class QualtricsClient:
         self, survey_id: str, start: datetime | str | None = None, end: datetime | str | None = None
     ) -> list[dict[str, Any]]:
         """Run the response export for one survey; returns the ``responses`` list of the file."""
-        return list(iter_export(self.export_file(survey_id, start, end), survey_id))
+        return list(iter_export(self.export_file(survey_id, start, end), survey_id, self.limits))
 
     def close(self) -> None:
         self.http.close()
@@ -232,7 +240,29 @@ def _read_export(content: bytes, survey_id: str) -> list[dict[str, Any]]:
 
 
 _WS = " \t\n\r"
-_DECODER = json.JSONDecoder()
+
+
+def _int_literal(text: str) -> int | str:
+    """A JSON integer: a Python int while it is an ordinary one, else its written text, so a
+    20-digit (or 5000-digit) value lands exactly as sent and the gate decides; no overflow."""
+    return int(text) if len(text) <= 18 else text
+
+
+def _float_literal(text: str) -> float | str:
+    """A JSON number with a fraction or exponent: a float when its text form is exactly what was
+    written (``9.5``), else the written text (``1e2``, ``0.1000000000000000055``)."""
+    value = float(text)
+    return value if repr(value) == text else text
+
+
+def _constant_literal(text: str) -> str:
+    return text  # NaN, Infinity, -Infinity: not JSON, kept as the text the gate rejects
+
+
+_DECODER = json.JSONDecoder(parse_int=_int_literal, parse_float=_float_literal, parse_constant=_constant_literal)
+#: an export member smaller than this is never refused for its compression ratio (tiny files
+#: compress erratically)
+RATIO_FLOOR_BYTES = 1 << 20
 _READ_BYTES = 1 << 20
 
 
@@ -312,7 +342,7 @@ def _stream_array(stream: Any) -> Iterator[Any]:
             break
         if not first:
             if buf[pos] != ",":
-                raise ValueError(f"expected ',' in the responses list at {buf[pos : pos + 20]!r}")
+                raise ValueError(f"expected ',' in the responses list at character {pos}")
             pos += 1
             if not skip_ws():
                 raise ValueError("export file ends inside the responses list")
@@ -340,26 +370,97 @@ def _stream_array(stream: Any) -> Iterator[Any]:
         raise ValueError("extra data after the export document")
 
 
-def iter_export(content: bytes, survey_id: str) -> Iterator[dict[str, Any]]:
+class _TooBig(Exception):
+    pass
+
+
+class _Inflating(io.RawIOBase):
+    """A zip member read through a byte count: past ``limit`` bytes it raises _TooBig, so a zip
+    bomb is stopped where it crosses the limit, whatever its header declared."""
+
+    def __init__(self, member: Any, limit: int, why: str):
+        self._m = member
+        self.limit = limit
+        self.why = why
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        data = self._m.read(len(b))
+        n = len(data)
+        self.count += n
+        if self.count > self.limit:
+            raise _TooBig(f"{self.why} (stopped after {self.count} inflated bytes)")
+        b[:n] = data
+        return n
+
+
+def _member_budget(info: zipfile.ZipInfo, limits: Limits, used: int) -> tuple[int, str]:
+    """How many inflated bytes the member may have, and the limit that sets it; raises _TooBig
+    when its declared sizes already break a limit."""
+    left = limits.uncompressed_bytes - used
+    if info.file_size > left:
+        raise _TooBig(
+            f"declares {info.file_size} bytes uncompressed: more than the limit "
+            f"uncompressed_bytes={limits.uncompressed_bytes}"
+        )
+    by_ratio = max(limits.compression_ratio * max(info.compress_size, 1), RATIO_FLOOR_BYTES)
+    if info.file_size > by_ratio:
+        raise _TooBig(
+            f"declares {info.file_size} bytes from {info.compress_size} compressed: beyond the limit "
+            f"compression_ratio={limits.compression_ratio}"
+        )
+    if by_ratio < left:
+        return by_ratio, f"inflates beyond the limit compression_ratio={limits.compression_ratio}"
+    return left, f"inflates beyond the limit uncompressed_bytes={limits.uncompressed_bytes}"
+
+
+def iter_export(content: bytes, survey_id: str, limits: Limits | None = None) -> Iterator[dict[str, Any]]:
     """The responses of an export file (a zip of JSON documents), one at a time.
 
     Each document is decoded as it is decompressed (:func:`_stream_array`); a document of an
-    unexpected shape is decoded whole instead, as before."""
+    unexpected shape is decoded whole instead, as before. Numbers keep their written text where a
+    Python number would not reproduce it (:func:`_int_literal`, :func:`_float_literal`), NaN stays
+    the text ``NaN``. ``limits`` (default: ``config/sources.yml``) bound the inflated size of the
+    members, checked on their declared sizes and again on the bytes counted while inflating."""
+    if limits is None:
+        from cxloop.source_config import load_limits
+
+        limits = load_limits()
+    used = 0
+    name = "?"
     try:
         with zipfile.ZipFile(io.BytesIO(content)) as zf:
-            names = [n for n in zf.namelist() if n.lower().endswith(".json")]
-            if not names:
+            infos = [i for i in zf.infolist() if i.filename.lower().endswith(".json")]
+            if not infos:
                 raise ValueError("no .json member")
-            for name in names:
+            for info in infos:
+                name = safe_name(info.filename)[:100]
+                budget, why = _member_budget(info, limits, used)
                 try:
-                    with zf.open(name) as member:
-                        yield from _stream_array(member)
+                    with zf.open(info) as member:
+                        counted = _Inflating(member, budget, why)
+                        yield from _stream_array(io.BufferedReader(counted, buffer_size=_READ_BYTES))
+                    used += counted.count
                     continue
                 except _Unstreamable:
                     pass
-                doc = json.loads(zf.read(name))
+                with zf.open(info) as member:
+                    counted = _Inflating(member, budget, why)
+                    doc = _DECODER.decode(io.BufferedReader(counted).read().decode("utf-8"))
+                used += counted.count
                 yield from (doc.get("responses", []) if isinstance(doc, dict) else doc)
-    except (zipfile.BadZipFile, ValueError) as e:
+    except _TooBig as e:
+        raise SourceHTTPError(
+            "GET", f"export file of {survey_id}", 200, f"qualtrics: export member {name} {e}; refused"
+        ) from None
+    except (zipfile.BadZipFile, ValueError, RecursionError) as e:
+        if isinstance(e, UnicodeDecodeError):
+            e = ValueError("export file is not UTF-8 text")
+        elif isinstance(e, RecursionError):
+            e = ValueError("nested too deeply")
         raise SourceHTTPError("GET", f"export file of {survey_id}", 200, f"unreadable export: {e}") from None
 
 
@@ -475,6 +576,7 @@ def _run(
     retry: RetryPolicy | None,
     poll_interval: float,
     workers: int,
+    limits: Limits | None = None,
 ) -> dict[str, int]:
     inv_since = _as_utc(invitations_since)
     inv_until = _as_utc(end)
@@ -486,6 +588,7 @@ def _run(
         page_size=page_size,
         retry=retry,
         poll_interval=poll_interval,
+        limits=limits,
     )
     counts = {"surveys": 0, "invitations": 0, "responses": 0}
     try:
@@ -524,7 +627,7 @@ def _run(
         for s in surveys:
             survey_id = s.get("id")
             page: list[dict[str, Any]] = []
-            for r in iter_export(client.finish_export(survey_id, progress[survey_id]), survey_id):
+            for r in iter_export(client.finish_export(survey_id, progress[survey_id]), survey_id, client.limits):
                 values = r.get("values") or {}
                 dist, cid = values.get("DistributionId"), values.get("ContactId")
                 row = {
@@ -622,6 +725,7 @@ def extract_qualtrics(
     workers: int = 4,
     sink: ChunkSink | None = None,
     chunk_rows: int = 100_000,
+    limits: Limits | None = None,
 ) -> dict[str, pd.DataFrame] | dict[str, int]:
     """Extract surveys, invitations and responses into canonical frames.
 
@@ -637,7 +741,8 @@ def extract_qualtrics(
     With ``sink`` (the pipeline, through :func:`land_qualtrics`) nothing is held whole: every
     ``chunk_rows`` rows of an entity go to ``sink(entity, text table, maxima)`` in their landed
     text form (:func:`cxloop.extract.frames.text_table`) as they arrive, and the row counts per
-    entity are returned instead of frames.
+    entity are returned instead of frames. ``limits``: the response and export size limits
+    (default: the ``limits:`` of ``config/sources.yml``).
     """
     if sink is None:
         buffers: dict[str, Any] = {e: FrameCollector(e, TIMESTAMPS[e]) for e in ENTITIES}
@@ -660,6 +765,7 @@ def extract_qualtrics(
         retry=retry,
         poll_interval=poll_interval,
         workers=workers,
+        limits=limits,
     )
     _log_counts(counts, t0)
     return counts if sink is not None else {e: c.frame() for e, c in buffers.items()}
