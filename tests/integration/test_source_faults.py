@@ -138,7 +138,7 @@ def sources(base_url: str, token: str) -> dict[str, SourceSettings]:
 
 
 def landed_frames(batch: dict) -> dict[str, pd.DataFrame]:
-    from cxloop.extract.landing import read_landed
+    from cxloop.gate.landed import read_landed
 
     return {e: read_landed(p).sort_values(list(read_landed(p).columns)[:1]).reset_index(drop=True)
             for e, p in batch["files"].items()}

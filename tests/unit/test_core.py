@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from cxloop.config import Settings, SourceSettings, parse_as_of, source_from_env
 from cxloop.contract import ENTITIES, ENTITY_ORDER, Column
-from cxloop.extract.landing import land_frames, read_landed
+from cxloop.extract.landing import BatchWriter, frame_as_text
 from cxloop.extract.pseudonymise import MissingKeyError, email_hash, is_valid_email
+from cxloop.gate.landed import read_landed
 from cxloop.serve.summary import latest_period, period_start
 
 
@@ -97,27 +98,29 @@ def test_landing_keeps_values_as_received(tmp_path):
         },
         dtype=object,
     )
-    batch = land_frames(
-        {"responses": frame},
-        landing_dir=tmp_path,
-        source="qualtrics",
-        batch_id="b1",
-        extracted_at=datetime(2026, 10, 1, 12),
-        as_of=datetime(2026, 10, 1),
-    )
-    assert batch.rows == {"responses": 4}
-    back = read_landed(batch.files["responses"])
-    assert back["nps_score"].tolist() == ["9", "7.5", None, None]
-    assert back["is_finished"].tolist() == ["true", "false", None, None]
-    with pytest.raises(FileExistsError, match="immutable"):
-        land_frames(
-            {"responses": frame},
+
+    def land():
+        with BatchWriter(
             landing_dir=tmp_path,
             source="qualtrics",
             batch_id="b1",
             extracted_at=datetime(2026, 10, 1, 12),
             as_of=datetime(2026, 10, 1),
-        )
+            entities=["surveys", "responses"],
+            every_entity=False,
+        ) as writer:
+            writer.write("responses", frame_as_text(frame.iloc[:3]))  # two chunks, one file
+            writer.write("responses", frame_as_text(frame.iloc[3:]))
+            return writer.finish({"responses": [None, "2026-10-01T00:00:00"], "surveys": [None, None]})
+
+    batch = land()
+    assert batch.rows == {"responses": 4}  # surveys got no chunk: not landed
+    assert list(batch.files) == ["responses"] and list(batch.windows) == ["responses"]
+    back = read_landed(batch.files["responses"])
+    assert back["nps_score"].tolist() == ["9", "7.5", None, None]
+    assert back["is_finished"].tolist() == ["true", "false", None, None]
+    with pytest.raises(FileExistsError, match="immutable"):
+        land()
 
 
 @pytest.mark.parametrize(

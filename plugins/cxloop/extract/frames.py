@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cxloop.contract import ENTITIES
+from cxloop.extract.private import private_dir, write_private
 
 
 def parse_utc(value: Any) -> datetime | None:
@@ -351,7 +352,10 @@ class FrameCollector:
 
 
 class Landing:
-    """Writes every page or file received, raw, under ``root/<source>/...``; a no-op without root."""
+    """Writes every page or file received, raw, under ``root/<source>/...``; a no-op without root.
+
+    Raw pages hold personal data (e-mail addresses, names): folders are made ``0700`` and
+    files ``0600`` whatever the umask (:mod:`cxloop.extract.private`)."""
 
     def __init__(self, root: Path | None, source: str):
         self.dir = Path(root) / source if root is not None else None
@@ -369,9 +373,9 @@ class Landing:
         path = self.dir / relative
         folder = path.parent
         if folder not in self._made:
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dir(folder)
             self._made.add(folder)
-        path.write_bytes(content)
+        write_private(path, content)
         with self._lock:
             self.files.append(path)
         return path

@@ -35,6 +35,15 @@ object (a truncated body with a matching Content-Length) is retried here with th
 A request that fails for good raises :class:`HubSpotError` naming the source, the entity, the
 method and the URL (no token: it travels in the ``Authorization`` header only).
 
+**Streaming.** Nothing is held whole. Owners and archived records go on page by page. A search
+window's pages are spooled to a private temporary file (``0600`` in a ``0700`` folder, removed
+at the end) as they arrive: a window read again starts its file again, and only windows read
+whole count. When every window of an object is read, the spool is read back in order and each
+record passes on unless a later window holds a newer version of it (the ids and versions seen
+are the only thing kept in memory). Tasks' associations are read for every 1,000 tasks passed
+on. The mapped rows go to a :class:`cxloop.extract.frames.ChunkBuffer` (the pipeline: page
+chunks into the landing's sink) or a :class:`cxloop.extract.frames.FrameCollector` (frames).
+
 Every page received is landed raw under ``<landing_dir>/hubspot/<object>/...``.
 
 Mapping: values as received (HubSpot sends every property as a string; numbers and booleans of
@@ -48,13 +57,17 @@ enters a frame); ``hs_buying_role`` (a multi-select of HubSpot's internal values
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import random
 import re
+import shutil
+import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,7 +77,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 import requests
 
-from cxloop.extract.frames import Landing, build_frame
+from cxloop.extract.frames import ChunkBuffer, ChunkSink, FrameCollector, Landing
 from cxloop.extract.http_client import HttpClient, RetryPolicy, SourceHTTPError, safe_url
 from cxloop.extract.pseudonymise import email_hash, is_valid_email, pii_key
 from cxloop.extract.roles import RoleMapper
@@ -117,6 +130,7 @@ OBJECTS: dict[str, tuple[str, tuple[str, ...]]] = {
          "first_contact_at", "hubspot_owner_id", "hs_createdate", "hs_lastmodifieddate"),
     ),
 }  # fmt: skip
+ENTITIES = ("owners", "accounts", "contacts", "follow_ups")
 ENTITY_OBJECT = {"accounts": "companies", "contacts": "contacts", "follow_ups": "tasks"}
 
 TIMESTAMPS = {
@@ -261,6 +275,77 @@ class _WindowChanged(Exception):
     pass
 
 
+class SearchSpool:
+    """One object's search results, window by window, in private temporary files (JSON lines
+    of ``[id, version, record]``). :meth:`begin` starts (or restarts) the current window's file,
+    :meth:`add` appends a page, :meth:`commit` keeps the window and its versions; only committed
+    windows are read back by :meth:`records`, which passes on each record's latest version."""
+
+    def __init__(self, folder: Path, name: str):
+        self.folder, self.name = Path(folder), name
+        self.windows: list[Path] = []
+        self.newest: dict[str, int] = {}
+        self.dropped = 0
+        self._file: Any = None
+        self._path: Path | None = None
+
+    def begin(self) -> None:
+        self.discard()
+        self._path = self.folder / f"{self.name}-{len(self.windows) + 1:05d}.jsonl"
+        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        self._file = os.fdopen(fd, "w", encoding="utf-8")
+
+    def add(self, rows: list[tuple[str, int | None, dict[str, Any]]]) -> None:
+        write = self._file.write
+        for row in rows:
+            write(json.dumps(row, separators=(",", ":")))
+            write("\n")
+
+    def commit(self, versions: dict[str, int | None]) -> None:
+        self._file.close()
+        self._file = None
+        self.windows.append(self._path)  # type: ignore[arg-type]
+        self._path = None
+        newest = self.newest
+        for rid, v in versions.items():
+            v = -1 if v is None else v
+            if rid not in newest or v > newest[rid]:
+                newest[rid] = v
+
+    def discard(self) -> None:
+        """Forget the current window (read again, or too big and split)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
+            self._path = None
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Every committed window's records in the order read, each id's latest version only
+        (an older version of a record modified during the run, seen in an earlier window, is
+        counted in ``dropped``); the same version served twice is passed on twice."""
+        for path in self.windows:
+            with path.open(encoding="utf-8") as fh:
+                for line in fh:
+                    rid, v, record = json.loads(line)
+                    if (-1 if v is None else v) == self.newest[rid]:
+                        yield record
+                    else:
+                        self.dropped += 1
+
+
+def _groups(records: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    group: list[dict[str, Any]] = []
+    for r in records:
+        group.append(r)
+        if len(group) >= size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
 @dataclass
 class HubSpotStats:
     search_requests: int = 0
@@ -318,6 +403,7 @@ class HubSpotClient:
         self.max_results = max_results
         self.window_rereads = window_rereads
         self.stats = HubSpotStats()
+        self._association_batches: dict[tuple[str, str], int] = {}
 
     def close(self) -> None:
         self.http.close()
@@ -372,27 +458,35 @@ class HubSpotClient:
             self._sleep(wait)
 
     # -- owners and archived objects: GET lists paged with `after` ------------------------------
-    def list_pages(self, path: str, params: dict[str, Any], land_dir: str) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+    def pages(self, path: str, params: dict[str, Any], land_dir: str) -> Iterator[list[dict[str, Any]]]:
+        """The ``results`` of every page of a GET list, page by page."""
         after, n = None, 0
         while True:
             n += 1
             p = dict(params, **({"after": after} if after else {}))
             body = self.call("GET", path, params=p, land_as=f"{land_dir}/page-{n:04d}.json")
-            out.extend(body.get("results") or [])
+            yield body.get("results") or []
             after = ((body.get("paging") or {}).get("next") or {}).get("after")
             if not after:
-                return out
+                return
+
+    def list_pages(self, path: str, params: dict[str, Any], land_dir: str) -> list[dict[str, Any]]:
+        return [r for page in self.pages(path, params, land_dir) for r in page]
+
+    def owner_pages(self) -> Iterator[list[dict[str, Any]]]:
+        yield from self.pages("crm/v3/owners", {"limit": 500, "archived": "false"}, "owners/active")
+        yield from self.pages("crm/v3/owners", {"limit": 500, "archived": "true"}, "owners/archived")
 
     def owners(self) -> list[dict[str, Any]]:
-        active = self.list_pages("crm/v3/owners", {"limit": 500, "archived": "false"}, "owners/active")
-        archived = self.list_pages("crm/v3/owners", {"limit": 500, "archived": "true"}, "owners/archived")
-        return active + archived
+        return [o for page in self.owner_pages() for o in page]
 
-    def archived(self, obj: str) -> list[dict[str, Any]]:
+    def archived_pages(self, obj: str) -> Iterator[list[dict[str, Any]]]:
         _, props = OBJECTS[obj]
         params = {"limit": 100, "archived": "true", "properties": ",".join(props)}
-        return self.list_pages(f"crm/v3/objects/{obj}", params, f"{obj}/archived")
+        return self.pages(f"crm/v3/objects/{obj}", params, f"{obj}/archived")
+
+    def archived(self, obj: str) -> list[dict[str, Any]]:
+        return [r for page in self.archived_pages(obj) for r in page]
 
     # -- search in windows -------------------------------------------------------------------------
     def _search(self, obj: str, body: dict[str, Any], land_as: str) -> dict[str, Any]:
@@ -416,13 +510,14 @@ class HubSpotClient:
         results = page.get("results") or []
         return _ms((results[0].get("properties") or {}).get(lm)) if results else None
 
-    def read_window(self, obj: str, lo: int, hi: int | None, extra: list[dict]) -> list[dict[str, Any]] | int:
-        """Every record of ``[lo, hi)``; or the window's ``total`` when it exceeds ``max_results``."""
+    def read_window(self, obj: str, lo: int, hi: int | None, extra: list[dict], into: SearchSpool) -> int | None:
+        """Every record of ``[lo, hi)`` into ``into`` (committed when read whole): None; or the
+        window's ``total`` when it exceeds ``max_results`` (nothing committed)."""
         lm, props = OBJECTS[obj]
         tag = f"{obj}/search/{lo}-{hi if hi is not None else 'open'}"
         for attempt in range(self.window_rereads + 1):
             try:
-                return self._read_window_once(obj, lm, props, lo, hi, extra, tag)
+                return self._read_window_once(obj, lm, props, lo, hi, extra, tag, into)
             except _WindowChanged as e:
                 self.stats.window_rereads += 1
                 log.warning(
@@ -437,10 +532,10 @@ class HubSpotClient:
                 )
         raise HubSpotError(obj, message=f"{obj} window [{lo}, {hi}) kept changing while it was read")
 
-    def _read_window_once(self, obj, lm, props, lo, hi, extra, tag) -> list[dict[str, Any]] | int:
-        results: list[dict[str, Any]] = []
+    def _read_window_once(self, obj, lm, props, lo, hi, extra, tag, into: SearchSpool) -> int | None:
+        into.begin()
         versions: dict[str, int | None] = {}
-        total, after, n = None, None, 0
+        total, after, n, received = None, None, 0, 0
         while True:
             n += 1
             body: dict[str, Any] = {
@@ -456,23 +551,28 @@ class HubSpotClient:
             if total is None:
                 total = page_total
                 if isinstance(total, int) and total > self.max_results:
+                    into.discard()
                     return total
             elif page_total != total:
                 raise _WindowChanged(f"total {total} -> {page_total}")
+            rows = []
             for r in page.get("results") or []:
                 rid = str(r.get("id"))
                 v = _ms((r.get("properties") or {}).get(lm))
                 if rid in versions and versions[rid] != v:
                     raise _WindowChanged(f"{rid} came back modified")
                 versions[rid] = v
-                results.append(r)
+                rows.append((rid, v, r))
+            into.add(rows)
+            received += len(rows)
             after = ((page.get("paging") or {}).get("next") or {}).get("after")
             if not after:
                 break
-        if isinstance(total, int) and len(results) != total:
-            raise _WindowChanged(f"total {total} but {len(results)} results")
+        if isinstance(total, int) and received != total:
+            raise _WindowChanged(f"total {total} but {received} results")
+        into.commit(versions)
         self.stats.windows_read += 1
-        return results
+        return None
 
     def search_all(
         self,
@@ -482,7 +582,25 @@ class HubSpotClient:
         window: timedelta | None = None,
         extra: Iterable[dict] = (),
     ) -> list[dict[str, Any]]:
-        """Every live record modified in ``[start, end)`` (open-ended without ``end``)."""
+        """Every live record modified in ``[start, end)`` (open-ended without ``end``), as a list."""
+        with tempfile.TemporaryDirectory(prefix="cxloop-hubspot-") as folder:
+            spool = SearchSpool(Path(folder), obj)
+            self.search(obj, spool, start, end, window, extra)
+            out = list(spool.records())
+            self.note_dropped(obj, spool)
+            return out
+
+    def search(
+        self,
+        obj: str,
+        into: SearchSpool,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        window: timedelta | None = None,
+        extra: Iterable[dict] = (),
+    ) -> None:
+        """Every live record modified in ``[start, end)`` (open-ended without ``end``) into
+        ``into``, window by window; :meth:`SearchSpool.records` then gives the latest versions."""
         lm, _ = OBJECTS[obj]
         extra = list(extra)
         lo0 = _to_ms(start) or 0
@@ -499,12 +617,10 @@ class HubSpotClient:
         else:
             windows.append((lo0, hi0))
         stack = list(reversed(windows))  # read in time order
-        collected: list[dict[str, Any]] = []
         while stack:
             lo, hi = stack.pop()
-            got = self.read_window(obj, lo, hi, extra)
-            if isinstance(got, list):
-                collected.extend(got)
+            got = self.read_window(obj, lo, hi, extra, into)
+            if got is None:
                 continue
             self.stats.windows_split += 1
             parts: list[tuple[int, int | None]] = []
@@ -534,27 +650,14 @@ class HubSpotClient:
             )
             parts = [(lo, mid), (mid, hi), *parts]
             stack.extend(reversed(parts))
-        return self._latest_versions(obj, collected)
 
-    def _latest_versions(self, obj: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        lm, _ = OBJECTS[obj]
-
-        def version(r: dict[str, Any]) -> int:
-            v = _ms((r.get("properties") or {}).get(lm))
-            return -1 if v is None else v
-
-        newest: dict[str, int] = {}
-        for r in rows:
-            rid = str(r.get("id"))
-            newest[rid] = max(newest.get(rid, -1), version(r))
-        out = [r for r in rows if version(r) == newest[str(r.get("id"))]]
-        dropped = len(rows) - len(out)
-        if dropped:
-            self.stats.duplicates_collapsed += dropped
+    def note_dropped(self, obj: str, spool: SearchSpool) -> None:
+        """Count and log the older versions :meth:`SearchSpool.records` left out."""
+        if spool.dropped:
+            self.stats.duplicates_collapsed += spool.dropped
             log.info(
-                "%s: %s: %d older version(s) of records modified during the run dropped", SOURCE, obj, dropped
+                "%s: %s: %d older version(s) of records modified during the run dropped", SOURCE, obj, spool.dropped
             )
-        return out
 
     # -- associations ------------------------------------------------------------------------------
     def associations(self, src: str, dst: str, ids: list[str]) -> dict[str, list[str]]:
@@ -562,6 +665,7 @@ class HubSpotClient:
         unique = list(dict.fromkeys(ids))
         for b in range(0, len(unique), ASSOCIATION_BATCH):
             pending = [{"id": i} for i in unique[b : b + ASSOCIATION_BATCH]]
+            number = self._association_batches[src, dst] = self._association_batches.get((src, dst), 0) + 1
             n = 0
             while pending:
                 n += 1
@@ -569,7 +673,7 @@ class HubSpotClient:
                     "POST",
                     f"crm/v4/associations/{src}/{dst}/batch/read",
                     json={"inputs": pending},
-                    land_as=f"associations/{src}-{dst}/batch-{b // ASSOCIATION_BATCH + 1:04d}-{n:02d}.json",
+                    land_as=f"associations/{src}-{dst}/batch-{number:04d}-{n:02d}.json",
                 )
                 pending = []
                 for res in body.get("results") or []:
@@ -728,7 +832,7 @@ def extract_hubspot(
     window: timedelta | None = None,
     retry: RetryPolicy | None = None,
     role_mapper: RoleMapper | None = None,
-    entities: tuple[str, ...] = ("owners", "accounts", "contacts", "follow_ups"),
+    entities: tuple[str, ...] = ENTITIES,
     page_size: int = SEARCH_PAGE_MAX,
     max_results: int = RESULT_CAP,
     search_rate: tuple[int, float] | None = (4, 1.0),
@@ -736,7 +840,10 @@ def extract_hubspot(
     connect_timeout: float = 5.0,
     read_timeout: float = 60.0,
     stats: dict[str, Any] | None = None,
-) -> dict[str, pd.DataFrame]:
+    sink: ChunkSink | None = None,
+    chunk_rows: int = 100_000,
+    spool_dir: Path | None = None,
+) -> dict[str, pd.DataFrame] | None:
     """Extract the CRM entities from HubSpot (or the demo server) into canonical frames.
 
     ``base_url`` is the API root (``https://api.hubapi.com`` or the demo server's URL); ``token``
@@ -746,9 +853,20 @@ def extract_hubspot(
     the search API's result cap (10,000), ``search_rate``/``request_rate`` the client-side
     limits as ``(requests, seconds)`` (None: no limit). ``stats``, when given, receives the
     request counts. Requires ``CXLOOP_PII_KEY`` when contacts are extracted.
+    With ``sink`` (the pipeline, through :func:`land_hubspot`) nothing is held whole: every
+    ``chunk_rows`` rows of an entity go to ``sink(entity, text table, maxima)`` in their landed
+    text form as the pages arrive, and nothing is returned. ``spool_dir`` is where the search
+    spool's temporary folder is made (default: the system's temporary folder).
     """
+    unknown = [e for e in entities if e not in TIMESTAMPS]
+    if unknown:
+        raise ValueError(f"{SOURCE}: unknown entity {unknown[0]!r}; known: {', '.join(ENTITIES)}")
     roles = role_mapper or RoleMapper(picklist=HUBSPOT_ROLE_PICKLIST)
     key = pii_key() if "contacts" in entities else b""  # fail fast, before any request
+    if sink is None:
+        buffers: dict[str, Any] = {e: FrameCollector(e, TIMESTAMPS[e]) for e in entities}
+    else:
+        buffers = {e: ChunkBuffer(e, sink, TIMESTAMPS[e], rows=chunk_rows) for e in entities}
     client = HubSpotClient(
         base_url,
         token,
@@ -761,53 +879,93 @@ def extract_hubspot(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
     )
-    out: dict[str, pd.DataFrame] = {}
+    spool_root = Path(tempfile.mkdtemp(prefix="cxloop-hubspot-", dir=spool_dir))  # 0700
     try:
         for entity in entities:
             t0 = time.monotonic()
             try:
-                if entity == "owners":
-                    rows = [map_owner(o) for o in client.owners()]
-                elif entity in ("accounts", "contacts"):
-                    obj = ENTITY_OBJECT[entity]
-                    records = client.search_all(obj, start, end, window)
-                    records += [r for r in client.archived(obj) if _in_range(r, start, end)]
-                    if entity == "accounts":
-                        rows = [map_company(r) for r in records]
-                    else:
-                        rows = [map_contact(r, roles, key) for r in records]
-                elif entity == "follow_ups":
-                    has_response = [{"propertyName": "survey_response_id", "operator": "HAS_PROPERTY"}]
-                    records = client.search_all("tasks", start, end, window, has_response)
-                    ids = [str(r.get("id")) for r in records]
-                    contacts = client.associations("tasks", "contacts", ids)
-                    companies = client.associations("tasks", "companies", ids)
-                    rows = [map_task(r, contacts, companies) for r in records]
-                else:
-                    raise ValueError(f"{SOURCE}: unknown entity {entity!r}")
+                n = _stream_entity(client, entity, buffers[entity], start, end, window, roles, key, spool_root)
             except HubSpotError:
                 raise
             except SourceHTTPError as e:
                 raise HubSpotError(entity, e) from None
-            out[entity] = build_frame(entity, rows, TIMESTAMPS[entity])
-            client.stats.by_object[entity] = len(rows)
-            log.info("%s: %s: %d rows in %.2fs", SOURCE, entity, len(rows), time.monotonic() - t0)
+            buffers[entity].flush()
+            client.stats.by_object[entity] = n
+            log.info("%s: %s: %d rows in %.2fs", SOURCE, entity, n, time.monotonic() - t0)
     finally:
         client.close()
+        shutil.rmtree(spool_root, ignore_errors=True)
         if stats is not None:
             stats.update(vars(client.stats))
             stats["http_requests"] = client.http.stats.requests
             stats["http_retries"] = client.http.stats.retries
             stats["rate_limit_waited"] = client.search_limiter.waited if client.search_limiter else 0.0
-    return out
+    return None if sink is not None else {e: b.frame() for e, b in buffers.items()}
+
+
+def _stream_entity(
+    client: HubSpotClient,
+    entity: str,
+    buffer: Any,
+    start: datetime | None,
+    end: datetime | None,
+    window: timedelta | None,
+    roles: RoleMapper,
+    key: bytes,
+    spool_root: Path,
+) -> int:
+    """One entity's rows, mapped, into ``buffer`` (``add_rows``) in the order read; the count."""
+    n = 0
+    if entity == "owners":
+        for page in client.owner_pages():
+            buffer.add_rows([map_owner(o) for o in page])
+            n += len(page)
+        return n
+    obj = ENTITY_OBJECT[entity]
+    spool = SearchSpool(spool_root, obj)
+    if entity == "follow_ups":
+        has_response = [{"propertyName": "survey_response_id", "operator": "HAS_PROPERTY"}]
+        client.search("tasks", spool, start, end, window, has_response)
+        for group in _groups(spool.records(), ASSOCIATION_BATCH):
+            ids = [str(r.get("id")) for r in group]
+            contacts = client.associations("tasks", "contacts", ids)
+            companies = client.associations("tasks", "companies", ids)
+            buffer.add_rows([map_task(r, contacts, companies) for r in group])
+            n += len(group)
+        client.note_dropped(obj, spool)
+        return n  # archived tasks are not follow-ups
+
+    def mapped(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if entity == "accounts":
+            return [map_company(r) for r in records]
+        return [map_contact(r, roles, key) for r in records]
+
+    client.search(obj, spool, start, end, window)
+    for group in _groups(spool.records(), SEARCH_PAGE_MAX):
+        buffer.add_rows(mapped(group))
+        n += len(group)
+    client.note_dropped(obj, spool)
+    for page in client.archived_pages(obj):  # search never returns archived records
+        rows = mapped([r for r in page if _in_range(r, start, end)])
+        buffer.add_rows(rows)
+        n += len(rows)
+    return n
+
+
+def land_hubspot(base_url: str, token: str, sink: ChunkSink, **options: Any) -> None:
+    """:func:`extract_hubspot` streamed into ``sink`` (the same ``options``)."""
+    extract_hubspot(base_url, token, sink=sink, **options)
 
 
 __all__ = [
+    "ENTITIES",
     "HUBSPOT_ROLE_PICKLIST",
     "TASK_STATUS",
     "HubSpotClient",
     "HubSpotError",
     "RateLimiter",
+    "SearchSpool",
     "extract_hubspot",
     "hubspot_error",
+    "land_hubspot",
 ]

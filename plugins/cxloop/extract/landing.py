@@ -1,9 +1,13 @@
-"""The landed batch: each extracted entity frame written once, immutable, as Parquet.
+"""The landed batch: each extracted entity written once, immutable, as Parquet, through
+:class:`BatchWriter` (every connector streams its chunks into it; there is no other way to land).
 
 Values are landed as text exactly as the connector received them (``None`` stays null), so
 that a malformed value (a score of "7.5", an ARR of "n/a") is kept for the quarantine
 instead of being lost in a type conversion. The validation gate reads these files back and
 names them, with the row number, in every message.
+
+Landed batches hold personal data: folders are created ``0700`` and files ``0600``
+(:mod:`cxloop.extract.private`), whatever the umask.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cxloop.extract.frames import text_array, text_schema
+from cxloop.extract.private import create_private, private_dir, write_private
 
 
 @dataclass
@@ -58,33 +63,6 @@ def batch_dir(landing_dir: Path, source: str, load_date: str, batch_id: str) -> 
     return landing_dir / f"source={source}" / f"load_date={load_date}" / f"batch={batch_id}"
 
 
-def land_frames(
-    frames: dict[str, pd.DataFrame],
-    *,
-    landing_dir: Path,
-    source: str,
-    batch_id: str,
-    extracted_at: datetime,
-    as_of: datetime,
-    windows: dict[str, list[str | None]] | None = None,
-    cursors: dict[str, str] | None = None,
-) -> LandedBatch:
-    folder = batch_dir(landing_dir, source, extracted_at.strftime("%Y-%m-%d"), batch_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    batch = LandedBatch(
-        batch_id, source, extracted_at.isoformat(), as_of.isoformat(), windows=windows or {}, cursors=cursors or {}
-    )
-    for entity_name, frame in frames.items():
-        path = folder / f"{entity_name}.parquet"
-        if path.exists():
-            raise FileExistsError(f"{path} exists: landed batches are immutable")
-        pq.write_table(frame_as_text(frame), path)
-        batch.files[entity_name] = str(path)
-        batch.rows[entity_name] = len(frame)
-    (folder / "_batch.json").write_text(json.dumps(batch.to_dict(), indent=2, sort_keys=True))
-    return batch
-
-
 ROW_GROUP_ROWS = 100_000
 
 
@@ -95,9 +73,12 @@ class BatchWriter:
     Files are written in a hidden staging folder next to the batch folder and moved into place
     by :meth:`finish` (with ``_batch.json``); :meth:`abort` (or an exception inside ``with``)
     removes them: a failed extraction lands nothing. ``entities`` are the entities the batch
-    holds (an entity without rows still lands an empty file); chunks of other entities are
-    dropped. ``cursor_columns`` names each entity's change timestamp: its greatest value
-    becomes the batch's cursor."""
+    may hold; chunks of other entities are dropped. With ``every_entity`` (the API connectors)
+    an entity without any chunk still lands an empty file with the contract's columns; without
+    it (a file drop) only the entities written land. A file's columns are its first chunk's
+    (the contract's for the API connectors; a drop file's own, for the gate to judge).
+    ``cursor_columns`` names each entity's change timestamp: its greatest value becomes the
+    batch's cursor."""
 
     def __init__(
         self,
@@ -109,7 +90,9 @@ class BatchWriter:
         as_of: datetime,
         entities: Iterable[str],
         cursor_columns: dict[str, str] | None = None,
+        every_entity: bool = True,
     ):
+        self.every_entity = every_entity
         self.folder = batch_dir(landing_dir, source, extracted_at.strftime("%Y-%m-%d"), batch_id)
         self.staging = self.folder.parent / f".partial-{batch_id}"
         self.batch = LandedBatch(batch_id, source, extracted_at.isoformat(), as_of.isoformat())
@@ -122,7 +105,7 @@ class BatchWriter:
         for entity_name in self.entities:
             if (self.folder / f"{entity_name}.parquet").exists():
                 raise FileExistsError(f"{self.folder / entity_name}.parquet exists: landed batches are immutable")
-        self.staging.mkdir(parents=True, exist_ok=True)
+        private_dir(self.staging)
 
     def write(self, entity_name: str, table: pa.Table, maxima: dict | None = None) -> None:
         """Append one chunk (a text table with the entity's contract columns) to its file."""
@@ -131,8 +114,7 @@ class BatchWriter:
         with self._lock:
             writer = self._writers.get(entity_name)
             if writer is None:
-                writer = pq.ParquetWriter(self.staging / f"{entity_name}.parquet", text_schema(entity_name))
-                self._writers[entity_name] = writer
+                writer = self._open(entity_name, table.schema)
             if table.num_rows:
                 writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
             self.batch.rows[entity_name] = self.batch.rows.get(entity_name, 0) + table.num_rows
@@ -141,31 +123,41 @@ class BatchWriter:
             if m is not None and (self._maxima.get(entity_name) is None or m > self._maxima[entity_name]):
                 self._maxima[entity_name] = m
 
+    def _open(self, entity_name: str, schema: pa.Schema) -> pq.ParquetWriter:
+        path = create_private(self.staging / f"{entity_name}.parquet")
+        writer = self._writers[entity_name] = pq.ParquetWriter(path, schema)
+        return writer
+
+    @property
+    def landed_entities(self) -> list[str]:
+        """The entities the batch lands, in the order given."""
+        return [e for e in self.entities if self.every_entity or e in self._writers]
+
     def finish(self, windows: dict[str, list[str | None]] | None = None) -> LandedBatch:
         """Close every file, move them into the batch folder, write ``_batch.json``."""
         with self._lock:
-            for entity_name in self.entities:
+            landed = self.landed_entities
+            for entity_name in landed:
                 if entity_name not in self._writers:  # no rows: an empty file all the same
-                    self._writers[entity_name] = pq.ParquetWriter(
-                        self.staging / f"{entity_name}.parquet", text_schema(entity_name)
-                    )
+                    self._open(entity_name, text_schema(entity_name))
                     self.batch.rows[entity_name] = 0
             for writer in self._writers.values():
                 writer.close()
-            self.folder.mkdir(parents=True, exist_ok=True)
-            for entity_name in self.entities:
+            private_dir(self.folder)
+            for entity_name in landed:
                 path = self.folder / f"{entity_name}.parquet"
                 if path.exists():
                     raise FileExistsError(f"{path} exists: landed batches are immutable")
                 (self.staging / f"{entity_name}.parquet").replace(path)
                 self.batch.files[entity_name] = str(path)
             shutil.rmtree(self.staging, ignore_errors=True)
-            self.batch.windows = dict(windows or {})
+            self.batch.windows = {e: w for e, w in (windows or {}).items() if e in landed}
             self.batch.cursors = {
                 e: pd.Timestamp(m).isoformat() for e, m in self._maxima.items() if m is not None
             }
-            self.batch.rows = {e: self.batch.rows.get(e, 0) for e in self.entities}
-            (self.folder / "_batch.json").write_text(json.dumps(self.batch.to_dict(), indent=2, sort_keys=True))
+            self.batch.rows = {e: self.batch.rows.get(e, 0) for e in landed}
+            summary = json.dumps(self.batch.to_dict(), indent=2, sort_keys=True)
+            write_private(self.folder / "_batch.json", summary.encode())
             self._done = True
             return self.batch
 
