@@ -5,6 +5,8 @@ cxloop demo [--scale X] [--seed N] [--keep]   generate demo data, serve it, run 
 cxloop generate --out DIR [--scale X]         demo data only
 cxloop serve --data DIR                       the demo source server only
 cxloop summary                                print the last run's summary again
+cxloop prune [--dry-run] [--days N]           delete raw pages older than the retention
+                                              (CXLOOP_RAW_RETENTION_DAYS, default 30)
 """
 
 from __future__ import annotations
@@ -254,6 +256,21 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    from cxloop.extract.retention import prune_raw, report_lines
+
+    try:
+        settings = Settings.from_env()
+        days = settings.raw_retention_days if args.days is None else args.days
+        result = prune_raw(settings.landing_dir, days, dry_run=args.dry_run)
+    except (ValueError, OSError) as exc:
+        print(f"cxloop prune: {exc}", file=sys.stderr)
+        return 2
+    for line in report_lines(result):
+        print(line)
+    return 0
+
+
 # The commands that read the project folder (dbt project, expectation suites, config/, dags/).
 NEEDS_PROJECT = ("demo", "airflow")
 
@@ -303,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_airflow)
     p = sub.add_parser("summary", help="print the last run's summary")
     p.set_defaults(func=cmd_summary)
+    p = sub.add_parser("prune", help="delete raw pages (personal data) older than the retention")
+    p.add_argument("--dry-run", action="store_true", help="print what would be deleted, delete nothing")
+    p.add_argument("--days", type=int, default=None, help="retention in days (default CXLOOP_RAW_RETENTION_DAYS, 30)")
+    p.set_defaults(func=cmd_prune)
     args = parser.parse_args(argv)
     if args.command in NEEDS_PROJECT and (problem := project_problem()):
         print(problem, file=sys.stderr)

@@ -83,6 +83,8 @@ class Settings:
     expectations_dir: Path
     target: str = "duckdb"  # the warehouse engine and dbt target: duckdb | postgres
     pg: dict[str, str] = field(default_factory=dict, repr=False)
+    # days raw pages (landing/source=*/raw/<batch>, personal data) are kept: `cxloop prune`
+    raw_retention_days: int = 30
 
     @property
     def dbt_target(self) -> str:
@@ -122,6 +124,7 @@ class Settings:
                 for key in ("host", "port", "user", "password", "dbname")
                 if env.get(f"CXLOOP_PG_{key.upper()}")
             },
+            raw_retention_days=_retention_days(env.get("CXLOOP_RAW_RETENTION_DAYS", "30")),
         )
 
     def ensure_dirs(self) -> None:
@@ -134,6 +137,14 @@ class Settings:
             self.logs_dir,
         ):
             path.mkdir(parents=True, exist_ok=True)
+
+
+def _retention_days(value: str) -> int:
+    """CXLOOP_RAW_RETENTION_DAYS: whole days, at least 1 (a run still reads its own raw folder)."""
+    text = str(value).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"CXLOOP_RAW_RETENTION_DAYS={value!r} is not a whole number of days >= 1")
+    return int(text)
 
 
 def _target(value: str) -> str:

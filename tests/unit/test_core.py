@@ -139,3 +139,11 @@ def test_period_start(ts, grain, start):
 def test_latest_period_excludes_the_as_of_instant():
     assert latest_period(datetime(2026, 10, 1)) == date(2026, 7, 1)
     assert latest_period(datetime(2026, 10, 1, 0, 0, 1)) == date(2026, 10, 1)
+
+
+def test_raw_retention_setting_from_the_environment():
+    assert Settings.from_env({}).raw_retention_days == 30
+    assert Settings.from_env({"CXLOOP_RAW_RETENTION_DAYS": "7"}).raw_retention_days == 7
+    for bad in ("0", "-3", "a week", "1.5"):
+        with pytest.raises(ValueError, match=r"CXLOOP_RAW_RETENTION_DAYS=.* is not a whole number of days >= 1"):
+            Settings.from_env({"CXLOOP_RAW_RETENTION_DAYS": bad})
