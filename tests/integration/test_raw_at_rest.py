@@ -140,3 +140,21 @@ def test_cxloop_prune_command(landed, monkeypatch, capsys):
     monkeypatch.setenv("CXLOOP_RAW_RETENTION_DAYS", "0")
     assert cli(["prune"]) == 2
     assert "CXLOOP_RAW_RETENTION_DAYS='0' is not a whole number of days >= 1" in capsys.readouterr().err
+
+
+def test_warehouse_and_quarantine_files_are_private(landed):
+    """Validating and loading the batches writes the DuckDB warehouse and the quarantine
+    Parquet (the demo plants bad rows): both hold personal data, both private."""
+    from cxloop.pipeline import validate_and_load
+
+    settings, batches = landed
+    old = os.umask(0o022)
+    try:
+        validate_and_load(batches, settings, AS_OF)
+    finally:
+        os.umask(old)
+    quarantine = sorted(settings.quarantine_dir.glob("*.parquet"))
+    assert quarantine, "the demo world plants rows the gate quarantines"
+    assert {str(q): stat.S_IMODE(q.stat().st_mode) for q in quarantine} == {str(q): 0o600 for q in quarantine}
+    assert stat.S_IMODE(settings.quarantine_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(settings.warehouse_path.stat().st_mode) == 0o600

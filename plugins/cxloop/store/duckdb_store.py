@@ -101,7 +101,10 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
         except duckdb.ConnectionException:
             return duckdb.connect(str(path))
     if str(path) != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        con = duckdb.connect(str(path))
+        Path(path).chmod(0o600)  # the warehouse holds personal data: private whatever the umask
+        return con
     return duckdb.connect(str(path))
 
 
@@ -358,7 +361,8 @@ def _logical_type(entity_name: str, column: str) -> str:
 def write_quarantine_parquet(outcome: Any, folder: str | Path) -> Path:
     """The batch's quarantine rows as Parquet (written even when empty, so a run leaves a trace)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)  # quarantined rows hold personal data: private whatever the umask
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in outcome.batch_id)
     path = folder / f"quarantine_{safe}.parquet"
     q = outcome.quarantine.reindex(columns=QUARANTINE_COLUMNS).copy()
@@ -367,6 +371,7 @@ def write_quarantine_parquet(outcome: Any, folder: str | Path) -> Path:
             q[c] = q[c].astype("string")
     q["row_number"] = q["row_number"].astype("int64")
     q.to_parquet(path, index=False)
+    path.chmod(0o600)
     return path
 
 
