@@ -17,13 +17,16 @@ import tracemalloc
 from datetime import datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from cxloop.config import Settings, SourceSettings
+from cxloop.demo.file_drops import write_file_drops
 from cxloop.demo.generator import generate
 from cxloop.demo.hubspot_api import configure
 from cxloop.demo.server import DemoServer
 from cxloop.extract import hubspot, qualtrics, registry, salesforce
+from cxloop.extract.files import FileDropRejected, extract_files
 from cxloop.extract.hubspot import extract_hubspot
 from cxloop.extract.landing import BatchWriter, frame_as_text
 from cxloop.extract.run import SOURCES, extract
@@ -107,6 +110,41 @@ def test_hubspot_streamed_batch_equals_the_whole_frame_landing(server, tmp_path)
     assert {e: table_digest(pq.read_table(p)) for e, p in small.files.items()} == whole
     assert small.cursors == batch["cursors"]
     assert not list(tmp_path.glob("cxloop-hubspot-*"))  # the search spool is gone
+
+
+def test_a_file_drop_lands_through_the_same_writer(world, tmp_path):
+    """The file-drop adapter: the entities asked for, only those the drop holds, the contents
+    the reader returned; in several chunks the same; a broken file lands nothing."""
+    drop = tmp_path / "drop"
+    write_file_drops(world, drop, formats=("csv",))
+    settings = Settings.from_env({"CXLOOP_VAR": str(tmp_path / "var")})
+    files = SourceSettings("files", "", "", {"drop_dir": str(drop)})
+    batch = extract(files, settings, AS_OF, entities=("accounts", "responses", "follow_ups"))
+    read = extract_files(drop)
+    expected = {e: table_digest(frame_as_text(read.frames[e])) for e in ("accounts", "responses", "follow_ups")}
+    assert {e: table_digest(pq.read_table(p)) for e, p in batch["files"].items()} == expected
+    assert list(batch["windows"]) == ["accounts", "responses", "follow_ups"]
+    assert batch["cursors"]["responses"] and batch["cursors"]["accounts"]
+    raw = settings.landing_dir / "source=files" / "raw" / batch["batch_id"] / "_files.json"
+    assert raw.exists()  # the manifest that maps landed rows back to file and line
+
+    got: dict[str, list] = {}
+    ctx = registry.ExtractContext(
+        source="files", base_url="", token="", options={"drop_dir": str(drop)}, raw_dir=tmp_path / "raw2",
+        since={}, as_of=AS_OF, home=tmp_path, chunk_rows=50,
+    )  # fmt: skip
+    registry.connector("files").land(ctx, lambda e, table, maxima: got.setdefault(e, []).append(table))
+    assert len(got["responses"]) > 1
+    assert {e: table_digest(pa.concat_tables(t)) for e, t in got.items()} == {
+        e: table_digest(frame_as_text(f)) for e, f in read.frames.items()
+    }
+
+    (drop / "owners.csv").write_bytes(b"\xff\xfe\x00garbage")
+    before = sorted(str(p) for p in settings.landing_dir.rglob("*.parquet"))
+    with pytest.raises(FileDropRejected, match="owners.csv"):
+        extract(files, settings, AS_OF)
+    assert sorted(str(p) for p in settings.landing_dir.rglob("*.parquet")) == before
+    assert not list(settings.landing_dir.rglob(".partial-*"))
 
 
 SERVE = textwrap.dedent(
