@@ -39,7 +39,7 @@ unknown_accounts as (
         referenced.account_id
     from referenced
     cross join periods
-    where referenced.account_id not in (select account_id from {{ ref('stg_crm__accounts') }})
+    where referenced.account_id not in (select crm_accounts.account_id from {{ ref('stg_crm__accounts') }} as crm_accounts)
 
 ),
 
@@ -97,15 +97,55 @@ with_eligible as (
 
 unpivoted as (
 
-    select period_start, account_id, is_active, arr, n_eligible, 'company' as group_type, 'all' as group_value from with_eligible
+    select
+        period_start,
+        account_id,
+        is_active,
+        arr,
+        n_eligible,
+        'company' as group_type,
+        'all' as group_value
+    from with_eligible
     union all
-    select period_start, account_id, is_active, arr, n_eligible, 'segment', segment from with_eligible
+    select
+        period_start,
+        account_id,
+        is_active,
+        arr,
+        n_eligible,
+        'segment' as group_type,
+        segment as group_value
+    from with_eligible
     union all
-    select period_start, account_id, is_active, arr, n_eligible, 'region', region from with_eligible
+    select
+        period_start,
+        account_id,
+        is_active,
+        arr,
+        n_eligible,
+        'region' as group_type,
+        region as group_value
+    from with_eligible
     union all
-    select period_start, account_id, is_active, arr, n_eligible, 'owner', owner from with_eligible
+    select
+        period_start,
+        account_id,
+        is_active,
+        arr,
+        n_eligible,
+        'owner' as group_type,
+        owner as group_value
+    from with_eligible
     union all
-    select period_start, account_id, is_active, arr, n_eligible, 'tier', tier from with_eligible
+    select
+        period_start,
+        account_id,
+        is_active,
+        arr,
+        n_eligible,
+        'tier' as group_type,
+        tier as group_value
+    from with_eligible
 
 ),
 

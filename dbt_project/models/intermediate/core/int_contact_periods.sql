@@ -5,7 +5,10 @@ with
 
 closes as (
 
-    select period_start, period_close_at from {{ ref('int_periods') }}
+    select
+        period_start,
+        period_close_at
+    from {{ ref('int_periods') }}
 
 ),
 
@@ -36,8 +39,8 @@ final as (
     cross join contacts
     left join versions
         on contacts.contact_id = versions.contact_id
-        and (versions.valid_from is null or versions.valid_from < closes.period_close_at)
-        and (versions.valid_to is null or versions.valid_to >= closes.period_close_at)
+        and (versions.valid_from is null or closes.period_close_at > versions.valid_from)
+        and (versions.valid_to is null or closes.period_close_at <= versions.valid_to)
 
 )
 

@@ -16,8 +16,9 @@ final as (
         {{ cxloop_shift_period('period_start', -1) }} as previous_period_start,
         -- the instant (exclusive) at which the period's CRM attributes are read: the period end,
         -- or as_of for the period still running
-        case when cast({{ cxloop_shift_period('period_start', 1) }} as timestamp) < {{ cxloop_as_of(var('as_of', none)) }}
-            then cast({{ cxloop_shift_period('period_start', 1) }} as timestamp)
+        case
+            when cast({{ cxloop_shift_period('period_start', 1) }} as timestamp) < {{ cxloop_as_of(var('as_of', none)) }}
+                then cast({{ cxloop_shift_period('period_start', 1) }} as timestamp)
             else {{ cxloop_as_of(var('as_of', none)) }}
         end as period_close_at
     from series

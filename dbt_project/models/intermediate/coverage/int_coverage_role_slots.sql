@@ -97,23 +97,34 @@ on_file as (
 
 ),
 
-invited as (
+delivered as (
 
     select
         {{ cxloop_period_start('invitations.sent_at') }} as period_start,
         invitations.account_id,
         -- the contact's role when the invitation was sent (type-2), else its current role
         coalesce(contact_versions.buying_role, contacts.buying_role, 'unknown') as role,
-        count(distinct invitations.contact_id) as n_contacts
+        invitations.contact_id
     from invitations
     left join contacts
         on invitations.contact_id = contacts.contact_id
     left join contact_versions
         on invitations.contact_id = contact_versions.contact_id
-        and (contact_versions.valid_from is null or contact_versions.valid_from <= invitations.sent_at)
+        and (contact_versions.valid_from is null or invitations.sent_at >= contact_versions.valid_from)
         and (contact_versions.valid_to is null or invitations.sent_at < contact_versions.valid_to)
     where invitations.delivery_status = 'delivered'
-    group by 1, 2, 3
+
+),
+
+invited as (
+
+    select
+        period_start,
+        account_id,
+        role,
+        count(distinct contact_id) as n_contacts
+    from delivered
+    group by period_start, account_id, role
 
 ),
 

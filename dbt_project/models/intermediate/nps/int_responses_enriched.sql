@@ -64,7 +64,7 @@ joined as (
         on responses.contact_id = contacts.contact_id
     left join contact_versions
         on responses.contact_id = contact_versions.contact_id
-        and (contact_versions.valid_from is null or contact_versions.valid_from <= responses.recorded_at)
+        and (contact_versions.valid_from is null or responses.recorded_at >= contact_versions.valid_from)
         and (contact_versions.valid_to is null or responses.recorded_at < contact_versions.valid_to)
 
 ),

@@ -53,10 +53,10 @@ rates as (
 
     select
         totals.*,
-        cast(accounts_responded as float8) / cast(active_accounts as float8) as account_coverage,
-        cast(accounts_decision_maker_responded as float8) / cast(active_accounts as float8) as decision_maker_coverage,
-        case when active_arr > 0 then responded_arr / active_arr end as revenue_coverage,
-        cast(accounts_decision_maker_on_file as float8) / cast(active_accounts as float8) as decision_maker_on_file_rate
+        cast(totals.accounts_responded as float8) / cast(totals.active_accounts as float8) as account_coverage,
+        cast(totals.accounts_decision_maker_responded as float8) / cast(totals.active_accounts as float8) as decision_maker_coverage,
+        case when totals.active_arr > 0 then totals.responded_arr / totals.active_arr end as revenue_coverage,
+        cast(totals.accounts_decision_maker_on_file as float8) / cast(totals.active_accounts as float8) as decision_maker_on_file_rate
     from totals
 
 ),
@@ -81,8 +81,9 @@ final as (
         cast({{ var('revenue_coverage_target') }} as float8) as revenue_coverage_target,
         account_coverage >= {{ var('coverage_target') }} as meets_account_coverage_target,
         decision_maker_coverage >= {{ var('coverage_target') }} as meets_decision_maker_coverage_target,
-        case when revenue_coverage is not null
-            then revenue_coverage >= {{ var('revenue_coverage_target') }}
+        case
+            when revenue_coverage is not null
+                then revenue_coverage >= {{ var('revenue_coverage_target') }}
         end as meets_revenue_coverage_target
     from rates
 

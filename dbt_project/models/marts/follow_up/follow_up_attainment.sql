@@ -8,7 +8,10 @@ follow_ups as (
 
 segments as (
 
-    select period_start, account_id, group_value as segment
+    select
+        period_start,
+        account_id,
+        group_value as segment
     from {{ ref('int_account_groups') }}
     where group_type = 'segment'
 
@@ -28,15 +31,60 @@ tagged as (
 
 grouped as (
 
-    select period_start, 'company' as group_type, 'all' as group_value, sla_status, is_completed, is_completion_due, next_score, is_recovered from tagged
+    select
+        period_start,
+        'company' as group_type,
+        'all' as group_value,
+        sla_status,
+        is_completed,
+        is_completion_due,
+        next_score,
+        is_recovered
+    from tagged
     union all
-    select period_start, 'owner', coalesce(owner_id, 'unknown'), sla_status, is_completed, is_completion_due, next_score, is_recovered from tagged
+    select
+        period_start,
+        'owner' as group_type,
+        coalesce(owner_id, 'unknown') as group_value,
+        sla_status,
+        is_completed,
+        is_completion_due,
+        next_score,
+        is_recovered
+    from tagged
     union all
-    select period_start, 'team', coalesce(team, 'unknown'), sla_status, is_completed, is_completion_due, next_score, is_recovered from tagged
+    select
+        period_start,
+        'team' as group_type,
+        coalesce(team, 'unknown') as group_value,
+        sla_status,
+        is_completed,
+        is_completion_due,
+        next_score,
+        is_recovered
+    from tagged
     union all
-    select period_start, 'account', account_id, sla_status, is_completed, is_completion_due, next_score, is_recovered from tagged
+    select
+        period_start,
+        'account' as group_type,
+        account_id as group_value,
+        sla_status,
+        is_completed,
+        is_completion_due,
+        next_score,
+        is_recovered
+    from tagged
     union all
-    select period_start, 'segment', segment, sla_status, is_completed, is_completion_due, next_score, is_recovered from tagged
+    select
+        period_start,
+        'segment' as group_type,
+        segment as group_value,
+        sla_status,
+        is_completed,
+        is_completion_due,
+        next_score,
+        is_recovered
+    from tagged
 
 ),
 
@@ -76,9 +124,10 @@ final as (
             then cast(sla_met as float8) / cast(sla_met + sla_breached + sla_missing as float8) end') }}
             as sla_attainment,
         cast({{ var('sla_attainment_target') }} as float8) as sla_target,
-        case when sla_met + sla_breached + sla_missing > 0
-            then cast(sla_met as float8) / cast(sla_met + sla_breached + sla_missing as float8)
-                >= {{ var('sla_attainment_target') }}
+        case
+            when sla_met + sla_breached + sla_missing > 0
+                then cast(sla_met as float8) / cast(sla_met + sla_breached + sla_missing as float8)
+                    >= {{ var('sla_attainment_target') }}
         end as meets_sla_target,
         cast(completion_due as integer) as completion_due,
         cast(completed as integer) as completed,

@@ -50,12 +50,13 @@ as_of as (
 
 required as (
 
+    {%- set required_classes = ['detractor'] %}
+    {%- if var('follow_up_passives') | string | lower in ['true', '1', 'yes'] %}
+        {%- set required_classes = ['detractor', 'passive'] %}
+    {%- endif %}
     select *
     from responses
-    where score_class = 'detractor'
-    {%- if var('follow_up_passives') | string | lower in ['true', '1', 'yes'] %}
-       or score_class = 'passive'
-    {%- endif %}
+    where score_class in ('{{ required_classes | join("', '") }}')
 
 ),
 
@@ -106,7 +107,7 @@ joined as (
         on required.account_id = accounts.account_id
     left join account_versions
         on required.account_id = account_versions.account_id
-        and (account_versions.valid_from is null or account_versions.valid_from <= required.recorded_at)
+        and (account_versions.valid_from is null or required.recorded_at >= account_versions.valid_from)
         and (account_versions.valid_to is null or required.recorded_at < account_versions.valid_to)
 
 ),
@@ -169,9 +170,9 @@ next_responses as (
         ) as next_rank
     from with_due as joined
     inner join responses as later
-        on later.contact_id = joined.contact_id
+        on joined.contact_id = later.contact_id
         and later.is_scored
-        and later.recorded_at > joined.closed_at
+        and joined.closed_at < later.recorded_at
     where joined.closed_at is not null
 
 ),
@@ -230,8 +231,9 @@ final as (
         classified.closed_at is not null and classified.closed_at <= classified.close_due_at as is_completed,
         classified.close_due_at <= classified.as_of_ts as is_completion_due,
         classified.next_score,
-        case when classified.next_score is not null
-            then classified.next_score_value > classified.score_value
+        case
+            when classified.next_score is not null
+                then classified.next_score_value > classified.score_value
         end as is_recovered
     from classified
     left join owners

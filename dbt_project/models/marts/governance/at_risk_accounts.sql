@@ -30,7 +30,7 @@ account_nps as (
 
     select * from {{ ref('account_nps') }}
     where survey_type = 'relationship'
-      and method = 'role_weighted'
+        and method = 'role_weighted'
 
 ),
 
@@ -52,7 +52,7 @@ renewing as (
     from accounts
     cross join as_of
     where accounts.renewal_date >= cast(as_of.as_of_ts as date)
-      and accounts.renewal_date <= cast({{ cxloop_add_days('as_of.as_of_ts', var('at_risk_renewal_days')) }} as date)
+        and accounts.renewal_date <= cast({{ cxloop_add_days('as_of.as_of_ts', var('at_risk_renewal_days')) }} as date)
 
 ),
 
@@ -64,7 +64,7 @@ detractor_decision_makers as (
     inner join latest_period
         on counted.period_start = latest_period.period_start
     where counted.buying_role = 'decision_maker'
-      and counted.score_value = -1
+        and counted.score_value = -1
 
 ),
 
@@ -83,13 +83,13 @@ signals as (
     from renewing
     cross join latest_period
     left join detractor_decision_makers
-        on detractor_decision_makers.account_id = renewing.account_id
+        on renewing.account_id = detractor_decision_makers.account_id
     left join account_nps
-        on account_nps.account_id = renewing.account_id
-        and account_nps.period_start = latest_period.period_start
+        on renewing.account_id = account_nps.account_id
+        and latest_period.period_start = account_nps.period_start
     left join coverage
-        on coverage.account_id = renewing.account_id
-        and coverage.period_start = latest_period.period_start
+        on renewing.account_id = coverage.account_id
+        and latest_period.period_start = coverage.period_start
 
 ),
 
@@ -114,8 +114,8 @@ flagged as (
     inner join renewing
         on signals.account_id = renewing.account_id
     where signals.has_detractor_decision_maker
-       or signals.has_significant_drop
-       or signals.has_no_decision_maker_response
+        or signals.has_significant_drop
+        or signals.has_no_decision_maker_response
 
 ),
 

@@ -24,7 +24,7 @@ response_rate as (
 
     select * from {{ ref('response_rate') }}
     where survey_type = 'relationship'
-      and group_type in ('company', 'segment', 'region', 'owner')
+        and group_type in ('company', 'segment', 'region', 'owner')
 
 ),
 
@@ -76,10 +76,13 @@ portfolio_coverage as (
 coverage_kpis as (
 
     select
-        period_start, group_type, group_value,
+        period_start,
+        group_type,
+        group_value,
         'account_coverage' as kpi,
         account_coverage as value,
-        cast(null as float8) as ci_low, cast(null as float8) as ci_high,
+        cast(null as float8) as ci_low,
+        cast(null as float8) as ci_high,
         active_accounts as n,
         coverage_target as target
     from portfolio_coverage
@@ -87,10 +90,13 @@ coverage_kpis as (
     union all
 
     select
-        period_start, group_type, group_value,
+        period_start,
+        group_type,
+        group_value,
         'decision_maker_coverage' as kpi,
         decision_maker_coverage as value,
-        cast(null as float8) as ci_low, cast(null as float8) as ci_high,
+        cast(null as float8) as ci_low,
+        cast(null as float8) as ci_high,
         active_accounts as n,
         coverage_target as target
     from portfolio_coverage
@@ -98,10 +104,13 @@ coverage_kpis as (
     union all
 
     select
-        period_start, group_type, group_value,
+        period_start,
+        group_type,
+        group_value,
         'revenue_coverage' as kpi,
         revenue_coverage as value,
-        cast(null as float8) as ci_low, cast(null as float8) as ci_high,
+        cast(null as float8) as ci_low,
+        cast(null as float8) as ci_high,
         active_accounts as n,
         revenue_coverage_target as target
     from portfolio_coverage
@@ -111,10 +120,13 @@ coverage_kpis as (
 
     -- CRM data quality: active accounts with an active decision maker on file at period close
     select
-        period_start, group_type, group_value,
+        period_start,
+        group_type,
+        group_value,
         'decision_maker_on_file_rate' as kpi,
         decision_maker_on_file_rate as value,
-        cast(null as float8) as ci_low, cast(null as float8) as ci_high,
+        cast(null as float8) as ci_low,
+        cast(null as float8) as ci_high,
         active_accounts as n,
         cast(null as float8) as target
     from portfolio_coverage
@@ -147,29 +159,42 @@ known_role_totals as (
 ),
 
 -- CRM data quality: invitations of the send period that bounced / all invitations sent
+invitations as (
+
+    select
+        {{ cxloop_period_start('sent_at') }} as period_start,
+        account_id,
+        delivery_status
+    from {{ ref('stg_survey__invitations') }}
+
+),
+
 invitation_totals as (
 
     select
-        {{ cxloop_period_start('invitations.sent_at') }} as period_start,
+        invitations.period_start,
         groups.group_type,
         groups.group_value,
         count(*) as n_sent,
         sum(case when invitations.delivery_status = 'bounced' then 1 else 0 end) as n_bounced
-    from {{ ref('stg_survey__invitations') }} as invitations
+    from invitations
     inner join groups
-        on {{ cxloop_period_start('invitations.sent_at') }} = groups.period_start
+        on invitations.period_start = groups.period_start
         and invitations.account_id = groups.account_id
-    group by 1, 2, 3
+    group by invitations.period_start, groups.group_type, groups.group_value
 
 ),
 
 data_quality_kpis as (
 
     select
-        period_start, group_type, group_value,
+        period_start,
+        group_type,
+        group_value,
         'known_buying_role_rate' as kpi,
         cast(n_known as float8) / cast(n_contacts as float8) as value,
-        cast(null as float8) as ci_low, cast(null as float8) as ci_high,
+        cast(null as float8) as ci_low,
+        cast(null as float8) as ci_high,
         n_contacts as n,
         cast(null as float8) as target
     from known_role_totals
@@ -177,10 +202,13 @@ data_quality_kpis as (
     union all
 
     select
-        period_start, group_type, group_value,
+        period_start,
+        group_type,
+        group_value,
         'invitation_bounce_rate' as kpi,
         cast(n_bounced as float8) / cast(n_sent as float8) as value,
-        cast(null as float8) as ci_low, cast(null as float8) as ci_high,
+        cast(null as float8) as ci_low,
+        cast(null as float8) as ci_high,
         n_sent as n,
         cast(null as float8) as target
     from invitation_totals
@@ -221,10 +249,13 @@ follow_up_totals as (
 follow_up_kpis as (
 
     select
-        period_start, group_type, group_value,
+        period_start,
+        group_type,
+        group_value,
         'sla_attainment' as kpi,
         cast(n_met as float8) / cast(n_sla_decided as float8) as value,
-        cast(null as float8) as ci_low, cast(null as float8) as ci_high,
+        cast(null as float8) as ci_low,
+        cast(null as float8) as ci_high,
         n_sla_decided as n,
         cast({{ var('sla_attainment_target') }} as float8) as target
     from follow_up_totals
@@ -233,10 +264,13 @@ follow_up_kpis as (
     union all
 
     select
-        period_start, group_type, group_value,
+        period_start,
+        group_type,
+        group_value,
         'follow_up_completion_rate' as kpi,
         cast(n_completed as float8) / cast(n_due as float8) as value,
-        cast(null as float8) as ci_low, cast(null as float8) as ci_high,
+        cast(null as float8) as ci_low,
+        cast(null as float8) as ci_high,
         n_due as n,
         cast(null as float8) as target
     from follow_up_totals
@@ -270,8 +304,9 @@ final as (
         {{ cxloop_round('all_kpis.ci_high') }} as ci_high,
         cast(all_kpis.n as integer) as n,
         all_kpis.target,
-        case when all_kpis.target is not null and all_kpis.value is not null
-            then all_kpis.value >= all_kpis.target
+        case
+            when all_kpis.target is not null and all_kpis.value is not null
+                then all_kpis.value >= all_kpis.target
         end as meets_target,
         all_kpis.n >= {{ var('min_n_group') }} as is_reportable
     from all_kpis

@@ -8,7 +8,10 @@ scores as (
 
 accounts as (
 
-    select period_start, account_id, n_eligible
+    select
+        period_start,
+        account_id,
+        n_eligible
     from {{ ref('int_account_groups') }}
     where group_type = 'company'
 
@@ -17,30 +20,45 @@ accounts as (
 methods as (
 
     select
-        period_start, survey_type, account_id,
+        period_start,
+        survey_type,
+        account_id,
         'pooled' as method,
         cast(null as text) as waterfall_role,
-        n_scored, promoters, passives, detractors,
+        n_scored,
+        promoters,
+        passives,
+        detractors,
         pooled_nps as nps
     from scores
 
     union all
 
     select
-        period_start, survey_type, account_id,
+        period_start,
+        survey_type,
+        account_id,
         'role_weighted' as method,
         cast(null as text) as waterfall_role,
-        n_scored, promoters, passives, detractors,
+        n_scored,
+        promoters,
+        passives,
+        detractors,
         role_weighted_nps as nps
     from scores
 
     union all
 
     select
-        period_start, survey_type, account_id,
+        period_start,
+        survey_type,
+        account_id,
         'waterfall' as method,
         waterfall_role,
-        wf_n_scored, wf_promoters, wf_passives, wf_detractors,
+        wf_n_scored,
+        wf_promoters,
+        wf_passives,
+        wf_detractors,
         waterfall_nps as nps
     from scores
 
@@ -117,9 +135,9 @@ final as (
     from current_rows as cur
     left join current_rows as prev
         on prev.period_start = {{ cxloop_shift_period('cur.period_start', -1) }}
-        and prev.survey_type = cur.survey_type
-        and prev.account_id = cur.account_id
-        and prev.method = cur.method
+        and cur.survey_type = prev.survey_type
+        and cur.account_id = prev.account_id
+        and cur.method = prev.method
 
 )
 

@@ -76,7 +76,7 @@ group_estimates as (
 
     select
         group_totals.*,
-        case when sum_a > 0 then sum_ax / sum_a end as revenue_nps
+        case when group_totals.sum_a > 0 then group_totals.sum_ax / group_totals.sum_a end as revenue_nps
     from group_totals
 
 ),
@@ -124,16 +124,27 @@ combined as (
 respondent as (
 
     select
-        period_start, survey_type, group_type, group_value,
+        period_start,
+        survey_type,
+        group_type,
+        group_value,
         'respondent' as method,
-        n_accounts, n_scored, promoters, passives, detractors,
+        n_accounts,
+        n_scored,
+        promoters,
+        passives,
+        detractors,
         n_eligible_contacts as n_population,
         {{ cxloop_nps('promoters', 'detractors', 'n_scored') }} as nps,
         10000.0 * {{ cxloop_wald_var('promoters', 'detractors', 'n_scored', 'n_eligible_contacts') }} as var_pts,
-        100.0 * ({{ cxloop_wald_centre('promoters', 'detractors', 'n_scored') }}
-            - {{ cxloop_z() }} * sqrt({{ cxloop_wald_var('promoters', 'detractors', 'n_scored', 'n_eligible_contacts') }})) as ci_low_raw,
-        100.0 * ({{ cxloop_wald_centre('promoters', 'detractors', 'n_scored') }}
-            + {{ cxloop_z() }} * sqrt({{ cxloop_wald_var('promoters', 'detractors', 'n_scored', 'n_eligible_contacts') }})) as ci_high_raw,
+        100.0 * (
+            {{ cxloop_wald_centre('promoters', 'detractors', 'n_scored') }}
+            - {{ cxloop_z() }} * sqrt({{ cxloop_wald_var('promoters', 'detractors', 'n_scored', 'n_eligible_contacts') }})
+        ) as ci_low_raw,
+        100.0 * (
+            {{ cxloop_wald_centre('promoters', 'detractors', 'n_scored') }}
+            + {{ cxloop_z() }} * sqrt({{ cxloop_wald_var('promoters', 'detractors', 'n_scored', 'n_eligible_contacts') }})
+        ) as ci_high_raw,
         n_scored >= {{ var('min_n_group') }} as is_reportable
     from combined
 
@@ -142,16 +153,21 @@ respondent as (
 account_equal as (
 
     select
-        period_start, survey_type, group_type, group_value,
+        period_start,
+        survey_type,
+        group_type,
+        group_value,
         'account_equal' as method,
-        n_accounts, n_scored,
+        n_accounts,
+        n_scored,
         cast(null as bigint) as promoters,
         cast(null as bigint) as passives,
         cast(null as bigint) as detractors,
         n_active_accounts as n_population,
         mean_x as nps,
-        case when n_accounts > 1
-            then ss_equal / cast(n_accounts - 1 as float8) / cast(n_accounts as float8)
+        case
+            when n_accounts > 1
+                then ss_equal / cast(n_accounts - 1 as float8) / cast(n_accounts as float8)
             else 0.0
         end * {{ cxloop_fpc('n_accounts', 'n_active_accounts') }} as var_pts,
         cast(null as float8) as ci_low_raw,
@@ -164,9 +180,13 @@ account_equal as (
 revenue_weighted as (
 
     select
-        period_start, survey_type, group_type, group_value,
+        period_start,
+        survey_type,
+        group_type,
+        group_value,
         'revenue_weighted' as method,
-        n_accounts, n_scored,
+        n_accounts,
+        n_scored,
         cast(null as bigint) as promoters,
         cast(null as bigint) as passives,
         cast(null as bigint) as detractors,
@@ -189,19 +209,27 @@ revenue_weighted as (
 account_classified as (
 
     select
-        period_start, survey_type, group_type, group_value,
+        period_start,
+        survey_type,
+        group_type,
+        group_value,
         'account_classified' as method,
-        n_accounts, n_scored,
+        n_accounts,
+        n_scored,
         promoter_accounts as promoters,
         passive_accounts as passives,
         detractor_accounts as detractors,
         n_active_accounts as n_population,
         {{ cxloop_nps('promoter_accounts', 'detractor_accounts', 'n_accounts') }} as nps,
         10000.0 * {{ cxloop_wald_var('promoter_accounts', 'detractor_accounts', 'n_accounts', 'n_active_accounts') }} as var_pts,
-        100.0 * ({{ cxloop_wald_centre('promoter_accounts', 'detractor_accounts', 'n_accounts') }}
-            - {{ cxloop_z() }} * sqrt({{ cxloop_wald_var('promoter_accounts', 'detractor_accounts', 'n_accounts', 'n_active_accounts') }})) as ci_low_raw,
-        100.0 * ({{ cxloop_wald_centre('promoter_accounts', 'detractor_accounts', 'n_accounts') }}
-            + {{ cxloop_z() }} * sqrt({{ cxloop_wald_var('promoter_accounts', 'detractor_accounts', 'n_accounts', 'n_active_accounts') }})) as ci_high_raw,
+        100.0 * (
+            {{ cxloop_wald_centre('promoter_accounts', 'detractor_accounts', 'n_accounts') }}
+            - {{ cxloop_z() }} * sqrt({{ cxloop_wald_var('promoter_accounts', 'detractor_accounts', 'n_accounts', 'n_active_accounts') }})
+        ) as ci_low_raw,
+        100.0 * (
+            {{ cxloop_wald_centre('promoter_accounts', 'detractor_accounts', 'n_accounts') }}
+            + {{ cxloop_z() }} * sqrt({{ cxloop_wald_var('promoter_accounts', 'detractor_accounts', 'n_accounts', 'n_active_accounts') }})
+        ) as ci_high_raw,
         n_accounts >= {{ var('min_n_group') }} as is_reportable
     from combined
 
@@ -216,6 +244,23 @@ methods as (
     select * from revenue_weighted
     union all
     select * from account_classified
+
+),
+
+-- adjusted Wald methods: 100 * ((p' - d') -/+ z sqrt(var)); account means: nps -/+ z sqrt(var_pts)
+bounds as (
+
+    select
+        *,
+        case
+            when method in ('respondent', 'account_classified') then ci_low_raw
+            else nps - {{ cxloop_z() }} * sqrt(var_pts)
+        end as ci_low_unclipped,
+        case
+            when method in ('respondent', 'account_classified') then ci_high_raw
+            else nps + {{ cxloop_z() }} * sqrt(var_pts)
+        end as ci_high_unclipped
+    from methods
 
 ),
 
@@ -235,11 +280,10 @@ final as (
         cast(n_population as integer) as n_population,
         {{ cxloop_round('nps') }} as nps,
         {{ cxloop_round('var_pts') }} as var_pts,
-        -- adjusted Wald methods: 100 * ((p' - d') -/+ z sqrt(var)); account means: nps -/+ z sqrt(var_pts)
-        {{ cxloop_round(cxloop_clip("case when method in ('respondent', 'account_classified') then ci_low_raw else nps - " ~ cxloop_z() ~ " * sqrt(var_pts) end")) }} as ci_low,
-        {{ cxloop_round(cxloop_clip("case when method in ('respondent', 'account_classified') then ci_high_raw else nps + " ~ cxloop_z() ~ " * sqrt(var_pts) end")) }} as ci_high,
+        {{ cxloop_round(cxloop_clip('ci_low_unclipped')) }} as ci_low,
+        {{ cxloop_round(cxloop_clip('ci_high_unclipped')) }} as ci_high,
         is_reportable
-    from methods
+    from bounds
 
 )
 

@@ -48,9 +48,9 @@ in_window as (
         max(case when responses.nps_score is not null then 1 else 0 end) as has_scored
     from delivered
     inner join responses
-        on responses.invitation_id = delivered.invitation_id
+        on delivered.invitation_id = responses.invitation_id
     where responses.recorded_at >= delivered.sent_at
-      and responses.recorded_at <= {{ cxloop_add_days('delivered.sent_at', var('close_out_days')) }}
+        and responses.recorded_at <= {{ cxloop_add_days('delivered.sent_at', var('close_out_days')) }}
     group by delivered.invitation_id
 
 ),
@@ -101,7 +101,7 @@ grouped as (
     inner join groups
         on per_account.period_start = groups.period_start
         and per_account.account_id = groups.account_id
-    group by 1, 2, 3, 4
+    group by per_account.period_start, per_account.survey_type, groups.group_type, groups.group_value
 
 ),
 
@@ -123,7 +123,7 @@ final as (
         cast({{ var('response_rate_target') }} as float8) as target,
         cast(responses as float8) / cast(delivered as float8) >= {{ var('response_rate_target') }} as meets_target,
         {{ cxloop_add_days('cast(' ~ cxloop_shift_period('period_start', 1) ~ ' as timestamp)', var('close_out_days')) }}
-            <= {{ cxloop_as_of(var('as_of', none)) }} as is_cohort_closed
+        <= {{ cxloop_as_of(var('as_of', none)) }} as is_cohort_closed
     from grouped
 
 )

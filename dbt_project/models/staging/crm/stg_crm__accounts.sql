@@ -32,7 +32,7 @@ final as (
 
     select * from renamed
     where not is_deleted
-      and (created_at is null or created_at < {{ cxloop_as_of(var('as_of', none)) }})
+        and (created_at is null or created_at < {{ cxloop_as_of(var('as_of', none)) }})
 
 )
 
