@@ -51,8 +51,10 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	@CXLOOP_SLOW_TESTS=1 $(BIN)/python -m pytest tests/e2e/test_backfill.py tests/e2e/test_celery_run.py $(PYTEST_ARGS)
 
+# ruff over the Python, sqlfluff over the dbt project's SQL (config: dbt_project/.sqlfluff)
 lint: $(STAMP)
-	@$(BIN)/ruff check plugins dags tests
+	@$(BIN)/ruff check plugins dags tests dbt_project/lint
+	@$(BIN)/sqlfluff lint --disable-progress-bar dbt_project/models dbt_project/macros dbt_project/snapshots
 
 # Re-resolve the lock after editing requirements.in (needs the registry).
 lock: $(STAMP)
