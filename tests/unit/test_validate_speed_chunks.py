@@ -18,7 +18,7 @@ except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins"))
 
 from cxloop.contract import ENTITIES, ENTITY_ORDER
-from cxloop.gate.coerce import coerce_column
+from cxloop.gate.coerce import coerce_key
 from cxloop.gate.validation import Gate, duplicate_keys, validate_batch
 from cxloop.store.base import SetKnownKeys
 
@@ -32,7 +32,7 @@ def _frames():
     rows = copy.deepcopy(CLEAN["frames"])
     rows["responses"].append(dict(rows["responses"][0], nps_score="10"))  # duplicate of row 1, last row
     rows["responses"][1]["nps_score"] = "7.5"
-    rows["accounts"][1]["arr"] = "-5"  # cascades
+    rows["accounts"][1]["is_active"] = "maybe"  # cascades
     return {e: pd.DataFrame(r, columns=list(r[0]), dtype=object) for e, r in rows.items()}
 
 
@@ -44,7 +44,7 @@ def _chunked(frames, size):
     for e in ENTITY_ORDER:
         f = frames[e]
         pk = ENTITIES[e].primary_key
-        gate.begin(e, duplicate_keys(coerce_column(f[pk], "string")[0]))
+        gate.begin(e, duplicate_keys(coerce_key(f[pk])[0]))
         parts = []
         for start in range(0, len(f), size):
             parts.append(gate.validate(e, f.iloc[start : start + size], start))

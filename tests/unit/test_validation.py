@@ -192,7 +192,7 @@ def test_duplicates_keep_the_first_occurrence():
 
 def test_cascade_follows_the_reference_chain():
     rows = clean_rows()
-    rows["accounts"][1]["arr"] = -5  # account 001B -> contact 003C -> invitation, response
+    rows["accounts"][1]["is_active"] = "maybe"  # account 001B -> contact 003C -> invitation, response
     out = run(rows)
     q = out.quarantine
     cascade = q[q.expectation == "cxloop_parent_not_quarantined"]
@@ -208,7 +208,7 @@ def test_cascade_follows_the_reference_chain():
 
 def test_parent_already_in_warehouse_stops_the_cascade():
     rows = clean_rows()
-    rows["accounts"][1]["arr"] = -5
+    rows["accounts"][1]["is_active"] = "maybe"
     out = run(rows, known_keys={e: set() for e in ENTITY_ORDER} | {"accounts": {"001B"}})
     assert set(out.quarantine.entity) == {"accounts"}
 
@@ -387,6 +387,8 @@ def test_bad_input_case(case_name):
     for r in expect.get("results", []):
         res = out.results
         hit = res[(res.entity == r["entity"]) & (res.expectation == r["expectation"])]
+        if "column" in r:
+            hit = hit[hit.column == r["column"]]
         assert len(hit) == 1
         for k in ("severity", "success", "unexpected_count"):
             if k in r:

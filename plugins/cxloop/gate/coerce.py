@@ -1,21 +1,60 @@
 """Coercion of received values to the contract's logical types.
 
-:func:`coerce_column` turns one received column into (typed series, failure mask). Empty or
-blank strings count as null; other strings are kept verbatim.
+:func:`coerce_column` turns one received column into (typed series, failure mask);
+:func:`coerce_key` does the same for key and reference columns (:func:`is_key_column`).
+Empty or blank strings count as null; other strings are kept verbatim. A value outside the
+grammar below is a coercion failure (quarantined, or nulled with a warning for an attribute
+column), never an exception.
+
+Number grammar (text values; surrounding whitespace is ignored)
+---------------------------------------------------------------
+* **Integers** (``int`` columns, e.g. ``nps_score``): ASCII digits ``0-9`` with an optional
+  leading ``+`` or ``-`` and optionally a fraction of zeros only: ``7``, ``+7``, ``-3``,
+  ``7.0``, ``7.00``; ``-0`` and ``+0`` are 0. Nothing else: no ``_`` (``1_0``), no thousands
+  separator, no exponent (``7e0``), no other fraction (``7.5``, ``6.9999999999999999``), no
+  non-ASCII digits (``٧``, ``７``), no ``NaN``/``Infinity``, and the value must fit a signed
+  64-bit integer (19+ digit values beyond that fail instead of overflowing). Range rules (a
+  score is 0-10) are the suite's. A non-text value must be an integer, or a finite float or
+  Decimal with no fractional part (floats only up to 2**53, where they are exact).
+* **Floats** (``float`` columns, e.g. ``arr``): ASCII plain decimal or exponent notation,
+  ``[+-]digits[.digits][(e|E)[+-]digits]`` (``1200.50``, ``.5``, ``1.2e6``), and finite.
+  Thousands separators (``1,200.50``), ``_``, non-ASCII digits, ``NaN`` and ``Infinity``
+  (or a value overflowing to infinity, ``1e400``) are invalid. Range rules (0 <= arr < 1e12)
+  are the suite's.
+* A ``NaN`` *text* is invalid, not null. Only a missing value (None, or pandas' own float
+  NaN / NA / NaT in an in-memory frame, which is how pandas spells null) is null; landed
+  files carry every value as text, so a NaN from a source arrives as the text ``NaN``.
+* Dates: ``YYYY-MM-DD`` (or an ISO-8601 timestamp, its date taken), ASCII only.
+
+Key rule (every ``*_id`` column: primary keys and references)
+-------------------------------------------------------------
+Leading and trailing whitespace (any Unicode whitespace: space, tab, NBSP U+00A0, ...) and
+invisible format characters (zero-width space U+200B, ZWNJ/ZWJ, word joiner U+2060, BOM
+U+FEFF, ... - Unicode category Cf) are removed; so ``001001``, ``001001 ``, ``\u00a0001001``,
+``001001\u200b`` and ``\ufeff001001`` are one key and references to any of them resolve. A key
+that still contains whitespace, a control character (Cc) or a format character (Cf) inside
+(``001 001``, ``001\u200b001``) is invalid: the row is quarantined with reason ``is not a valid
+key (inner whitespace or control characters)``. A key that is empty after the stripping is
+null. Numeric keys become their text (``1001`` -> ``'1001'``). Keys are otherwise kept
+verbatim (case and Unicode normalisation are not changed).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import re
+import sys
+import unicodedata
 from collections.abc import Callable
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from cxloop.contract import ENTITIES
+from cxloop.contract import ENTITIES, Entity
 
 PANDAS_DTYPES = {
     "string": "string",
@@ -33,6 +72,7 @@ TYPE_PHRASES = {
     "date": "is not a valid date (YYYY-MM-DD)",
     "timestamp": "is not a valid ISO-8601 timestamp",
 }
+KEY_PHRASE = "is not a valid key (inner whitespace or control characters)"
 # column-specific wording of a coercion failure (what the value must be)
 TYPE_PHRASE_OVERRIDES = {("responses", "nps_score"): "is not an integer 0-10"}
 
@@ -72,31 +112,44 @@ def _to_string(v: Any) -> Any:
     return _FAIL
 
 
+_INT_RE = re.compile(r"([+-]?)([0-9]+)(?:\.0+)?")
+_FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+INT64_MAX = 2**63 - 1
+_EXACT_FLOAT_INT = 2**53
+
+
+def _int64(i: int) -> Any:
+    return i if -INT64_MAX - 1 <= i <= INT64_MAX else _FAIL
+
+
 def _to_int(v: Any) -> Any:
+    """An integer by the module's number grammar, else _FAIL (never raises for a str)."""
     if isinstance(v, bool | np.bool_):
         return _FAIL
     if isinstance(v, int | np.integer):
-        return int(v)
-    if isinstance(v, float | np.floating | Decimal):
+        return _int64(int(v))
+    if isinstance(v, Decimal):
+        if not v.is_finite() or v != v.to_integral_value():
+            return _FAIL
+        return _int64(int(v))
+    if isinstance(v, float | np.floating):
         f = float(v)
-        return int(f) if math.isfinite(f) and f.is_integer() else _FAIL
+        if not math.isfinite(f) or not f.is_integer() or abs(f) > _EXACT_FLOAT_INT:
+            return _FAIL
+        return int(f)
     if isinstance(v, str):
         s = v.strip()
         if not s:
             return _NULL
-        try:
-            return int(s)
-        except ValueError:
-            pass
-        try:
-            f = float(s)
-        except ValueError:
+        m = _INT_RE.fullmatch(s)
+        if m is None or len(m.group(2).lstrip("0")) > 19:  # keeps int() cheap on huge digit runs
             return _FAIL
-        return int(f) if math.isfinite(f) and f.is_integer() else _FAIL
+        return _int64(int(m.group(1) + m.group(2)))
     return _FAIL
 
 
 def _to_float(v: Any) -> Any:
+    """A finite float by the module's number grammar, else _FAIL."""
     if isinstance(v, bool | np.bool_):
         return _FAIL
     if isinstance(v, int | np.integer | float | np.floating | Decimal):
@@ -106,10 +159,9 @@ def _to_float(v: Any) -> Any:
         s = v.strip()
         if not s:
             return _NULL
-        try:
-            f = float(s)
-        except ValueError:
+        if len(s) > 400 or _FLOAT_RE.fullmatch(s) is None:
             return _FAIL
+        f = float(s)
         return f if math.isfinite(f) else _FAIL
     return _FAIL
 
@@ -148,6 +200,8 @@ def _to_date(v: Any) -> Any:
         s = v.strip()
         if not s:
             return _NULL
+        if not s.isascii() or len(s) > 64:
+            return _FAIL
         try:
             return dt.date.fromisoformat(s)
         except ValueError:
@@ -306,6 +360,83 @@ def coerce_column(raw: pd.Series, logical_type: str) -> tuple[pd.Series, np.ndar
     else:
         typed = pd.Series(out, index=raw.index, dtype=object).astype(dtype)
     return typed, failed
+
+
+def is_key_column(entity: Entity, column: str) -> bool:
+    """Key and reference columns, to which the key rule applies: the primary key, every
+    reference, and every other ``*_id`` text column."""
+    c = entity.column(column)
+    return c.type == "string" and (
+        column == entity.primary_key or column in entity.references or column.endswith("_id")
+    )
+
+
+def _edge(ch: str) -> bool:
+    return ch.isspace() or unicodedata.category(ch) == "Cf"
+
+
+@lru_cache(maxsize=1)
+def _inner_bad_re() -> re.Pattern[str]:
+    """Any whitespace, control (Cc) or format (Cf) character; built once, on first use."""
+    bad = [
+        chr(i)
+        for i in range(sys.maxunicode + 1)
+        if (0xD800 > i or i > 0xDFFF)
+        and (chr(i).isspace() or unicodedata.category(chr(i)) in ("Cc", "Cf", "Zs", "Zl", "Zp"))
+    ]
+    ranges: list[list[int]] = []
+    for c in bad:
+        if ranges and ranges[-1][1] == ord(c) - 1:
+            ranges[-1][1] = ord(c)
+        else:
+            ranges.append([ord(c), ord(c)])
+    return re.compile("[" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges) + "]")
+
+
+_ASCII_BAD = re.compile(r"[\x00-\x20\x7f]")
+
+
+def _to_key(v: Any) -> Any:
+    """A key by the module's key rule, else _FAIL (or _NULL)."""
+    s = _to_string(v)
+    if s is _FAIL or s is _NULL:
+        return s
+    start, end = 0, len(s)
+    while start < end and _edge(s[start]):
+        start += 1
+    while end > start and _edge(s[end - 1]):
+        end -= 1
+    s = s[start:end]
+    if not s:
+        return _NULL
+    if (_ASCII_BAD if s.isascii() else _inner_bad_re()).search(s):
+        return _FAIL
+    return s
+
+
+_PLAIN_KEY = r"^[!-~]+$"  # printable ASCII without space: a key the rule leaves as it is
+
+
+def coerce_key(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Coerce a key or reference column by the key rule: (string series, failure mask)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = raw.to_numpy(dtype=object)
+    if _all_text(values):
+        arr = pa.array(values, type=pa.string(), from_pandas=True)
+        plain = pc.fill_null(pc.match_substring_regex(arr, _PLAIN_KEY), True).to_numpy(zero_copy_only=False)
+        if plain.all():
+            return pd.Series(values, index=raw.index, dtype="string"), np.zeros(len(values), dtype=bool)
+        out = pd.Series(values, index=raw.index, dtype="string")
+        failed = np.zeros(len(values), dtype=bool)
+        odd = np.flatnonzero(~plain)
+        fixed, odd_failed = _coerce_text_by_value(values[odd], _to_key, "string", raw.index[odd])
+        out.iloc[odd] = fixed.to_numpy(dtype=object, na_value=pd.NA)
+        failed[odd] = odd_failed
+        return out, failed
+    out, failed = _map_values(values, _to_key)
+    return pd.Series(out, index=raw.index, dtype=object).astype("string"), failed
 
 
 def empty_typed_frame(entity_name: str) -> pd.DataFrame:

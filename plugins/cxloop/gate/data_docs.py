@@ -1,4 +1,11 @@
-"""HTML data docs of one validated batch: GX's validation-results pages and an index page."""
+"""HTML data docs of one validated batch: GX's validation-results pages and an index page.
+
+Every value that came from data (unexpected values, value sets, reasons, batch ids, entity
+names, record text) is HTML-escaped (``html.escape(..., quote=True)``) before it reaches a
+page: GX's page templates do not escape the values they render, so a ``<script>`` received
+in a field would otherwise run in the data docs. Values from data are also cut to
+:data:`cxloop.gate.messages.SHOW_VALUE_MAX_CHARS` characters there.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,9 @@ import copy
 import html
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from cxloop.gate.messages import SHOW_VALUE_MAX_CHARS
 from cxloop.gate.outcome import ValidationOutcome
 from cxloop.store.base import RESULT_COLUMNS
 
@@ -38,6 +47,15 @@ def build_data_docs(outcome: ValidationOutcome, folder: str | Path) -> Path:
                 for k in ("unexpected_list", "unexpected_index_list", "partial_unexpected_index_list"):
                     if isinstance(r.result.get(k), list) and len(r.result[k]) > 50:
                         r.result[k] = r.result[k][:50]
+                r.result = _safe(r.result)
+            kwargs = r.expectation_config.kwargs
+            for k in list(kwargs):
+                if k not in _SUITE_NAMES:
+                    kwargs[k] = _safe(kwargs[k])
+            if r.expectation_config.meta:
+                r.expectation_config.meta = _safe(dict(r.expectation_config.meta))
+            r.exception_info = _safe(r.exception_info)
+        shown.meta = _safe(dict(shown.meta or {}))
         page = folder / f"{name}.html"
         try:
             page.write_text(view.render(renderer.render(shown)), encoding="utf-8")
@@ -48,6 +66,26 @@ def build_data_docs(outcome: ValidationOutcome, folder: str | Path) -> Path:
     index = folder / "index.html"
     index.write_text(_summary_html(outcome, pages), encoding="utf-8")
     return index
+
+
+_SUITE_NAMES = ("column", "column_A", "column_B", "column_list", "column_set")  # names from the suite, not data
+
+
+def _escape(text: str) -> str:
+    if len(text) > SHOW_VALUE_MAX_CHARS:
+        text = text[:SHOW_VALUE_MAX_CHARS] + "..."
+    return html.escape(text, quote=True)
+
+
+def _safe(v: Any) -> Any:
+    """v with every string in it (keys too) cut and HTML-escaped; other values unchanged."""
+    if isinstance(v, str):
+        return _escape(v)
+    if isinstance(v, Mapping):
+        return {(_escape(k) if isinstance(k, str) else k): _safe(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return type(v)(_safe(x) for x in v)
+    return v
 
 
 def _summary_html(outcome: ValidationOutcome, pages: Mapping[str, str | None]) -> str:

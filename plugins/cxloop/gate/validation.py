@@ -50,7 +50,15 @@ import numpy as np
 import pandas as pd
 
 from cxloop.contract import ENTITIES, ENTITY_ORDER, LINEAGE_COLUMNS, Entity
-from cxloop.gate.coerce import TYPE_PHRASE_OVERRIDES, TYPE_PHRASES, coerce_column, is_missing
+from cxloop.gate.coerce import (
+    KEY_PHRASE,
+    TYPE_PHRASE_OVERRIDES,
+    TYPE_PHRASES,
+    coerce_column,
+    coerce_key,
+    is_key_column,
+    is_missing,
+)
 from cxloop.gate.messages import naive_utc, record_json, show_value
 from cxloop.gate.outcome import (
     CASCADE_EXPECTATION,
@@ -68,6 +76,7 @@ from cxloop.gate.suites import build_suite, gx_context, load_suite_config
 from cxloop.store.base import QUARANTINE_COLUMNS, RESULT_COLUMNS, KnownKeys, SetKnownKeys
 
 DEFAULT_FUTURE_SKEW = dt.timedelta(hours=1)
+NULLED_TAIL = "; loaded as null (warning)"
 ROW_COL = "_row"
 SENT_AT_HELPER = "_invitation_sent_at"
 
@@ -195,6 +204,27 @@ def _structure(
     return problems, extras
 
 
+def _attributes(name: str, config: Mapping[str, Any]) -> frozenset[str]:
+    """The suite's ``meta.attributes``: descriptive columns whose bad value is nulled with a
+    warning instead of quarantining the row (and, by cascade, its children). Keys, references,
+    required columns, timestamps and the score can never be attributes, and every expectation
+    on an attribute must be ``warn`` with ``on_fail: null``."""
+    e = ENTITIES[name]
+    attributes = frozenset((config.get("meta") or {}).get("attributes") or [])
+    for a in sorted(attributes):
+        if a not in e.column_names:
+            raise GateError(f"suite {name}: attribute {a!r} is not a column of {name}")
+        c = e.column(a)
+        if is_key_column(e, a) or c.required or c.type == "timestamp" or a == "nps_score":
+            raise GateError(f"suite {name}: {a} is a key, required, timestamp or score column, not an attribute")
+    for exp in config["expectations"]:
+        meta = exp.get("meta") or {}
+        column = meta.get("column") or exp["kwargs"].get("column")
+        if column in attributes and (meta.get("severity") != "warn" or meta.get("on_fail") != "null"):
+            raise GateError(f"suite {name}: {exp['type']} on attribute {column} must be warn with on_fail null")
+    return attributes
+
+
 def duplicate_keys(keys: pd.Series) -> dict[str, int]:
     """key -> 1-based row of its first occurrence, for the non-null keys occurring more than once
     (``keys``: the typed primary key column of the whole entity, in file order)."""
@@ -222,6 +252,7 @@ class _EntityRun:
     extras: list[str]
     duplicates: dict[str, int]
     gone: dict[str, set[str]]  # parent -> its keys quarantined in this batch and not in the warehouse
+    attributes: frozenset[str] = frozenset()  # columns nulled (with a warning) when their value is bad
     received: int = 0
     loaded: int = 0
     chunks: int = 0
@@ -313,6 +344,7 @@ class Gate:
                     continue
             kept.append(exp)
         config["expectations"] = kept
+        attributes = _attributes(name, config)
         gone: dict[str, set[str]] = {}
         for exp in kept:
             meta = exp["meta"]
@@ -329,6 +361,7 @@ class Gate:
             extras=self.extras.get(name, []),
             duplicates=dict(duplicates or {}),
             gone=gone,
+            attributes=attributes,
         )
         self.batch_keys.setdefault(name, set())
         self.quarantined_keys.setdefault(name, set())
@@ -349,21 +382,30 @@ class Gate:
         )
         typed = {}
         for c in e.columns:
-            series, failed = coerce_column(st.raw[c.name], c.type)
+            if is_key_column(e, c.name):
+                series, failed = coerce_key(st.raw[c.name])
+                phrase = KEY_PHRASE
+            else:
+                series, failed = coerce_column(st.raw[c.name], c.type)
+                phrase = TYPE_PHRASE_OVERRIDES.get((name, c.name), TYPE_PHRASES[c.type])
             typed[c.name] = series
             st.coercion_failed[c.name] = failed
-            phrase = TYPE_PHRASE_OVERRIDES.get((name, c.name), TYPE_PHRASES[c.type])
+            # an attribute that does not fit is loaded as null with a warning; anything else quarantines
+            severity, tail = ("warn", NULLED_TAIL) if c.name in run.attributes else ("error", "")
             for pos in np.flatnonzero(failed):
                 col.row(
                     st,
                     int(pos),
                     c.name,
                     TYPE_EXPECTATION,
-                    "error",
-                    f"{st.prefix(int(pos))} field {c.name}: {show_value(st.raw[c.name].iloc[pos])} {phrase}",
+                    severity,
+                    f"{st.prefix(int(pos))} field {c.name}: {show_value(st.raw[c.name].iloc[pos])} {phrase}{tail}",
                 )
-            col.result(name, TYPE_EXPECTATION, c.name, "error", not failed.any(), st.n, int(failed.sum()))
+            col.result(name, TYPE_EXPECTATION, c.name, severity, not failed.any(), st.n, int(failed.sum()))
         st.typed = pd.DataFrame(typed, index=st.raw.index)
+        # duplicates the whole-entity scan could not see (key variants equal only after the key rule)
+        for k, first in duplicate_keys(st.typed[e.primary_key]).items():
+            run.duplicates.setdefault(k, offset + first)
         self._tick("coerce", t0)
 
         # 3-4: GX (helper columns on a shallow copy of the typed rows)
@@ -492,11 +534,8 @@ class Gate:
             stored = self.known_sent_at if self.known_sent_at is not None else None
             if stored is not None:
                 lookup.update({i: stored[i] for i in rest if i in stored})
-            elif hasattr(self.known, "sent_at_arrays"):  # the warehouse, read as arrays
+            else:  # the warehouse (every KnownKeys answers as arrays)
                 stored_ids, stored_values = self.known.sent_at_arrays(rest)
-            else:
-                found = self.known.sent_at(rest)
-                lookup.update({str(k): naive_utc(v) for k, v in found.items() if not is_missing(v)})
         obj = invitation_ids.to_numpy(dtype=object, na_value=None)
         out = np.full(len(obj), np.datetime64("NaT"), dtype="datetime64[us]")
         keys = list(lookup) + stored_ids
@@ -585,7 +624,7 @@ def validate_batch(
     for name in [n for n in ENTITY_ORDER if n in frames]:
         raw = frames[name]
         pk = ENTITIES[name].primary_key
-        gate.begin(name, duplicate_keys(coerce_column(raw[pk].reset_index(drop=True), "string")[0]))
+        gate.begin(name, duplicate_keys(coerce_key(raw[pk].reset_index(drop=True))[0]))
         valid[name] = gate.validate(name, raw)
     outcome = gate.outcome(valid)
     outcome.timings["total"] = time.perf_counter() - t_start
@@ -689,6 +728,10 @@ def _apply_gx_result(
         if column not in st.typed.columns:
             raise GateError(f"suite {st.name}: {cfg.type} names unknown column {column!r} (set meta.column)")
         failed_coercion = st.coercion_failed.get(column)
+        nulled = meta.get("on_fail") == "null"
+        tail = NULLED_TAIL if nulled else ""
+        if nulled and rows:
+            st.typed.iloc[sorted(set(rows)), st.typed.columns.get_loc(column)] = pd.NA
         for pos in sorted(set(rows)):
             if failed_coercion is not None and failed_coercion[pos]:
                 continue  # already quarantined with the coercion reason
@@ -701,4 +744,4 @@ def _apply_gx_result(
                 )
             else:
                 msg = f"{st.prefix(pos)} field {column}: {show_value(st.raw[column].iloc[pos])} {reason}"
-            col.row(st, pos, column, cfg.type, severity, msg)
+            col.row(st, pos, column, cfg.type, severity, msg + tail)
