@@ -31,10 +31,10 @@ is reused). The batch's quarantine/results/batches rows replace earlier ones of 
 same transaction: the chunk's values are copied into a temporary table and semi-joined
 against ``raw.<entity>``, so a run never reads every stored key.
 
-CSV conventions: an unquoted empty field is NULL, every non-null text value is quoted (so an
-empty string stays an empty string), floats are written with ``repr`` (shortest round-trip,
-so the stored double is bit-identical to the pandas value), timestamps as naive UTC with
-microseconds.
+CSV conventions (Arrow's CSV writer): an unquoted empty field is NULL, every non-null value is
+quoted (so an empty string stays an empty string), floats are written in their shortest
+round-trip form (so the stored double is bit-identical to the pandas value), timestamps as
+naive UTC with microseconds.
 
 BI access (:func:`ensure_bi_role`, :func:`grant_bi_access`): one read-only role (default
 ``cx_bi_reader``) gets USAGE on schema ``marts`` and SELECT on its tables, now and - through
@@ -62,6 +62,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import psycopg2
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 from psycopg2 import sql
 from psycopg2.extensions import connection as PgConnection
 from psycopg2.extensions import make_dsn, parse_dsn
@@ -329,40 +332,38 @@ def _datetimes(s: pd.Series) -> pd.Series:
     return out
 
 
-def _csv_field(s: pd.Series, logical: str) -> pd.Series:
-    """One column as CSV field text; nulls become '' (an unquoted empty field = NULL)."""
+def _arrow_column(s: pd.Series, logical: str) -> pa.Array:
+    """One column as an Arrow array of the type Postgres parses it as (nulls stay null)."""
     s = s.reset_index(drop=True)
-    null = s.isna()
     if logical == "string":
-        text = s.astype("string")
-        out = '"' + text.str.replace('"', '""', regex=False) + '"'
-        if text.str.contains("\x00", regex=False).fillna(False).any():
+        out = pa.array(s.astype("string"), type=pa.string(), from_pandas=True)
+        if pc.any(pc.match_substring(out, "\x00")).as_py():
             raise ValueError("text values must not contain NUL characters (Postgres text cannot hold them)")
-    elif logical == "int":
-        out = pd.to_numeric(s).astype("Int64").astype("string")
-    elif logical == "float":
-        values = pd.to_numeric(s).astype("Float64")
-        null = values.isna()
-        out = values.astype(object).map(lambda v: repr(float(v)), na_action="ignore")
-    elif logical == "bool":
-        out = s.astype("boolean").map({True: "t", False: "f"}, na_action="ignore")
-    elif logical == "date":
-        out = _datetimes(s).dt.strftime("%Y-%m-%d")
-    elif logical == "timestamp":
-        out = _datetimes(s).dt.strftime("%Y-%m-%d %H:%M:%S.%f")
-    else:
-        raise ValueError(f"unknown logical type {logical!r}")
-    return out.astype(object).where(~null, "").fillna("").astype(str)
+        return out
+    if logical == "int":
+        return pa.array(pd.to_numeric(s).astype("Int64"), type=pa.int64(), from_pandas=True)
+    if logical == "float":
+        return pa.array(pd.to_numeric(s).astype("Float64"), type=pa.float64(), from_pandas=True)
+    if logical == "bool":
+        return pa.array(s.astype("boolean"), type=pa.bool_(), from_pandas=True)
+    if logical in ("date", "timestamp"):
+        stamps = pc.cast(pa.array(_datetimes(s), from_pandas=True), pa.timestamp("us"), safe=False)
+        return pc.cast(stamps, pa.date32(), safe=False) if logical == "date" else stamps
+    raise ValueError(f"unknown logical type {logical!r}")
 
 
-def _csv_chunks(
-    frame: pd.DataFrame, types: Mapping[str, str], chunk_rows: int = COPY_CHUNK_ROWS
-) -> Iterator[str]:
-    """The frame's rows (columns in ``types`` order) as CSV text, ``chunk_rows`` rows at a time."""
+def _csv_chunks(frame: pd.DataFrame, types: Mapping[str, str], chunk_rows: int = COPY_CHUNK_ROWS) -> Iterator[bytes]:
+    """The frame's rows (columns in ``types`` order) as UTF-8 CSV, ``chunk_rows`` rows at a time,
+    written by Arrow's CSV writer: every non-null value quoted (so an empty string stays one),
+    nulls as unquoted empty fields, floats in shortest round-trip form, timestamps with
+    microseconds."""
+    options = pa_csv.WriteOptions(include_header=False, quoting_style="all_valid")
     for start in range(0, len(frame), chunk_rows):
         part = frame.iloc[start : start + chunk_rows]
-        fields = [_csv_field(part[c], t).tolist() for c, t in types.items()]
-        yield "\n".join(map(",".join, zip(*fields, strict=True))) + "\n"
+        table = pa.table({c: _arrow_column(part[c], t) for c, t in types.items()})
+        buf = io.BytesIO()
+        pa_csv.write_csv(table, buf, options)
+        yield buf.getvalue()
 
 
 def _copy_in(cur: Any, table: str, frame: pd.DataFrame, types: Mapping[str, str]) -> int:
@@ -370,9 +371,9 @@ def _copy_in(cur: Any, table: str, frame: pd.DataFrame, types: Mapping[str, str]
     if frame.empty:
         return 0
     cols = ", ".join(_q(c) for c in types)
-    statement = f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv)"
+    statement = f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv, ENCODING 'UTF8')"
     for chunk in _csv_chunks(frame, types):
-        cur.copy_expert(statement, io.StringIO(chunk))
+        cur.copy_expert(statement, io.BytesIO(chunk))
     return len(frame)
 
 
@@ -446,6 +447,8 @@ class BatchLoader(base.BatchLoader):
         try:
             if self.con.autocommit:
                 self.cur.execute("BEGIN")
+            # hash joins of a chunk against its table fit in memory instead of spilling in batches
+            self.cur.execute("SET LOCAL work_mem = '64MB'")
             self.cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("cxloop.load:" + self.batch_id,))
             loaded = self._loaded_at and _naive_utc(self._loaded_at)
             self.loaded = (
