@@ -98,7 +98,7 @@ def test_the_sla_aggregate_adds_up_to_the_row_level_mart(pack):
     assert sla.follow_ups_required.sum() == manifest["marts"]["follow_up_sla"]["mart_rows"]
     shown = sla[~sla.suppressed]
     decided = shown.met + shown.breached + shown.missing
-    assert ((shown.met / decided - shown.sla_attainment).abs() < 1e-12).all()
+    assert ((shown.met / decided - shown.sla_attainment).abs() <= 1e-9).all()  # rounded to 9 decimals
     assert (shown.met + shown.breached + shown.missing + shown.active == shown.follow_ups_required).all()
 
 

@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import replace
@@ -115,7 +116,8 @@ def test_min_n_comes_from_the_dbt_project_and_drives_suppression(shared, private
     kpis = pd.read_parquet(folder / "governance_kpis.parquet")
     assert (kpis.suppressed == (kpis.n < 40)).all() and kpis.suppressed.any() and (~kpis.suppressed).any()
     report = Path(pipeline.report(settings, shared.as_of, "r-min-n", "inv")).read_text()
-    assert "Groups with fewer than 40" in report and "groups with n &lt; 40 not shown" in report
+    assert "Groups with fewer than 40" in report
+    assert re.search(r"groups with n (&lt;|\\u0026lt;) 40 not shown", report), "the SLA chart's title"
     yml.write_text(text.replace("  min_n_group: 5 ", "  min_n_group: five "))
     with pytest.raises(Exception, match="vars.min_n_group must be a positive integer"):
         min_n_group(settings)
@@ -191,7 +193,7 @@ def test_csv_cells_that_a_spreadsheet_would_evaluate_are_neutralised_text_only(s
         for bad, acc in zip(DANGEROUS, accounts, strict=True)
     ])
     folder = Path(pipeline.export(private, shared.as_of, "r-csv", "inv"))
-    raw = (folder / "account_nps.csv").read_text()
+    raw = (folder / "account_nps.csv").read_bytes().decode("utf-8")  # no newline translation: \r is data
     assert '"\'=HYPERLINK(""http://x"",""y"")"' in raw and "\"'+1\"" in raw and "\"'@SUM(A1)\"" in raw
     rows = list(csv.DictReader(io.StringIO(raw, newline="")))
     cells = {r["account_id"] for r in rows}
@@ -223,7 +225,9 @@ def test_every_value_in_the_report_is_html_escaped(shared, private):
     assert "<img" not in text and "<b>owner" not in text and "alert(\"x\")</script>" not in text
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in text  # the at-risk table
     assert "&lt;img src=x onerror=alert(1)&gt;" in text
-    assert "&lt;script&gt;owner()&lt;/script&gt;" in text  # a plotly category label
+    # plotly labels: escaped for plotly's pseudo-HTML, inside JSON that writes "/" as \u002f
+    assert "&lt;script&gt;owner()&lt;\\u002fscript&gt;" in text  # an owner on the SLA chart's axis
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;\\u002fscript&gt; interval" in text  # a segment's NPS band
 
 
 # -- stale publish temporaries ----------------------------------------------------------------

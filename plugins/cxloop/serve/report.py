@@ -68,7 +68,7 @@ def _period_label(values: pd.Series) -> list[str]:
 
 def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
     fig.update_layout(
-        title={"text": title, "x": 0.01},
+        title={"text": esc(title), "x": 0.01},
         height=height,
         margin={"l": 60, "r": 20, "t": 60, "b": 50},
         template="plotly_white",
