@@ -1,15 +1,20 @@
-"""A populated DuckDB warehouse for the serving-layer tests (publish, exports, report).
+"""The session's demo warehouse, built once and shared by every test that only reads it.
 
-Generated demo data -> demo HTTP sources -> pipeline.extract / validate_and_load / build,
-called directly (no Airflow), once per test session and shared by the test modules that
-import :func:`built_warehouse`. About 30 s at scale 0.2.
+Generated demo data (seed 11, scale 0.2, as of 2026-10-01) -> demo HTTP sources (Salesforce,
+Qualtrics) -> pipeline.extract / validate_and_load / build, called directly (no Airflow), on
+first use in a session, in a temporary folder. Read by the serving tests (publish, exports,
+report, serve_marts), test_parity (its DuckDB side, and the landed batches it loads into
+Postgres) and test_incremental (its one full extraction). The pytest fixture
+``demo_warehouse`` (tests/conftest.py) returns it. Tests that change a warehouse work on a
+copy (a DuckDB file copies in well under a second) or build their own with
+:func:`new_warehouse`.
 """
 
 from __future__ import annotations
 
 import secrets
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -30,6 +35,8 @@ class BuiltWarehouse:
     build_report: dict
     source_dir: Path
     token: str
+    batches: list[dict] = field(default_factory=list)  # the landed batches (salesforce, qualtrics)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage of the build
 
     def sources(self, base_url: str) -> list[SourceSettings]:
         return [
@@ -60,9 +67,19 @@ def build_marts(settings: Settings, as_of: datetime) -> dict:
 
 def run_pipeline_once(settings: Settings, source_dir: Path, token: str, as_of: datetime) -> tuple[dict, dict]:
     """extract (both sources) -> validate_and_load -> build against a demo server on source_dir."""
+    _, load_report, build_report, _ = _run_pipeline(settings, source_dir, token, as_of)
+    return load_report, build_report
+
+
+def _run_pipeline(settings: Settings, source_dir: Path, token: str, as_of: datetime):
+    """(landed batches, load report, build report, seconds per stage) of one pipeline pass."""
+    import time
+
     from cxloop import pipeline
     from cxloop.demo.server import DemoServer
 
+    timings = {}
+    started = time.perf_counter()
     with DemoServer(source_dir, token=token) as base_url:
         batches = [
             pipeline.extract(SourceSettings(name="salesforce", base_url=base_url, token=token), settings, as_of),
@@ -72,9 +89,14 @@ def run_pipeline_once(settings: Settings, source_dir: Path, token: str, as_of: d
                 as_of,
             ),
         ]
+    timings["extract"] = time.perf_counter() - started
+    started = time.perf_counter()
     load_report = pipeline.validate_and_load(batches, settings, as_of)
+    timings["load"] = time.perf_counter() - started
+    started = time.perf_counter()
     build_report = build_marts(settings, as_of)
-    return load_report, build_report
+    timings["build"] = time.perf_counter() - started
+    return batches, load_report, build_report, timings
 
 
 def built_warehouse() -> BuiltWarehouse:
@@ -85,6 +107,35 @@ def built_warehouse() -> BuiltWarehouse:
     return _CACHE["shared"]
 
 
+def warehouse_copy(wh: BuiltWarehouse, var: Path) -> Settings:
+    """Settings whose warehouse is a private copy of ``wh``'s (checkpointed first, so the copy
+    holds every committed row), every other writable folder under ``var``. For tests that
+    change the warehouse, or open it read-only: dbt, run in this process, may still hold the
+    shared file with another configuration."""
+    import shutil
+    from dataclasses import replace
+
+    import duckdb
+
+    settings = replace(
+        wh.settings,
+        var_dir=var,
+        warehouse_path=var / "warehouse" / "cx.duckdb",
+        landing_dir=var / "landing",
+        quarantine_dir=var / "quarantine",
+        exports_dir=var / "exports",
+        logs_dir=var / "logs",
+    )
+    settings.ensure_dirs()
+    con = duckdb.connect(str(wh.settings.warehouse_path))  # the pipeline's configuration
+    try:
+        con.execute("checkpoint")
+    finally:
+        con.close()
+    shutil.copy2(wh.settings.warehouse_path, settings.warehouse_path)
+    return settings
+
+
 def new_warehouse(var: Path) -> BuiltWarehouse:
     import os
 
@@ -92,13 +143,14 @@ def new_warehouse(var: Path) -> BuiltWarehouse:
 
     truth = generate(var / "demo", seed=SEED, scale=SCALE, as_of=AS_OF)
     env = {"CXLOOP_VAR": str(var)}
-    if os.environ.get("CXLOOP_DBT_PROJECT"):  # e.g. to try another checkout of the dbt project
-        env["CXLOOP_DBT_PROJECT"] = os.environ["CXLOOP_DBT_PROJECT"]
+    for name in ("CXLOOP_DBT_PROJECT", "CXLOOP_EXPECTATIONS"):  # e.g. to try another checkout of either
+        if os.environ.get(name):
+            env[name] = os.environ[name]
     settings = Settings.from_env(env)
     token = secrets.token_urlsafe(16)
     source_dir = var / "demo" / "source"
-    load_report, build_report = run_pipeline_once(settings, source_dir, token, AS_OF)
-    return BuiltWarehouse(settings, AS_OF, truth, load_report, build_report, source_dir, token)
+    batches, load_report, build_report, timings = _run_pipeline(settings, source_dir, token, AS_OF)
+    return BuiltWarehouse(settings, AS_OF, truth, load_report, build_report, source_dir, token, batches, timings)
 
 
 # -- readers of the published snapshot (run in child processes by test_publish) -----------------

@@ -7,6 +7,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="cxloop-tests-"))
 
@@ -23,3 +25,48 @@ os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 for extra in (ROOT / "plugins", ROOT / "tests"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
+
+
+@pytest.fixture(scope="session")
+def demo_warehouse():
+    """The session's demo warehouse (tests/_warehouse_fixture.py): built on first use, once per
+    session, shared by every test that only reads it. Tests that change a warehouse take a copy."""
+    from _warehouse_fixture import built_warehouse
+
+    return built_warehouse()
+
+
+# -- expensive fixtures that work in subprocesses start early (tests/_background.py) -----------
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Modules with a prestarted fixture run last, and their fixtures start now in a background
+    thread, in the order their tests will need them; the other tests run meanwhile."""
+    import _background
+
+    names = _background.registered()
+    if not names:
+        return
+    _background.snapshot_env()  # before any test can change os.environ
+    _background.set_workdir(_SESSION_DIR / "background")
+
+    def used(item) -> list[str]:
+        return [n for n in getattr(item, "fixturenames", ()) if n in names]
+
+    late_modules = {item.module.__name__ for item in items if used(item)}
+    early = [item for item in items if item.module.__name__ not in late_modules]
+    late = [item for item in items if item.module.__name__ in late_modules]
+    items[:] = early + late
+    if config.option.collectonly:
+        return
+    for item in late:
+        params = getattr(item, "callspec", None)
+        for name in used(item):
+            _background.submit(name, params.params.get(name) if params else None)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Background work not yet started is dropped (e.g. after -x stopped the run)."""
+    import _background
+
+    _background.cancel_pending()

@@ -7,11 +7,11 @@ from the generator's ground truth, which never went through the connectors, the 
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from datetime import datetime
 from pathlib import Path
 
+import _background
 import duckdb
 import numpy as np
 import pandas as pd
@@ -39,26 +39,34 @@ MART_KEYS = {
 }
 
 
-@pytest.fixture(
-    scope="module",
-    params=[("salesforce", "qualtrics"), ("hubspot", "files")],
-    ids=["salesforce+qualtrics", "hubspot+files"],
-)
-def demo_run(request, tmp_path_factory):
-    """The same demo data through two source configurations: switching sources is
-    configuration alone, and every mart must come out the same."""
-    crm, survey = request.param
-    var = tmp_path_factory.mktemp(f"var-{crm}-{survey}")
+@_background.prestart("demo_run")
+def _demo_run(sources: tuple[str, str]):
+    """One pipeline pass through Airflow (its `airflow dags test` processes do the work, so
+    conftest starts it in the background while other tests run)."""
+    crm, survey = sources
+    var = _background.workdir(f"var-{crm}-{survey}")
     truth = generate(var / "demo", seed=SEED, scale=SCALE, as_of=AS_OF)
     settings = Settings.from_env({"CXLOOP_VAR": str(var)})
     token = secrets.token_urlsafe(16)
-    env = airflow_env(settings)
-    env["CXLOOP_PII_KEY"] = os.environ["CXLOOP_PII_KEY"]
+    env = airflow_env(settings, dict(_background.ENV))  # the environment before any test changed it
+    env["CXLOOP_PII_KEY"] = _background.ENV["CXLOOP_PII_KEY"]
     env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
     with DemoServer(var / "demo" / "source", token=token) as base_url:
         env.update(demo_source_env(settings, base_url, token, crm, survey))
         rc = run_dags(settings, env, AS_OF.isoformat())
     output = (settings.logs_dir / "airflow-dags-test.log").read_text()
+    return settings, truth, output, rc
+
+
+@pytest.fixture(
+    scope="module",
+    params=[("salesforce", "qualtrics"), ("hubspot", "files")],
+    ids=["salesforce+qualtrics", "hubspot+files"],
+)
+def demo_run(request):
+    """The same demo data through two source configurations: switching sources is
+    configuration alone, and every mart must come out the same."""
+    settings, truth, output, rc = _background.result("demo_run", request.param)
     assert rc == 0, output[-6000:]
     return settings, truth, output
 

@@ -3,22 +3,49 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
+import _background
 import pytest
-from cxloop.bench import PRESETS, run_bench
 
 pytestmark = pytest.mark.e2e
 
+# the smoke run leaves out the incremental rerun and the Postgres reference (make bench runs them)
+_RUN = """
+import json, sys
+from pathlib import Path
+from cxloop.bench import PRESETS, run_bench
+tmp = Path(sys.argv[1])
+report = run_bench(
+    PRESETS["small"], out_dir=tmp / "results", work_dir=tmp / "work", with_postgres=False, with_incremental=False
+)
+print("REPORT " + json.dumps(report, default=str))
+"""
 
-def test_small_preset_runs_every_stage(tmp_path):
-    # the smoke test leaves out the incremental rerun and the Postgres reference (make bench runs them)
-    report = run_bench(
-        PRESETS["small"],
-        out_dir=tmp_path / "results",
-        work_dir=tmp_path / "work",
-        with_postgres=False,
-        with_incremental=False,
+
+@_background.prestart("bench_report")
+def _bench_report(_param=None) -> dict:
+    """run_bench on the small preset, in a process of its own (its stages are processes too; it
+    reads os.environ, which must be the session's, not one a running test changed), so conftest
+    can start it in the background."""
+    tmp = _background.workdir("bench")
+    run = subprocess.run(
+        [sys.executable, "-c", _RUN, str(tmp)], env=_background.ENV, capture_output=True, text=True, timeout=900
     )
+    lines = [line for line in run.stdout.splitlines() if line.startswith("REPORT ")]
+    return {"rc": run.returncode, "log": run.stdout[-4000:] + run.stderr[-4000:], "report": lines and lines[-1][7:]}
+
+
+@pytest.fixture(scope="module")
+def bench_report() -> dict:
+    out = _background.result("bench_report")
+    assert out["rc"] == 0 and out["report"], out["log"]
+    return json.loads(out["report"])
+
+
+def test_small_preset_runs_every_stage(bench_report):
+    report = bench_report
     stages = [s["stage"] for s in report["stages"]]
     for wanted in (
         "generate",

@@ -15,6 +15,7 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import _background
 import duckdb
 import numpy as np
 import pandas as pd
@@ -53,8 +54,12 @@ PG_TYPES = {**SQL_TYPES, "float": "DOUBLE PRECISION", "string": "TEXT"}
 
 
 @pytest.fixture(scope="module")
-def truth(tmp_path_factory) -> dict[str, pd.DataFrame]:
-    out = tmp_path_factory.mktemp("demo")
+def truth(incremental_run) -> dict[str, pd.DataFrame]:
+    """The generator's truth tables, generated for the incremental builds below."""
+    return incremental_run["truth"]
+
+
+def generate_truth(out: Path) -> dict[str, pd.DataFrame]:
     generate(out, seed=SEED, scale=SCALE, as_of=AS_OF)
     return {e: pd.read_parquet(out / "truth" / f"{e}.parquet") for e in ENTITY_ORDER}
 
@@ -154,7 +159,8 @@ def dbt(command: list[str], *, target: str, env: dict[str, str], cwd: Path, as_o
         "--target-path", str(cwd / "target"), "--log-path", str(cwd / "logs"),
         "--vars", json.dumps({"as_of": as_of.strftime("%Y-%m-%dT%H:%M:%S"), **(extra_vars or {})}),
     ]
-    full_env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **env}
+    # the environment before any test changed it: the builds below may run in the background
+    full_env = {**(_background.ENV or os.environ), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **env}
     run = subprocess.run(args, env=full_env, cwd=cwd, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, f"dbt {' '.join(command)} failed:\n{run.stdout[-8000:]}\n{run.stderr[-2000:]}"
     return run
@@ -195,14 +201,22 @@ NO_TESTS = ["--exclude", "resource_type:test", "resource_type:unit_test"]
 
 
 @pytest.fixture(scope="module")
-def incremental_run(truth, tmp_path_factory):
+def incremental_run():
+    return _background.result("incremental_run")
+
+
+@_background.prestart("incremental_run")
+def _incremental_run(_param=None):
     """Build on DuckDB in three incremental steps, then a --full-refresh of the same raw data.
 
     Step 1 loads the CRM and the responses / invitations before CUT (loaded at CUT) minus a few
     withheld responses; step 2 the rest (loaded at AS_OF + 1 h); step 3 re-delivers the
     withheld responses late with a _loaded_at a month older than the latest stored one, and one
-    response re-delivered with a changed score (a merge on the key)."""
-    work = tmp_path_factory.mktemp("incremental")
+    response re-delivered with a changed score (a merge on the key).
+
+    The work is in dbt's processes: conftest starts this in the background (tests/_background.py)."""
+    truth = generate_truth(_background.workdir("demo"))
+    work = _background.workdir("incremental")
     inc_db = work / "incremental.duckdb"
     env = {"CXLOOP_WAREHOUSE": str(inc_db)}
     responses, invitations = truth["responses"], truth["invitations"]
@@ -255,6 +269,7 @@ def incremental_run(truth, tmp_path_factory):
     return {
         "work": work, "inc_db": inc_db, "full_db": full_db, "changed": changed, "withheld": withheld,
         "rows_after_step2": rows_after_step2, "run_results": run_results, "timings": timings, "log": run.stdout,
+        "truth": truth,
     }
 
 

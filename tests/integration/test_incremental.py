@@ -11,6 +11,7 @@ from datetime import datetime
 
 import duckdb
 import pytest
+from _warehouse_fixture import SCALE, SEED  # the world of the session's shared demo warehouse
 from cxloop.config import Settings, SourceSettings
 from cxloop.contract import ENTITIES, ENTITY_ORDER
 from cxloop.demo.generator import generate
@@ -23,8 +24,11 @@ STEPS = [datetime(2025, 4, 1), datetime(2025, 9, 1), datetime(2026, 1, 15), date
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
+    """The demo world of the session's shared warehouse (same seed, scale and as_of: the
+    generator is deterministic), generated and served here so that tests needing only the
+    sources do not build the warehouse."""
     out = tmp_path_factory.mktemp("demo")
-    generate(out, seed=21, scale=0.2, as_of=AS_OF)
+    generate(out, seed=SEED, scale=SCALE, as_of=AS_OF)
     token = secrets.token_urlsafe(12)
     with DemoServer(out / "source", token=token) as base_url:
         yield {
@@ -53,10 +57,15 @@ def table_fingerprints(path) -> dict[str, tuple[int, str]]:
 
 
 @pytest.fixture(scope="module")
-def full(source, tmp_path_factory):
-    settings = Settings.from_env({"CXLOOP_VAR": str(tmp_path_factory.mktemp("full"))})
-    report = run(settings, source, AS_OF)
-    return settings, report
+def full(tmp_path_factory):
+    """One full extraction at AS_OF: (a copy of) the session's demo warehouse, which is exactly
+    run() of both sources at AS_OF on this world (then dbt, which writes no raw table)."""
+    from _warehouse_fixture import built_warehouse, warehouse_copy
+
+    shared = built_warehouse()
+    assert shared.as_of == AS_OF
+    settings = warehouse_copy(shared, tmp_path_factory.mktemp("full"))
+    return settings, shared.load_report | {"batches": shared.batches}
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
 """Parity: the same landed batches built on DuckDB and on Postgres give identical marts.
 
 Demo data is generated and served by the demo HTTP server, extracted once per source, then
-gated, loaded and built with dbt twice from the same landed batches: into a DuckDB file and
-into a throwaway Postgres database (created and dropped by this module). Every mart is then
+gated, loaded and built with dbt twice from the same landed batches: into a DuckDB file (the
+session's demo warehouse, shared with the serving tests) and into a throwaway Postgres
+database (created and dropped by this module). Every mart is then
 compared value by value (rows sorted by the mart's key; floats within 1e-9 relative).
 
 Skipped, with the reason, only when no Postgres server is reachable (CXLOOP_PG_HOST/PORT/
@@ -14,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
-import secrets
 import time
 import uuid
 from decimal import Decimal
@@ -24,17 +24,13 @@ import pandas as pd
 import psycopg2
 import pytest
 from cxloop import pipeline
-from cxloop.config import Settings, SourceSettings
-from cxloop.demo.generator import generate
-from cxloop.demo.server import DemoServer
+from cxloop.config import Settings
 from cxloop.serve.exports import MARTS
 from cxloop.store import postgres_store as pg
 
 pytestmark = pytest.mark.e2e
 
-AS_OF = dt.datetime(2026, 10, 1)
-SEED = 11
-SCALE = 0.2
+AS_OF = dt.datetime(2026, 10, 1)  # the shared demo warehouse's (seed 11, scale 0.2)
 REL_TOL = 1e-9
 
 # the grain of each mart (its unique key, as declared by the dbt tests)
@@ -88,12 +84,18 @@ def _drop_database(dbname: str) -> None:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
+    """The DuckDB side is the session's demo warehouse (tests/_warehouse_fixture.py: generated,
+    extracted once over HTTP, gated, loaded and built); its landed batches are gated, loaded and
+    built again into a throwaway Postgres database."""
     _postgres_or_skip()
+    from _warehouse_fixture import built_warehouse
+
+    shared = built_warehouse()
+    assert shared.as_of == AS_OF
     root = tmp_path_factory.mktemp("parity")
-    generate(root / "demo", seed=SEED, scale=SCALE, as_of=AS_OF)
     dbname = f"cx_parity_{uuid.uuid4().hex[:10]}"
     role = f"cx_bi_parity_{uuid.uuid4().hex[:6]}"
-    duck = Settings.from_env({**PROJECT_ENV, "CXLOOP_VAR": str(root / "var_duckdb")})
+    duck = shared.settings
     post = Settings.from_env(
         {
             **PROJECT_ENV,
@@ -103,41 +105,34 @@ def built(tmp_path_factory):
             "CXLOOP_PG_DBNAME": dbname,
         }
     )
-    token = secrets.token_urlsafe(16)
-    timings: dict[str, float] = {}
+    batches = shared.batches
+    timings: dict[str, float] = {
+        "extract": shared.timings["extract"],
+        "duckdb_load": shared.timings["load"],
+        "duckdb_build": shared.timings["build"],
+    }
     try:
-        with DemoServer(root / "demo" / "source", token=token) as base_url:
-            t0 = time.perf_counter()
-            batches = [
-                pipeline.extract(SourceSettings("salesforce", base_url, token), duck, AS_OF),
-                pipeline.extract(
-                    SourceSettings("qualtrics", base_url, token, {"directory_id": "POOL_cxloopdemo"}),
-                    duck,
-                    AS_OF,
-                ),
-            ]
-            timings["extract"] = time.perf_counter() - t0
-        for name, settings in (("duckdb", duck), ("postgres", post)):
-            if name == "postgres":
-                # the BI role exists before dbt creates the marts: default privileges must cover them
-                con = pg.connect(post.pg_dsn())
-                pg.ensure_bi_role(con, role)
-                con.close()
-            t0 = time.perf_counter()
-            loaded = pipeline.validate_and_load(batches, settings, AS_OF)
-            timings[f"{name}_load"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            build = pipeline.build(settings, AS_OF)
-            timings[f"{name}_build"] = time.perf_counter() - t0
-            assert build["success"], build
-            assert loaded["batch_ids"] == sorted(b["batch_id"] for b in batches)
+        assert shared.build_report["success"], shared.build_report
+        assert shared.load_report["batch_ids"] == sorted(b["batch_id"] for b in batches)
+        # the BI role exists before dbt creates the marts: default privileges must cover them
+        con = pg.connect(post.pg_dsn())
+        pg.ensure_bi_role(con, role)
+        con.close()
+        t0 = time.perf_counter()
+        loaded = pipeline.validate_and_load(batches, post, AS_OF)
+        timings["postgres_load"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        build = pipeline.build(post, AS_OF)
+        timings["postgres_build"] = time.perf_counter() - t0
+        assert build["success"], build
+        assert loaded["batch_ids"] == sorted(b["batch_id"] for b in batches)
         yield {
             "duckdb": duck,
             "postgres": post,
             "role": role,
             "timings": timings,
             "batches": batches,
-            "truth": root / "demo" / "truth",
+            "truth": shared.source_dir.parent / "truth",
         }
     finally:
         _drop_database(dbname)
