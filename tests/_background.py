@@ -1,27 +1,31 @@
-"""Expensive fixtures that do their work in subprocesses start early, in a background thread.
+"""Expensive fixtures that do their work in subprocesses start early, in background processes.
 
 The Airflow runs of test_e2e, the bench smoke run and the dbt builds of test_dbt_project
 spend their time in child processes (`airflow dags test`, the bench's stages, `dbt`), so on a
 2-core machine they can run while the pytest process works through the other tests. A module
 registers such a fixture body with :func:`prestart`; when collection has selected a test that
-uses the fixture, tests/conftest.py submits the body to a pool of two background threads
-(the two Airflow runs of test_e2e start together: much of their time is process start-up and
-HubSpot's rate limit, not CPU) and moves the tests that use it to the end of the run. The
+uses the fixture, tests/conftest.py submits the body to a pool of two worker processes
+(spawned: the two Airflow runs of test_e2e start together, much of their time is process
+start-up and HubSpot's rate limit, not CPU) and moves the tests that use it to the end of the
+run. Processes, not threads: nothing of the background work (the demo server, the generator,
+pandas) allocates in the pytest process, whose memory some tests measure (tracemalloc), nor
+holds its GIL. Bodies return small picklable values (paths, counts), never big frames. The
 fixture then takes the body's result with :func:`result`, which runs the body right away
 when it was not started (e.g. the hook did not run), so a selected test never depends on the
 early start, and an unselected one never pays for it.
 
-The bodies run exactly what the fixtures ran before; only when they start changes. They get
-a copy of ``os.environ`` taken before the first test runs (:data:`ENV`), never the live one,
-which tests change with monkeypatch while the background work is running.
+The bodies run exactly what the fixtures ran before; only when (and in which process) they
+start changes. They get a copy of ``os.environ`` taken before the first test runs
+(:data:`ENV`), never the live one, which tests change with monkeypatch.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +35,27 @@ _WORKDIR: list[Path] = []
 _BODIES: dict[str, Callable[[Any], Any]] = {}
 _FUTURES: dict[tuple[str, Any], Future] = {}
 _LOCK = threading.Lock()
-_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cxloop-background")
+_POOL: list[ProcessPoolExecutor] = []
+
+
+def _pool() -> ProcessPoolExecutor:
+    if not _POOL:
+        _POOL.append(
+            ProcessPoolExecutor(
+                max_workers=2,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(dict(ENV), list(_WORKDIR)),
+            )
+        )
+    return _POOL[0]
+
+
+def _init_worker(env: dict[str, str], workdir: list[Path]) -> None:
+    """In a worker: the session's environment snapshot and folder."""
+    ENV.clear()
+    ENV.update(env)
+    _WORKDIR[:] = workdir
 
 
 def prestart(fixture_name: str):
@@ -54,7 +78,7 @@ def submit(fixture_name: str, param: Any = None) -> Future:
         if key not in _FUTURES:
             if not ENV:
                 snapshot_env()
-            _FUTURES[key] = _POOL.submit(_BODIES[fixture_name], param)
+            _FUTURES[key] = _pool().submit(_BODIES[fixture_name], param)
         return _FUTURES[key]
 
 

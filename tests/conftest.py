@@ -40,8 +40,8 @@ def demo_warehouse():
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Modules with a prestarted fixture run last, and their fixtures start now in a background
-    thread, in the order their tests will need them; the other tests run meanwhile."""
+    """Modules with a prestarted fixture run last, and their fixtures start now in background
+    processes, in the order their tests will need them; the other tests run meanwhile."""
     import _background
 
     names = _background.registered()

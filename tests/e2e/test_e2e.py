@@ -41,8 +41,8 @@ MART_KEYS = {
 
 @_background.prestart("demo_run")
 def _demo_run(sources: tuple[str, str]):
-    """One pipeline pass through Airflow (its `airflow dags test` processes do the work, so
-    conftest starts it in the background while other tests run)."""
+    """One pipeline pass through Airflow (conftest starts it in a background process while
+    other tests run: tests/_background.py)."""
     crm, survey = sources
     var = _background.workdir(f"var-{crm}-{survey}")
     truth = generate(var / "demo", seed=SEED, scale=SCALE, as_of=AS_OF)
@@ -54,8 +54,7 @@ def _demo_run(sources: tuple[str, str]):
     with DemoServer(var / "demo" / "source", token=token) as base_url:
         env.update(demo_source_env(settings, base_url, token, crm, survey))
         rc = run_dags(settings, env, AS_OF.isoformat())
-    output = (settings.logs_dir / "airflow-dags-test.log").read_text()
-    return settings, truth, output, rc
+    return settings, truth, rc
 
 
 @pytest.fixture(
@@ -66,7 +65,8 @@ def _demo_run(sources: tuple[str, str]):
 def demo_run(request):
     """The same demo data through two source configurations: switching sources is
     configuration alone, and every mart must come out the same."""
-    settings, truth, output, rc = _background.result("demo_run", request.param)
+    settings, truth, rc = _background.result("demo_run", request.param)
+    output = (settings.logs_dir / "airflow-dags-test.log").read_text()
     assert rc == 0, output[-6000:]
     return settings, truth, output
 

@@ -59,9 +59,9 @@ def truth(incremental_run) -> dict[str, pd.DataFrame]:
     return incremental_run["truth"]
 
 
-def generate_truth(out: Path) -> dict[str, pd.DataFrame]:
+def generate_truth(out: Path) -> tuple[dict[str, pd.DataFrame], Path]:
     generate(out, seed=SEED, scale=SCALE, as_of=AS_OF)
-    return {e: pd.read_parquet(out / "truth" / f"{e}.parquet") for e in ENTITY_ORDER}
+    return {e: pd.read_parquet(out / "truth" / f"{e}.parquet") for e in ENTITY_ORDER}, out / "truth"
 
 
 def with_lineage(frame: pd.DataFrame, batch_id: str, loaded_at: datetime) -> pd.DataFrame:
@@ -202,7 +202,8 @@ NO_TESTS = ["--exclude", "resource_type:test", "resource_type:unit_test"]
 
 @pytest.fixture(scope="module")
 def incremental_run():
-    return _background.result("incremental_run")
+    run = _background.result("incremental_run")
+    return run | {"truth": {e: pd.read_parquet(run["truth_dir"] / f"{e}.parquet") for e in ENTITY_ORDER}}
 
 
 @_background.prestart("incremental_run")
@@ -214,8 +215,8 @@ def _incremental_run(_param=None):
     withheld responses late with a _loaded_at a month older than the latest stored one, and one
     response re-delivered with a changed score (a merge on the key).
 
-    The work is in dbt's processes: conftest starts this in the background (tests/_background.py)."""
-    truth = generate_truth(_background.workdir("demo"))
+    conftest starts this in a background process while other tests run (tests/_background.py)."""
+    truth, truth_dir = generate_truth(_background.workdir("demo"))
     work = _background.workdir("incremental")
     inc_db = work / "incremental.duckdb"
     env = {"CXLOOP_WAREHOUSE": str(inc_db)}
@@ -269,7 +270,7 @@ def _incremental_run(_param=None):
     return {
         "work": work, "inc_db": inc_db, "full_db": full_db, "changed": changed, "withheld": withheld,
         "rows_after_step2": rows_after_step2, "run_results": run_results, "timings": timings, "log": run.stdout,
-        "truth": truth,
+        "truth_dir": truth_dir,  # the frames are read by the fixture, in the pytest process
     }
 
 
