@@ -20,7 +20,7 @@ from cxloop.contract import ENTITIES, ENTITY_ORDER
 from cxloop.gate.coerce import coerce_column, coerce_key
 from cxloop.gate.data_docs import build_data_docs
 from cxloop.gate.messages import RECORD_VALUE_MAX_CHARS, SHOW_VALUE_MAX_CHARS
-from cxloop.gate.outcome import GateError
+from cxloop.gate.outcome import BatchRejected, GateError
 from cxloop.gate.suites import expectations_dir, load_suite_config
 from cxloop.gate.validation import Gate, validate_batch
 from cxloop.store.base import SetKnownKeys
@@ -351,3 +351,23 @@ def test_a_10mb_value_is_cut_in_reason_record_and_docs(tmp_path):
         assert f"[truncated, {len(big)} chars]" in rec
     assert max(p.stat().st_size for p in tmp_path.glob("*.html")) < 1_000_000
     assert elapsed < 60, elapsed
+
+
+def test_a_long_quarantined_key_is_cut_in_its_childrens_reasons():
+    r = rows()
+    long_key = "001B" + "x" * 5000
+    r["accounts"][1].update(account_id=long_key, is_active="maybe")
+    r["contacts"][2]["account_id"] = long_key
+    out = run(r)
+    child = out.quarantine[out.quarantine.entity == "contacts"].reason.tolist()
+    assert child == [f"parent accounts {long_key[:SHOW_VALUE_MAX_CHARS]}... quarantined"]
+
+
+def test_a_huge_column_name_is_cut_in_the_rejection():
+    r = rows()
+    frames = {e: pd.DataFrame(v, columns=list(v[0]), dtype=object) for e, v in r.items()}
+    frames["owners"] = frames["owners"].rename(columns={"team": "<b>" + "T" * 100_000})
+    expected = r"owners.parquet: missing contract column\(s\) team; unexpected column"
+    with pytest.raises(BatchRejected, match=expected) as exc:
+        validate_batch(frames, batch_id="b", source="demo", as_of=AS_OF, origin=ORIGIN)
+    assert len(str(exc.value)) < 400

@@ -19,6 +19,11 @@ RECORD_VALUE_MAX_CHARS = 2000  # longer strings are truncated in quarantine.reco
 SHOW_VALUE_MAX_CHARS = 80  # ... and in reason messages
 
 
+def cut(text: str) -> str:
+    """text as it may appear in a message: at most SHOW_VALUE_MAX_CHARS characters, then '...'."""
+    return text if len(text) <= SHOW_VALUE_MAX_CHARS else text[:SHOW_VALUE_MAX_CHARS] + "..."
+
+
 def show_value(v: Any) -> str:
     if is_missing(v):
         return "null"

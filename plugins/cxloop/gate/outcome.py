@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from cxloop.gate.messages import cut
 from cxloop.store.base import RESULT_COLUMNS
 
 TYPE_EXPECTATION = "cxloop_column_values_match_logical_type"
@@ -43,14 +44,14 @@ class BatchRejected(Exception):
             text = f"{p['file']}: "
             bits = []
             if p.get("unknown_entity"):
-                bits.append(f"unknown entity {p['entity']!r}")
+                bits.append(f"unknown entity {cut(str(p['entity']))!r}")
             if p["missing"]:
-                bits.append("missing contract column(s) " + ", ".join(p["missing"]))
+                bits.append("missing contract column(s) " + ", ".join(map(cut, p["missing"])))
             if p.get("duplicated"):
-                bits.append("duplicated column(s) " + ", ".join(p["duplicated"]))
+                bits.append("duplicated column(s) " + ", ".join(map(cut, p["duplicated"])))
             if p["unexpected"] and (p["missing"] or p.get("duplicated")):
                 hint = " (renamed?)" if p["missing"] else ""
-                bits.append("unexpected column(s) " + ", ".join(p["unexpected"]) + hint)
+                bits.append("unexpected column(s) " + ", ".join(map(cut, p["unexpected"])) + hint)
             parts.append(text + "; ".join(bits))
         super().__init__(f"batch {batch_id} rejected: " + " | ".join(parts))
 

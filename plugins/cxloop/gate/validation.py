@@ -14,15 +14,23 @@ Steps, per entity in :data:`cxloop.contract.ENTITY_ORDER` (parents before childr
 1. **Structure.** Every contract column must be present. A missing (or renamed) column rejects
    the whole batch: :class:`BatchRejected` names the landed file and the columns. Columns
    outside the contract are dropped and recorded as a ``warn`` result.
-2. **Coercion** to the contract's logical types. A value that does not fit (score ``"7.5"``,
-   ARR ``"abc"``, a malformed timestamp) becomes a quarantine row, e.g.
-   ``responses.parquet row 17 field nps_score: '7.5' is not an integer 0-10``.
+2. **Coercion** to the contract's logical types by the number grammar and the key rule of
+   :mod:`cxloop.gate.coerce`. A value that does not fit (score ``"7.5"``, a malformed
+   timestamp, a key with an inner space) becomes a quarantine row, e.g.
+   ``responses.parquet row 17 field nps_score: '7.5' is not an integer 0-10``. In an
+   *attribute* column (the suite's ``meta.attributes``: descriptive columns such as ``arr``,
+   ``segment``, ``renewal_date``, ``title``) the value is loaded as null instead, with a
+   ``warn`` result and a warning row naming file, row and field, so one bad ARR does not
+   quarantine an account with all its contacts, invitations and responses. Keys, references,
+   required columns, timestamps and ``nps_score`` are never attributes.
 3. **Great Expectations** (GX Core, one ephemeral context per batch, a pandas data source with
    one dataframe asset per entity and a whole-dataframe batch definition) runs the suite of
    ``expectations/<entity>.json``. Every expectation carries ``meta.severity``: ``error`` ->
    the failing rows are quarantined; ``warn`` -> recorded in the results (and
    :attr:`ValidationOutcome.warnings`), rows kept. Run-time values (parent keys, the latest
-   allowed timestamp) are GX expectation parameters (``$PARAMETER``).
+   allowed timestamp) are GX expectation parameters (``$PARAMETER``). An expectation with
+   ``meta.on_fail: null`` (every expectation on an attribute, e.g. ``0 <= arr < 1e12``) also
+   loads the failing value as null.
 4. **Duplicate primary keys:** the first occurrence (file order) is kept, later ones are
    quarantined.
 5. **Cascade:** a row whose parent (an ``error``-severity reference) was quarantined in this
@@ -59,7 +67,7 @@ from cxloop.gate.coerce import (
     is_key_column,
     is_missing,
 )
-from cxloop.gate.messages import naive_utc, record_json, show_value
+from cxloop.gate.messages import cut, naive_utc, record_json, show_value
 from cxloop.gate.outcome import (
     CASCADE_EXPECTATION,
     EXTRA_COLUMNS_EXPECTATION,
@@ -445,7 +453,7 @@ class Gate:
                 values = st.typed[column]
                 mask = values.isin(list(gone)).fillna(False).to_numpy(dtype=bool) & ~own_bad
                 for pos in np.flatnonzero(mask):
-                    reason = f"parent {parent} {values.iloc[pos]} quarantined"
+                    reason = f"parent {parent} {cut(str(values.iloc[pos]))} quarantined"
                     col.row(st, int(pos), column, CASCADE_EXPECTATION, "error", reason)
                     hits += 1
             col.result(name, CASCADE_EXPECTATION, column, "error", hits == 0, st.n, hits)
