@@ -34,8 +34,9 @@ LIMIT_DEFAULTS: dict[str, tuple[int, str]] = {
     "compression_ratio": (200, "uncompressed / compressed size of one export member"),
     "file_rows": (1_000_000, "rows (records) of one drop file"),
     "field_chars": (8 * 1024**2, "characters of one value"),
-    "line_bytes": (64 * 1024**2, "bytes of one physical line of a CSV or JSONL drop file"),
+    "line_bytes": (32 * 1024**2, "bytes of one physical line of a CSV or JSONL drop file"),
     "file_bytes": (2 * 1024**3, "bytes of one drop file"),
+    "record_bytes": (32 * 1024**2, "bytes of one response of an export (held whole while it is decoded)"),
 }
 
 
@@ -54,6 +55,7 @@ class Limits:
     field_chars: int = LIMIT_DEFAULTS["field_chars"][0]
     line_bytes: int = LIMIT_DEFAULTS["line_bytes"][0]
     file_bytes: int = LIMIT_DEFAULTS["file_bytes"][0]
+    record_bytes: int = LIMIT_DEFAULTS["record_bytes"][0]
 
 
 def _limits(data: object, env: Mapping[str, str], path: Path) -> Limits:

@@ -780,6 +780,10 @@ def extract_files(
             if entry.is_dir(follow_symlinks=False):
                 result.ignored.append(str(path))
                 continue
+            if not entry.is_file(follow_symlinks=False) and _NAME_RE.match(entry.name):
+                # a FIFO, socket or device named like a data file: never opened, never skipped silently
+                result.problems.append(FileProblem(str(path), "is not a regular file"))
+                continue
             entity, fmt, problem = classify(path, is_file=entry.is_file(follow_symlinks=False))
             if problem:
                 result.problems.append(FileProblem(str(path), problem))

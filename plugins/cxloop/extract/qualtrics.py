@@ -270,10 +270,11 @@ class _Unstreamable(Exception):
     """The export document is not the plain ``{"responses": [...]}`` (or ``[...]``) shape."""
 
 
-def _stream_array(stream: Any) -> Iterator[Any]:
+def _stream_array(stream: Any, max_record: int | None = None) -> Iterator[Any]:
     """The elements of the ``responses`` array of an export document, decoded one at a time
     from a binary stream, so the whole document is never held in memory. Raises
-    :class:`_Unstreamable` (before yielding anything) when the document has another shape."""
+    :class:`_Unstreamable` (before yielding anything) when the document has another shape, and
+    :class:`_TooBig` when one element grows past ``max_record`` characters."""
     buf = ""
     pos = 0
     eof = False
@@ -354,6 +355,8 @@ def _stream_array(stream: Any) -> Iterator[Any]:
             except json.JSONDecodeError:
                 if eof:
                     raise
+            if max_record is not None and len(buf) - pos > max_record:
+                raise _TooBig(f"holds a response larger than the limit record_bytes={max_record}")
             if not more():
                 value, end = _DECODER.raw_decode(buf, pos)
                 break
@@ -442,13 +445,21 @@ def iter_export(content: bytes, survey_id: str, limits: Limits | None = None) ->
                 try:
                     with zf.open(info) as member:
                         counted = _Inflating(member, budget, why)
-                        yield from _stream_array(io.BufferedReader(counted, buffer_size=_READ_BYTES))
+                        stream = io.BufferedReader(counted, buffer_size=_READ_BYTES)
+                        yield from _stream_array(stream, limits.record_bytes)
                     used += counted.count
                     continue
                 except _Unstreamable:
                     pass
+                # another shape is decoded whole: bounded by record_bytes
+                whole = min(budget, limits.record_bytes)
                 with zf.open(info) as member:
-                    counted = _Inflating(member, budget, why)
+                    counted = _Inflating(
+                        member,
+                        whole,
+                        why if whole == budget else f"is not a plain responses list and is larger than the "
+                        f"limit record_bytes={limits.record_bytes} (such a document is decoded whole)",
+                    )
                     doc = _DECODER.decode(io.BufferedReader(counted).read().decode("utf-8"))
                 used += counted.count
                 yield from (doc.get("responses", []) if isinstance(doc, dict) else doc)
