@@ -55,7 +55,7 @@ def add_pending(db, frames: dict, entities: list[str], stored, settings: Setting
         columns = pq.ParquetFile(source).schema_arrow.names if is_file else list(source.columns)
         if ent.primary_key not in columns:
             continue  # structurally broken: the gate rejects the batch before anything loads
-        found = pending_rows(db, entity_name, ent.references)
+        found = pending_rows(db, entity_name, ent.references, exclude_batch=batch_id)
         if not found:
             continue
         keys = sorted({k for _, _, k in found if k is not None})

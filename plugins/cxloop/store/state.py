@@ -104,9 +104,13 @@ def advance_watermarks(db: Db, source: str, cursors: dict[str, dt.datetime], bat
         )
 
 
-def pending_rows(db: Db, entity: str, reference_fields: Iterable[str]) -> list[tuple[str, int, str | None]]:
+def pending_rows(
+    db: Db, entity: str, reference_fields: Iterable[str], exclude_batch: str | None = None
+) -> list[tuple[str, int, str | None]]:
     """(batch_id, row_number, primary_key) of quarantined rows of ``entity`` whose every failed
-    check is a missing or quarantined parent, and that no later batch has released."""
+    check is a missing or quarantined parent, and that no later batch has released.
+    ``exclude_batch``: the batch being loaded (a rerun validates its own rows again; they are not
+    pending for it)."""
     fields = list(reference_fields)
     if not fields:
         return []
@@ -115,7 +119,7 @@ def pending_rows(db: Db, entity: str, reference_fields: Iterable[str]) -> list[t
     sql = f"""
         SELECT q.batch_id, q.row_number, min(q.primary_key)
         FROM raw.quarantine AS q
-        WHERE q.entity = ?
+        WHERE q.entity = ? AND q.batch_id <> ?
           AND NOT EXISTS (
               SELECT 1 FROM raw.quarantine_releases AS r
               WHERE r.batch_id = q.batch_id AND r.entity = q.entity AND r.row_number = q.row_number)
@@ -123,7 +127,8 @@ def pending_rows(db: Db, entity: str, reference_fields: Iterable[str]) -> list[t
         HAVING sum(CASE WHEN q.expectation IN ({exp_marks}) AND q.field IN ({marks}) THEN 0 ELSE 1 END) = 0
         ORDER BY q.batch_id, q.row_number
     """
-    return [(b, int(n), k) for b, n, k in db.execute(sql, [entity, *RETRYABLE_EXPECTATIONS, *fields])]
+    params = [entity, exclude_batch or "", *RETRYABLE_EXPECTATIONS, *fields]
+    return [(b, int(n), k) for b, n, k in db.execute(sql, params)]
 
 
 def record_releases(
