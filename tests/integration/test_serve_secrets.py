@@ -5,7 +5,9 @@ planted in the environment of one small Postgres-target run (trust auth accepts 
 password) through the pipeline functions: extract over HTTP, validate and load, dbt build,
 export, report, summarise. Then every file under the run's var/ folder (summaries, exports,
 report, dbt logs, data docs, landing, quarantine) and every log record emitted during the run
-is scanned for each canary. The scanner is proved first on a planted file.
+is scanned for each canary. The scanner is proved first on a planted file. Then the
+cx_publish DAG runs once through Airflow (`airflow dags test`, its task logs under var/logs)
+on the same warehouse with the same canaries, and its output and task logs are scanned too.
 
 Skipped, with the reason, only when no Postgres server is reachable."""
 
@@ -150,6 +152,45 @@ def test_no_canary_in_any_file_under_var_or_any_log_record(postgres_run):
     records = postgres_run["logs"].lines
     assert len(records) > 20, "the run's log records should have been collected"
     assert scan(var, canaries, {"log records": "\n".join(records)}) == []
+
+
+@pytest.fixture(scope="module")
+def publish_dag_run(postgres_run):
+    """cx_publish through Airflow on the canary run's Postgres warehouse (task logs in var/)."""
+    import json
+    import subprocess
+
+    from cxloop.airflow_home import airflow_bin, airflow_env
+    from cxloop.cli import prepare_airflow
+
+    settings, canaries = postgres_run["settings"], postgres_run["canaries"]
+    env = airflow_env(settings, dict(os.environ))
+    env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
+    env.update(
+        {
+            "CXLOOP_TARGET": "postgres",
+            "CXLOOP_PG_DBNAME": settings.pg["dbname"],
+            "CXLOOP_PG_PASSWORD": canaries["CXLOOP_PG_PASSWORD"],
+            "CXLOOP_PII_KEY": canaries["CXLOOP_PII_KEY"],
+        }
+    )
+    prepare_airflow(env, settings.logs_dir)
+    cmd = [str(airflow_bin()), "dags", "test", "cx_publish", "--conf", json.dumps({"as_of": AS_OF.isoformat()})]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    output = proc.stdout + proc.stderr
+    (settings.logs_dir / "airflow-dags-test.log").write_text(output)
+    return proc.returncode, output
+
+
+def test_the_publish_dag_task_logs_hold_no_canary(postgres_run, publish_dag_run):
+    rc, output = publish_dag_run
+    assert rc == 0, output[-4000:]
+    var = Path(postgres_run["settings"].var_dir)
+    # `airflow dags test` runs the tasks in its own process and prints their logs: that output is
+    # the task log of this run (kept as var/logs/airflow-dags-test.log, scanned with var/ below)
+    assert "cxloop run summary" in output, "the summarise task prints the summary into its log"
+    assert "password=***" in output
+    assert scan(var, postgres_run["canaries"], {"airflow dags test output": output}) == []
 
 
 def test_the_summary_names_the_postgres_warehouse_with_its_password_redacted(postgres_run):
