@@ -54,15 +54,21 @@ def landed_chunks(path: str | Path, rows: int | None = None):
 
 def landed_duplicates(path: str | Path, column: str) -> dict[str, int]:
     """:func:`duplicate_keys` of a landed file's key column, computed by DuckDB over the file
-    (so no chunk needs the whole column): key -> 1-based row of its first occurrence."""
+    (so no chunk needs the whole column): key, after the key rule's edge stripping -> 1-based row
+    of its first occurrence. Variants of one key in different chunks are found here."""
     import duckdb
 
     quoted = '"' + column.replace('"', '""') + '"'
+    # the key rule of cxloop.gate.coerce: edge whitespace (Python's str.isspace set) and format
+    # characters (Cf: zero-width space, BOM, ...) are not part of a key, so "001 " repeats "001"
+    edge = r"[\p{Z}\p{Cf}\t\n\x{0b}\x{0c}\r\x{1c}-\x{1f}\x{85}]+"
+    key = f"regexp_replace({quoted}, '^{edge}|{edge}$', '', 'g')"
     con = duckdb.connect()
     try:
         rows = con.execute(
-            f"SELECT {quoted}, min(file_row_number) + 1 FROM read_parquet(?, file_row_number = true) "
-            f"WHERE {quoted} IS NOT NULL GROUP BY {quoted} HAVING count(*) > 1",
+            f"SELECT k, min(n) FROM (SELECT {key} AS k, file_row_number + 1 AS n "
+            f"FROM read_parquet(?, file_row_number = true) WHERE {quoted} IS NOT NULL) "
+            "WHERE k <> '' GROUP BY k HAVING count(*) > 1",
             [str(path)],
         ).fetchall()
     finally:
