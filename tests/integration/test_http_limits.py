@@ -132,3 +132,24 @@ def test_an_export_past_the_uncompressed_limit_is_refused():
     doc = b'{"responses": [' + b",".join(b'{"responseId": "R_%d"}' % i for i in range(5000)) + b"]}"
     with pytest.raises(SourceHTTPError, match=r"more than the limit uncompressed_bytes=1000; refused"):
         list(iter_export(_export_zip(doc), "SV_1", Limits(uncompressed_bytes=1000)))
+
+
+def test_export_numbers_keep_their_text_so_the_gate_judges_them():
+    """An oversized score, a NaN and an inexact float in a Qualtrics export land as their literal
+    text (no OverflowError, no null, no rounding to 7), and the gate then rejects each one."""
+    import pandas as pd
+    from cxloop.extract.qualtrics import iter_export
+    from cxloop.gate.coerce import coerce_column
+    from cxloop.source_config import Limits
+
+    doc = (
+        b'{"responses": [{"responseId": "R_1", "values": {"QID1": 12345678901234567890123}},'
+        b' {"responseId": "R_2", "values": {"QID1": NaN}},'
+        b' {"responseId": "R_3", "values": {"QID1": 6.9999999999999999}},'
+        b' {"responseId": "R_4", "values": {"QID1": 9}}]}'
+    )
+    scores = [r["values"]["QID1"] for r in iter_export(_export_zip(doc), "SV_1", Limits())]
+    assert [str(s) for s in scores] == ["12345678901234567890123", "NaN", "6.9999999999999999", "9"]
+    typed, failed = coerce_column(pd.Series([str(s) for s in scores], dtype=object), "int")
+    assert failed.tolist() == [True, True, True, False]
+    assert typed.iloc[3] == 9
