@@ -77,6 +77,9 @@ def _demo_data(settings: Settings, seed: int, scale: float, as_of: str, progress
 # The DAGs of one pipeline pass, in the order the assets chain them.
 PIPELINE_DAGS = ("cx_ingest_crm", "cx_ingest_survey", "cx_transform", "cx_publish")
 WAREHOUSE_POOL = "warehouse_writer"
+# what cxloop_airflow.run_dags prints before and after each DAG (its MARKER; the core imports
+# no Airflow, so it is not imported from there: tests/integration/test_run_dags.py checks they agree)
+DAG_MARKER = "[cxloop] dag "
 
 
 def prepare_airflow(env: dict[str, str], log_dir: Path) -> None:
@@ -95,36 +98,39 @@ def prepare_airflow(env: dict[str, str], log_dir: Path) -> None:
                 raise RuntimeError(f"{' '.join(cmd[1:3])} failed (exit {rc}); see {log_dir / 'airflow-db-migrate.log'}")
 
 
-def run_dags(settings: Settings, env: dict[str, str], as_of: str, progress: Progress | None = None) -> int:
-    """Run the pipeline's DAGs once each through Airflow (`airflow dags test`), in asset order."""
-    from cxloop.airflow_home import airflow_bin
+def run_dags(
+    settings: Settings, env: dict[str, str], as_of: str, progress: Progress | None = None,
+    dag_ids: tuple[str, ...] = PIPELINE_DAGS,
+) -> int:
+    """Run the pipeline's DAGs once each through Airflow (`airflow dags test`), in asset order.
 
-    airflow = str(airflow_bin())
+    One process does it all (cxloop_airflow.run_dags): the metadata migration, the pool and
+    every DAG, so Airflow's start-up is paid once per pass, not once per DAG."""
     log_dir = settings.logs_dir
+    log_dir.mkdir(parents=True, exist_ok=True)
     if progress:
         progress.step("initialising the Airflow metadata database (SQLite) ...")
-    prepare_airflow(env, log_dir)
     log_path = log_dir / "airflow-dags-test.log"
+    pool = f"{WAREHOUSE_POOL}:1:DuckDB allows one writer process at a time"
+    cmd = [sys.executable, "-m", "cxloop_airflow.run_dags", "--conf", json.dumps({"as_of": as_of}), "--pool", pool]
+    cmd += list(dag_ids)
     with open(log_path, "w") as fh:
-        for dag_id in PIPELINE_DAGS:
-            if progress:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            fh.write(line)
+            if not progress:
+                continue
+            if line.startswith(DAG_MARKER) and line.rstrip().endswith(" starting"):
+                dag_id = line[len(DAG_MARKER):].split()[0]
                 progress.step(f"running DAG {dag_id} through Airflow (airflow dags test) ...")
-            cmd = [airflow, "dags", "test", dag_id, "--conf", json.dumps({"as_of": as_of})]
-            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                fh.write(line)
-                marker = _task_marker(line)
-                if marker and progress:
-                    progress.step(marker)
-            rc = proc.wait()
-            if rc != 0:
-                fh.flush()
-                if progress:
-                    progress.step(f"DAG {dag_id} failed (exit {rc}); the last lines of {log_path}:")
-                    print("".join(log_path.read_text().splitlines(keepends=True)[-40:]))
-                return rc
-    return 0
+            elif marker := _task_marker(line):
+                progress.step(marker)
+        rc = proc.wait()
+    if rc != 0 and progress:
+        progress.step(f"a DAG failed (exit {rc}); the last lines of {log_path}:")
+        print("".join(log_path.read_text().splitlines(keepends=True)[-40:]))
+    return rc
 
 
 _STARTING = re.compile(r"\[DAG TEST\] starting task_id=(\w+)")
