@@ -20,8 +20,12 @@ cross-cutting ones:
   active accounts / eligible contacts of active accounts only.
 - contact_coverage attributes invitations and responses to their own ``account_id``; the
   contacts' roles come from the contacts table regardless of the contact being active.
-- Periods outside the spine are not cut: a response recorded before the first invitation's
-  period still yields account_nps rows.
+- The period spine runs from the period of the earliest dated fact (invitation sent_at,
+  response recorded_at, follow-up created_at) to the one holding as_of - 1 us, so a program
+  that records only responses (no invitations) has periods, coverage and populations too.
+- response_rate: a period x survey_type that sent no invitation (any delivery status) has no
+  measurable rate; its groups with responses get rows with rate_basis 'no_invitations'
+  (delivered 0, rates null, the responses recorded counted) instead of no row.
 """
 
 from __future__ import annotations
@@ -187,6 +191,7 @@ OUTPUT_COLUMNS = {
         "target",
         "meets_target",
         "is_cohort_closed",
+        "rate_basis",
     ],
     "follow_up_sla": [
         "response_id",
@@ -448,10 +453,16 @@ class _Data:
         return self._contacts_by_account.get(account_id, [])
 
     def periods(self) -> list[date]:
-        """Every period from the earliest sent_at's to the one holding as_of - 1 us."""
-        if not self.invitations:
+        """Every period from the earliest dated fact's (sent_at, recorded_at, follow-up
+        created_at; all before as_of) to the one holding as_of - 1 us."""
+        dated = (
+            [r["sent_at"] for r in self.invitations]
+            + [r["recorded_at"] for r in self.responses]
+            + [r["created_at"] for r in self.follow_ups]
+        )
+        if not dated:
             return []
-        first = period_start_of(min(r["sent_at"] for r in self.invitations), self.grain)
+        first = period_start_of(min(dated), self.grain)
         last = period_start_of(self.as_of - pd.Timedelta(microseconds=1), self.grain)
         out = []
         p = first
@@ -886,6 +897,40 @@ def _response_rate(data: _Data, close_out_days, target) -> list[dict]:
                 meets_target=responses / delivered >= target,
                 # CHOICE: period end = start of the next period (exclusive end).
                 is_cohort_closed=period_end + window <= data.as_of,
+                rate_basis="invitations",
+            )
+        )
+
+    # Periods x survey types that sent no invitation at all (any delivery status): the rate
+    # cannot be measured; the groups with responses recorded then get a row that says so.
+    invited_cells = {(inv["period_start"], inv["survey_type"]) for inv in data.invitations}
+    uninvited: dict[tuple, list[dict]] = defaultdict(list)
+    for r in data.responses:
+        if r["survey_type"] is None or (r["period_start"], r["survey_type"]) in invited_cells:
+            continue
+        for group_type, attr in RR_GROUP_ATTRS.items():
+            gv = "all" if attr is None else group_label(data.account_attr(r["account_id"], attr))
+            uninvited[(r["period_start"], r["survey_type"], group_type, gv)].append(r)
+    for (period, survey_type, group_type, gv), responses in uninvited.items():
+        period_end = pd.Timestamp(next_period_start(period, data.grain))
+        rows.append(
+            dict(
+                period_start=period,
+                survey_type=survey_type,
+                group_type=group_type,
+                group_value=gv,
+                delivered=0,
+                responses=len(responses),
+                scored_responses=sum(1 for r in responses if r["nps_score"] is not None),
+                response_rate=None,
+                scored_response_rate=None,
+                accounts_delivered=0,
+                accounts_responded=len({r["account_id"] for r in responses}),
+                account_response_rate=None,
+                target=target,
+                meets_target=None,
+                is_cohort_closed=period_end + window <= data.as_of,
+                rate_basis="no_invitations",
             )
         )
     return rows

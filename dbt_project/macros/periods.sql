@@ -61,9 +61,10 @@
 {%- endmacro %}
 
 {#- The period spine: a relation-like select of every period_start (DATE) from the period of the
-    earliest `ts_column` of `relation` to the period containing as_of - 1 microsecond (as_of is
-    exclusive), every period in between included even when empty; no row when the relation is
-    empty. Engine differences live in cxloop_period_start / cxloop_period_series. -#}
+    earliest `ts_column` of `relation` (a model, or a CTE of the calling model such as
+    int_periods' union of every dated fact) to the period containing as_of - 1 microsecond
+    (as_of is exclusive), every period in between included even when empty; no row when the
+    relation is empty. Engine differences live in cxloop_period_start / cxloop_period_series. -#}
 {% macro cxloop_period_spine(relation, ts_column, as_of) -%}
     {{ cxloop_period_series(
         '(select ' ~ cxloop_period_start('min(' ~ ts_column ~ ')') ~ ' from ' ~ relation ~ ')',

@@ -934,7 +934,14 @@ def test_period_spine_deleted_rows_and_as_of():
     assert pooled["period_start"] == Q2 and pooled["nps"] == 100.0
     assert pooled["n_eligible"] == 1  # deleted c2 not eligible
     assert len(m["follow_up_sla"]) == 0
-    assert list(m["response_rate"]["period_start"].unique()) == [date(2024, 10, 1)]  # not the 07-01 one
+    rr = m["response_rate"]
+    measured = rr[rr["rate_basis"] == "invitations"]
+    assert list(measured["period_start"].unique()) == [date(2024, 10, 1)]  # not the 07-01 one
+    # the Q2 response came in a period that sent no invitation: the rate is not measured, and
+    # the row says so instead of vanishing
+    q2 = one(rr, period_start=Q2, survey_type="relationship", group_type="company")
+    assert (q2["rate_basis"], q2["delivered"], q2["responses"], q2["scored_responses"]) == ("no_invitations", 0, 1, 1)
+    assert pd.isna(q2["response_rate"]) and pd.isna(q2["meets_target"])
 
     # month grain
     m = compute_marts(tables, AS_OF, period_grain="month")
@@ -973,3 +980,90 @@ def test_headline():
     assert h["decision_maker_coverage"] == pytest.approx(5 / 6)
     assert h["sla_attainment"] == pytest.approx(1 / 3)
     assert math.isfinite(h["nps"])
+
+
+# --------------------------------------------------------------------------------------
+# Programs that record only responses (no invitations)
+# --------------------------------------------------------------------------------------
+
+
+def response_only_world() -> World:
+    """In-app NPS: accounts, contacts, responses and a follow-up, no invitation at all."""
+    w = World()
+    w.account("A", tier="B", segment="ent")
+    w.account("B", tier="C", segment="smb")
+    w.contact("a1", "A", "decision_maker")
+    w.contact("a2", "A", "influencer")
+    w.contact("a3", "A", "user", opted_out=True)  # on file, not eligible
+    w.contact("a4", "A", "user", is_active=False)  # neither
+    w.contact("b1", "B", "user")
+    w.respond("a1", "2025-02-01", 10)
+    r = w.respond("a2", "2025-03-01", 6)
+    w.follow_up(r, "2025-03-01 01:00", "2025-03-01 09:00")
+    w.respond("a1", "2025-04-20", None)  # unscored
+    w.respond("b1", "2025-05-01", 8, survey="s_tx")
+    return w
+
+
+def test_response_only_program_fills_every_mart():
+    m = response_only_world().marts()
+    # periods come from the responses: Q1 (first response) .. Q2 (holds as_of - 1 us)
+    cov = m["contact_coverage"]
+    cells = list(zip(cov["period_start"], cov["account_id"], strict=True))
+    assert cells == [(Q1, "A"), (Q1, "B"), (Q2, "A"), (Q2, "B")]
+    a = one(cov, period_start=Q1, account_id="A")
+    # tier B needs 2/2/2 = 6; responded: decision maker a1 and influencer a2 -> 2 of 6; nobody invited
+    assert (a["slots_required"], a["slots_invited"], a["slots_responded"]) == (6, 0, 2)
+    assert bool(a["has_decision_maker_response"]) and not a["is_single_threaded"]
+    b = one(cov, period_start=Q2, account_id="B")
+    assert (b["slots_required"], b["slots_responded"]) == (3, 1) and bool(b["is_single_threaded"])
+
+    # n_eligible from the contacts: A has a1, a2 (a3 opted out, a4 inactive), B has b1
+    an = m["account_nps"]
+    pooled = one(an, period_start=Q1, account_id="A", method="pooled")
+    assert (pooled["n_scored"], pooled["n_eligible"], pooled["promoters"], pooled["detractors"]) == (2, 2, 1, 1)
+    # n = N = 2: the finite-population correction (2 - 2) / (2 - 1) = 0 takes the variance to 0
+    assert pooled["nps"] == 0.0 and pooled["var_pts"] == 0.0
+    assert (pooled["ci_low"], pooled["ci_high"]) == (0.0, 0.0)
+    assert one(an, period_start=Q2, account_id="B", method="pooled")["n_eligible"] == 1
+    resp = one(
+        m["portfolio_nps"], period_start=Q1, survey_type="relationship", group_type="company", method="respondent"
+    )
+    assert (resp["n_scored"], resp["n_eligible"]) == (2, 3)  # eligible contacts of both active accounts
+
+    # response_rate: every row says the rate is not measured, none vanishes
+    rr = m["response_rate"]
+    assert len(rr) == 15  # (Q1 rel: A), (Q2 rel: A), (Q2 tx: B) x 5 group types
+    assert set(rr["rate_basis"]) == {"no_invitations"}
+    assert (rr["delivered"] == 0).all() and (rr["accounts_delivered"] == 0).all()
+    assert rr["response_rate"].isna().all() and rr["meets_target"].isna().all()
+    q1 = one(rr, period_start=Q1, survey_type="relationship", group_type="company")
+    assert (q1["responses"], q1["scored_responses"], q1["accounts_responded"]) == (2, 2, 1)
+    q2 = one(rr, period_start=Q2, survey_type="relationship", group_type="company")
+    assert (q2["responses"], q2["scored_responses"]) == (1, 0)  # a1's unscored response
+    assert bool(q1["is_cohort_closed"]) and not q2["is_cohort_closed"]
+    assert one(rr, period_start=Q2, survey_type="transactional", group_type="segment")["group_value"] == "smb"
+
+    sla = one(m["follow_up_sla"], contact_id="a2")
+    assert sla["sla_status"] == "met"
+
+
+def test_mixed_program_measures_only_the_survey_types_that_send_invitations():
+    w = response_only_world()
+    i = w.invite("a1", "2025-01-20")  # relationship sent invitations in Q1 only
+    w.rows["responses"][0]["invitation_id"] = i
+    rr = w.marts()["response_rate"]
+    q1 = one(rr, period_start=Q1, survey_type="relationship", group_type="company")
+    # measured: 1 delivered, answered within the window; a2's unlinked response is no invitation's
+    assert (q1["rate_basis"], q1["delivered"], q1["responses"], q1["response_rate"]) == ("invitations", 1, 1, 1.0)
+    # Q2 sent no relationship invitation, transactional never did: not measured
+    assert one(rr, period_start=Q2, survey_type="relationship", group_type="company")["rate_basis"] == "no_invitations"
+    assert one(rr, period_start=Q2, survey_type="transactional", group_type="company")["rate_basis"] == "no_invitations"
+    assert set(rr[rr["period_start"] == Q1]["rate_basis"]) == {"invitations"}
+
+
+def test_the_earliest_follow_up_opens_the_spine_too():
+    w = response_only_world()
+    w.rows["follow_ups"][0]["created_at"] = T("2024-12-30")  # before every response
+    cov = w.marts()["contact_coverage"]
+    assert sorted(cov["period_start"].unique()) == [date(2024, 10, 1), Q1, Q2]

@@ -1,10 +1,22 @@
-{#- Every reporting period of the data: from the period of the earliest invitation sent_at
-    to the period containing as_of - 1 microsecond (as_of is exclusive), gaps included. -#}
+{#- Every reporting period of the data: from the period of the earliest dated fact (invitation
+    sent_at, response recorded_at, follow-up created_at) to the period containing
+    as_of - 1 microsecond (as_of is exclusive), gaps included. A program that records only
+    responses (no invitations) gets its periods from the responses. -#}
 with
+
+dated_facts as (
+
+    select sent_at as fact_at from {{ ref('stg_survey__invitations') }}
+    union all
+    select recorded_at as fact_at from {{ ref('stg_survey__responses') }}
+    union all
+    select created_at as fact_at from {{ ref('stg_crm__follow_ups') }}
+
+),
 
 series as (
 
-    {{ cxloop_period_spine(ref('stg_survey__invitations'), 'sent_at', cxloop_as_of(var('as_of', none))) }}
+    {{ cxloop_period_spine('dated_facts', 'fact_at', cxloop_as_of(var('as_of', none))) }}
 
 ),
 
