@@ -189,7 +189,9 @@ def poll_published(path: str, stop, results, reader_no: int, hold_every: int = 4
                 incomplete.append(f"{run_id}: {problems}")
         except Exception as exc:  # every error is a finding: lock, missing table, torn file
             errors.append(f"{type(exc).__name__}: {exc}")
-        time.sleep(0.005)
+        # a pause between polls: readers spinning at 5 ms took most of both cores from the
+        # writer's dbt build they are meant to race
+        time.sleep(0.05)
     results.put({"reader": reader_no, "polls": polls, "errors": errors, "incomplete": incomplete, "seen": seen})
 
 

@@ -157,11 +157,8 @@ def test_no_canary_in_any_file_under_var_or_any_log_record(postgres_run):
 @pytest.fixture(scope="module")
 def publish_dag_run(postgres_run):
     """cx_publish through Airflow on the canary run's Postgres warehouse (task logs in var/)."""
-    import json
-    import subprocess
-
-    from cxloop.airflow_home import airflow_bin, airflow_env
-    from cxloop.cli import prepare_airflow
+    from cxloop.airflow_home import airflow_env
+    from cxloop.cli import run_dags
 
     settings, canaries = postgres_run["settings"], postgres_run["canaries"]
     env = airflow_env(settings, dict(os.environ))
@@ -174,12 +171,10 @@ def publish_dag_run(postgres_run):
             "CXLOOP_PII_KEY": canaries["CXLOOP_PII_KEY"],
         }
     )
-    prepare_airflow(env, settings.logs_dir)
-    cmd = [str(airflow_bin()), "dags", "test", "cx_publish", "--conf", json.dumps({"as_of": AS_OF.isoformat()})]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    output = proc.stdout + proc.stderr
-    (settings.logs_dir / "airflow-dags-test.log").write_text(output)
-    return proc.returncode, output
+    # the migration, the pool and `dags test cx_publish` in one Airflow process (all its output
+    # kept as var/logs/airflow-dags-test.log)
+    rc = run_dags(settings, env, AS_OF.isoformat(), dag_ids=("cx_publish",))
+    return rc, (settings.logs_dir / "airflow-dags-test.log").read_text()
 
 
 def test_the_publish_dag_task_logs_hold_no_canary(postgres_run, publish_dag_run):
