@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import secrets
-import shutil
 import subprocess
 import sys
 import time
@@ -51,27 +50,6 @@ def ensure_pii_key(settings: Settings) -> None:
         path.write_text(secrets.token_hex(32))
         path.chmod(0o600)
     os.environ["CXLOOP_PII_KEY"] = path.read_text().strip()
-
-
-def _demo_data(settings: Settings, seed: int, scale: float, as_of: str, progress: Progress) -> dict:
-    from cxloop.demo.generator import generate
-
-    truth_file = settings.demo_dir / "ground_truth.json"
-    if truth_file.exists():
-        truth = json.loads(truth_file.read_text())
-        if (
-            truth.get("seed") == seed
-            and float(truth.get("scale")) == scale
-            and truth.get("as_of", "").startswith(as_of[:10])
-        ):
-            progress.step(f"demo data (seed {seed}, scale {scale}) already in {settings.demo_dir}")
-            return truth
-        shutil.rmtree(settings.demo_dir)
-    progress.step(f"generating demo data: seed {seed}, scale {scale}, as of {as_of} ...")
-    truth = generate(settings.demo_dir, seed=seed, scale=scale, as_of=parse_as_of(as_of))
-    served = truth.get("counts", {})
-    progress.step("generated " + ", ".join(f"{e} {c.get('served')}" for e, c in served.items() if isinstance(c, dict)))
-    return truth
 
 
 # The DAGs of one pipeline pass, in the order the assets chain them.
@@ -150,64 +128,30 @@ def _task_marker(line: str) -> str | None:
 
 
 def demo_source_env(
-    settings: Settings, base_url: str, token: str, crm: str, survey: str, progress: Progress | None = None
+    settings: Settings, base_url: str, token: str, crm: str, survey: str, progress: Progress | None = None, **kw
 ) -> dict[str, str]:
-    """Environment that points every source at the demo: the HTTP sources at the demo
-    server, the file-drop source at a drop folder written from the same demo data."""
-    env = {
-        "CXLOOP_CRM_SOURCE": crm,
-        "CXLOOP_SURVEY_SOURCE": survey,
-        "CXLOOP_PII_KEY": os.environ["CXLOOP_PII_KEY"],
-        "CXLOOP_QUALTRICS_OPT_DIRECTORY_ID": DEMO_DIRECTORY_ID,
-    }
-    for name in ("salesforce", "hubspot", "qualtrics"):
-        env[f"CXLOOP_{name.upper()}_BASE_URL"] = base_url
-        env[f"CXLOOP_{name.upper()}_TOKEN"] = token
-    if "files" in (crm, survey):
-        from cxloop.demo.file_drops import write_file_drops
+    """The demo's source environment (cxloop.demo.run.demo_source_env; kept here for callers)."""
+    from cxloop.demo.run import demo_source_env as env
 
-        drop_dir = settings.var_dir / "drop"
-        write_file_drops(settings.demo_dir, drop_dir)
-        env["CXLOOP_FILES_OPT_DROP_DIR"] = str(drop_dir)
-        if progress:
-            progress.step(f"demo data also written as a file drop in {drop_dir}")
-    if progress:
-        progress.step(f"sources: CRM from {crm}, surveys from {survey}")
-    return env
+    return env(settings, base_url, token, crm, survey, progress, **kw)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from cxloop.airflow_home import airflow_env
-    from cxloop.demo.server import DemoServer
+    """The demo (cxloop.demo.run): one demo world per warehouse, written only under var/demo."""
+    from cxloop.demo.run import DemoOptions, run_demo
     from cxloop.source_config import load_source_config
 
-    progress = Progress()
-    settings = Settings.from_env()
-    settings.ensure_dirs()
-    ensure_pii_key(settings)
     configured = load_source_config()
-    args.crm = args.crm or configured.crm
-    args.survey = args.survey or configured.survey
-    _demo_data(settings, args.seed, args.scale, args.as_of, progress)
-    if not args.keep:
-        for path in (settings.warehouse_path, settings.warehouse_path.with_suffix(".duckdb.wal")):
-            path.unlink(missing_ok=True)
-    token = secrets.token_urlsafe(24)
-    with DemoServer(settings.demo_dir / "source", token=token) as base_url:
-        progress.step(f"demo Qualtrics + Salesforce server listening on {base_url}")
-        env = airflow_env(settings)
-        env.update(demo_source_env(settings, base_url, token, args.crm, args.survey, progress))
-        rc = run_dags(settings, env, args.as_of, progress)
-    if rc != 0:
-        return rc
-    summary_path = settings.logs_dir / "last_run_summary.txt"
-    if not summary_path.exists():
-        progress.step(f"the DAG finished but wrote no summary at {summary_path}")
-        return 1
-    progress.step("done")
-    print(summary_path.read_text())
-    print(f"  {'airflow log':<13}{settings.logs_dir / 'airflow-dags-test.log'}")
-    return 0
+    options = DemoOptions(
+        seed=args.seed,
+        scale=args.scale,
+        as_of=args.as_of,
+        keep=args.keep,
+        crm=args.crm or configured.crm,
+        survey=args.survey or configured.survey,
+        program=args.program,
+    )
+    return run_demo(Settings.from_env(), options, Progress())
 
 
 def cmd_airflow(args: argparse.Namespace) -> int:
@@ -309,6 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the existing warehouse instead of starting fresh")
     p.add_argument("--crm", choices=("salesforce", "hubspot", "files"), default=None, help="CRM source")
     p.add_argument("--survey", choices=("qualtrics", "files"), default=None, help="survey source")
+    p.add_argument(
+        "--program",
+        choices=("standard", "response-only"),
+        default="standard",
+        help="response-only: responses recorded without invitations, from a file drop",
+    )
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("generate", help="write demo source data")
     p.add_argument("--out", required=True)

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from cxloop.contract import ENTITIES, ENTITY_ORDER
 from cxloop.demo.generator import canonical_buying_role
+from cxloop.extract.registry import CURSOR_COLUMNS
 
 FORMATS = ("csv", "jsonl", "parquet")
 _ARROW = {
@@ -173,11 +174,18 @@ def _chunks(rows: list[dict[str, Any]], n: int) -> list[list[dict[str, Any]]]:
 
 
 def write_file_drops(
-    source_dir: Path | str, drop_dir: Path | str, formats: Sequence[str] = FORMATS
+    source_dir: Path | str,
+    drop_dir: Path | str,
+    formats: Sequence[str] = FORMATS,
+    *,
+    as_of: dt.datetime | None = None,
 ) -> dict[str, list[str]]:
     """Write the demo of ``source_dir`` (a ``generate`` output folder) as a file drop into
-    ``drop_dir``; returns entity -> the file names written. Existing entity files in
-    ``drop_dir`` are replaced."""
+    ``drop_dir``; returns entity -> the file names written. Nothing is ever deleted or replaced:
+    a ``drop_dir`` that already holds a data file (``<entity>*.{csv,jsonl,parquet}``) is refused
+    with one line; :func:`remove_written` clears what an earlier call wrote, by its record.
+    With ``as_of``, rows whose change timestamp (:data:`CURSOR_COLUMNS`) is at or after it are
+    left out, as the API sources leave them out of a run at that ``as_of``."""
     formats = tuple(formats)
     for f in formats:
         if f not in FORMATS:
@@ -186,14 +194,16 @@ def write_file_drops(
         raise ValueError("no formats given")
     src, drop = Path(source_dir), Path(drop_dir)
     truth_dir = src / "truth"
+    if drop.is_symlink():
+        raise ValueError(f"drop folder {drop} is a symbolic link: the demo never writes through links")
     drop.mkdir(parents=True, exist_ok=True)
-    for old in drop.iterdir():
-        if (
-            old.is_file()
-            and old.suffix.lstrip(".") in FORMATS
-            and old.name.split("-")[0].split(".")[0] in ENTITIES
-        ):
-            old.unlink()
+    present = data_files(drop)
+    if present:
+        raise FileExistsError(
+            f"drop folder {drop} already holds {present[0]}"
+            + (f" and {len(present) - 1} other data file(s)" if len(present) > 1 else "")
+            + ": the demo writes only into a folder without data files and never replaces a file it did not write"
+        )
 
     contacts_src = json.loads((src / "source" / "salesforce" / "Contact.json").read_text(encoding="utf-8"))
     by_contact = {r["Id"]: r for r in contacts_src}
@@ -238,3 +248,116 @@ def write_file_drops(
         _write(drop / name, "responses", chunk, fmt)
         written["responses"].append(name)
     return {e: written[e] for e in ENTITY_ORDER}
+
+
+def _before(entity: str, as_of: dt.datetime | None) -> Any:
+    """Row filter: the entity's change timestamp is before ``as_of`` (or unknown: kept)."""
+    col = CURSOR_COLUMNS.get(entity)
+    if as_of is None or col is None:
+        return lambda row: True
+    cut = _py(as_of, "timestamp")
+
+    def keep(row: dict[str, Any]) -> bool:
+        value = row.get(col)
+        try:
+            ts = _py(value, "timestamp") if value not in (None, "") else None
+        except (TypeError, ValueError):
+            ts = None
+        return ts is None or ts < cut
+
+    return keep
+
+
+def _rows_of(path: Path) -> list[dict[str, Any]]:
+    fmt = path.suffix.lstrip(".")
+    if fmt == "csv":
+        with path.open(encoding="utf-8", newline="") as f:
+            return [dict(r) for r in csv.DictReader(f)]
+    if fmt == "jsonl":
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return pq.read_table(path).to_pylist()
+
+
+def cut_at(drop_dir: Path | str, written: dict[str, list[str]], as_of: dt.datetime) -> dict[str, int]:
+    """Leave out of the files ``written`` in ``drop_dir`` (entity -> names, as the writers return
+    them) every row changed at or after ``as_of``; returns entity -> rows left out. A file
+    keeps its format and columns; values of the kept rows are rewritten as read."""
+    drop = Path(drop_dir)
+    dropped: dict[str, int] = {}
+    for entity, names in written.items():
+        keep = _before(entity, as_of)
+        for name in names:
+            path = drop / name
+            if path.is_symlink() or not path.is_file():
+                raise ValueError(f"{path} is not a regular file the demo wrote")
+            rows = _rows_of(path)
+            kept = [r for r in rows if keep(r)]
+            dropped[entity] = dropped.get(entity, 0) + len(rows) - len(kept)
+            if len(kept) == len(rows):
+                continue
+            fmt = path.suffix.lstrip(".")
+            if fmt == "parquet":
+                table = pq.read_table(path)
+                pq.write_table(pa.Table.from_pylist(kept, schema=table.schema), path)
+            elif fmt == "csv":
+                with path.open(encoding="utf-8", newline="") as f:
+                    header = next(csv.reader(f))
+                with path.open("w", encoding="utf-8", newline="") as f:
+                    w = csv.writer(f)
+                    w.writerow(header)
+                    w.writerows([[r.get(c, "") for c in header] for r in kept])
+            else:
+                with path.open("w", encoding="utf-8") as f:
+                    for r in kept:
+                        f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return dropped
+
+
+def data_files(drop_dir: Path | str) -> list[str]:
+    """Names in ``drop_dir`` the file-drop reader would take for data (``<entity>*.<format>``),
+    symbolic links included (never followed), sorted."""
+    drop = Path(drop_dir)
+    if not drop.is_dir():
+        return []
+    out = []
+    for entry in drop.iterdir():
+        name = entry.name
+        if name.startswith((".", "_", "~")) or "." not in name:
+            continue
+        stem, ext = name.rsplit(".", 1)
+        if ext.lower() in FORMATS and stem.split("-")[0] in ENTITIES:
+            out.append(name)
+    return sorted(out)
+
+
+def record_written(record: Path | str, drop_dir: Path | str, written: dict[str, list[str]]) -> None:
+    """Keep, in ``record`` (a JSON file outside the drop), the names of the files written
+    into ``drop_dir``: :func:`remove_written` removes exactly those and nothing else."""
+    path = Path(record)
+    names = sorted({n for files in written.values() for n in files})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"drop_dir": str(Path(drop_dir)), "files": names}, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def remove_written(record: Path | str, drop_dir: Path | str) -> list[str]:
+    """Remove the files an earlier demo wrote into ``drop_dir``, as kept in ``record``, then the
+    record; returns the names removed. Only plain names directly in ``drop_dir`` are taken
+    (no path separators, no ``..``); a symbolic link or anything but a regular file is left
+    alone; a file the record does not name is never touched."""
+    path, drop = Path(record), Path(drop_dir)
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text(encoding="utf-8"))
+    removed: list[str] = []
+    if Path(data.get("drop_dir", "")) == drop and not drop.is_symlink():
+        for name in data.get("files", []):
+            if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+                continue
+            target = drop / name
+            if target.is_file() and not target.is_symlink():
+                target.unlink()
+                removed.append(name)
+    path.unlink()
+    return removed
