@@ -11,7 +11,9 @@ parameter, else the data interval end), lands the batch as immutable Parquet, ga
 through the Great Expectations suites (bad rows go to `raw.quarantine` with file, row, field
 and reason), merges the rest into the warehouse's `raw` schema and only then advances the
 watermarks. Rerunning a window changes nothing. A structurally broken batch fails the run
-and moves no watermark.
+and moves no watermark. Errors no retry can heal (a 400/401/403/404 from the source, a
+rejected configuration, a missing credential, a malformed or future `as_of`) fail the task at
+once with one line saying what to fix; transient ones (5xx, 429, connection errors) are retried.
 
 Produces the asset `cxloop_raw_crm` / `cxloop_raw_survey`, which schedules `cx_transform`.
 """
@@ -28,6 +30,7 @@ from cxloop_airflow import (
     RAW_ASSETS,
     TAGS,
     WAREHOUSE_POOL,
+    fail_fast,
     resolve_as_of,
     source_settings,
 )
@@ -49,7 +52,10 @@ def make_ingest_dag(domain: str):
         @task(task_id="resolve_as_of")
         def run_as_of(params=None, data_interval_end=None, dag_run=None) -> str:
             run_after = getattr(dag_run, "run_after", None)
-            return resolve_as_of(params, fallback=INTERVAL, data_interval_end=data_interval_end, run_after=run_after)
+            with fail_fast(config=True):  # a malformed or future as_of cannot heal by retrying
+                return resolve_as_of(
+                    params, fallback=INTERVAL, data_interval_end=data_interval_end, run_after=run_after
+                )
 
         @task(pool=WAREHOUSE_POOL)
         def read_watermarks() -> dict[str, str]:
@@ -57,8 +63,10 @@ def make_ingest_dag(domain: str):
             from cxloop.pipeline import read_watermarks as read
             from cxloop.source_config import load_source_config
 
-            source = load_source_config().source_for(domain)
-            return {e: t.isoformat() for e, t in read(Settings.from_env(), source).items()}
+            with fail_fast(config=True):
+                source = load_source_config().source_for(domain)
+                settings = Settings.from_env()
+            return {e: t.isoformat() for e, t in read(settings, source).items()}
 
         @task
         def extract(as_of: str, watermarks: dict[str, str]) -> dict:
@@ -66,15 +74,19 @@ def make_ingest_dag(domain: str):
             from cxloop.pipeline import extract as run
             from cxloop.source_config import DOMAINS, load_source_config
 
-            config = load_source_config()
-            return run(
-                source_settings(config.source_for(domain)),
-                Settings.from_env(),
-                parse_as_of(as_of),
-                entities=DOMAINS[domain],
-                config=config,
-                watermarks={e: datetime.fromisoformat(t) for e, t in watermarks.items()},
-            )
+            with fail_fast(config=True):  # a rejected configuration or a missing credential
+                config = load_source_config()
+                source = source_settings(config.source_for(domain))
+                settings = Settings.from_env()
+            with fail_fast(source.name):  # a 400/401/403/404 from the source: no retries
+                return run(
+                    source,
+                    settings,
+                    parse_as_of(as_of),
+                    entities=DOMAINS[domain],
+                    config=config,
+                    watermarks={e: datetime.fromisoformat(t) for e, t in watermarks.items()},
+                )
 
         @task(pool=WAREHOUSE_POOL, retries=0, outlets=[RAW_ASSETS[domain]])
         def validate_and_load(batch: dict, as_of: str) -> dict:

@@ -19,7 +19,16 @@ from __future__ import annotations
 from datetime import datetime
 
 from airflow.sdk import dag, task
-from cxloop_airflow import AS_OF_PARAM, DEFAULT_ARGS, MARTS_ASSET, TAGS, WAREHOUSE, WAREHOUSE_POOL, resolve_as_of
+from cxloop_airflow import (
+    AS_OF_PARAM,
+    DEFAULT_ARGS,
+    MARTS_ASSET,
+    TAGS,
+    WAREHOUSE,
+    WAREHOUSE_POOL,
+    fail_fast,
+    resolve_as_of,
+)
 
 
 @dag(
@@ -36,7 +45,8 @@ from cxloop_airflow import AS_OF_PARAM, DEFAULT_ARGS, MARTS_ASSET, TAGS, WAREHOU
 def cx_publish():
     @task(task_id="resolve_as_of", pool=WAREHOUSE_POOL)
     def run_as_of(params=None) -> str:
-        return resolve_as_of(params, fallback=WAREHOUSE)
+        with fail_fast(config=True):  # nothing loaded yet, or a malformed / future as_of
+            return resolve_as_of(params, fallback=WAREHOUSE)
 
     @task(pool=WAREHOUSE_POOL)
     def publish_snapshot(as_of: str, run_id=None) -> str | None:

@@ -26,6 +26,7 @@ from cxloop_airflow import (
     TAGS,
     WAREHOUSE,
     WAREHOUSE_POOL,
+    fail_fast,
     resolve_as_of,
 )
 
@@ -44,7 +45,8 @@ from cxloop_airflow import (
 def cx_transform():
     @task(task_id="resolve_as_of", pool=WAREHOUSE_POOL)
     def run_as_of(params=None) -> str:
-        return resolve_as_of(params, fallback=WAREHOUSE)
+        with fail_fast(config=True):  # nothing loaded yet, or a malformed / future as_of
+            return resolve_as_of(params, fallback=WAREHOUSE)
 
     @task(pool=WAREHOUSE_POOL, retries=1, outlets=[MARTS_ASSET])
     def dbt_build(as_of: str) -> dict:

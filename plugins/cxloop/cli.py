@@ -4,6 +4,11 @@ cxloop demo [--scale X] [--seed N] [--keep]   generate demo data, serve it, run 
                                               through Airflow, print the summary
 cxloop generate --out DIR [--scale X]         demo data only
 cxloop serve --data DIR                       the demo source server only
+cxloop init [--dir D]                         write a commented configuration skeleton (D/sources.yml)
+cxloop check [--config FILE]                  one line per check: configuration, credentials, sources
+                                              reachable, drop folder, warehouse, PII key
+cxloop run [--as-of T] [--config FILE]        run the DAGs through Airflow on your own sources
+                                              (as_of default: the start of the current UTC day)
 cxloop summary                                print the last run's summary again
 cxloop prune [--dry-run] [--days N]           delete raw pages older than the retention
                                               (CXLOOP_RAW_RETENTION_DAYS, default 30)
@@ -20,7 +25,7 @@ import secrets
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cxloop.config import Settings, parse_as_of
@@ -154,6 +159,97 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Settings.from_env(), options, Progress())
 
 
+class UsageError(ValueError):
+    """A command-line or configuration error: one line on stderr, exit 2."""
+
+
+INIT_FILE = "sources.yml"
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from cxloop.init_template import TEMPLATE
+
+    folder = Path(args.dir).expanduser()
+    path = folder / INIT_FILE
+    if path.exists() or path.is_symlink():
+        print(f"cxloop init: {path} already exists; not overwritten (edit it, or pass another --dir)", file=sys.stderr)
+        return 1
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--dir {folder} is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(path, "x", encoding="utf-8") as fh:  # "x": never over a file that appeared meanwhile
+        fh.write(TEMPLATE)
+    print(f"wrote {path}")
+    print(f"next: edit it (sources, drop_dir, options), then `cxloop check --config {path}`")
+    print(f"      and `cxloop run --config {path}`")
+    return 0
+
+
+def _use_config(value: str | None) -> str | None:
+    """--config FILE: the configuration for this command (CXLOOP_SOURCES_CONFIG)."""
+    if not value:
+        return None
+    path = Path(value).expanduser().resolve()
+    if not path.is_file():
+        raise UsageError(f"--config {value}: no such file (`cxloop init` writes one)")
+    os.environ["CXLOOP_SOURCES_CONFIG"] = str(path)
+    return str(path)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from cxloop.check import main_check
+
+    _use_config(args.config)
+    return main_check()
+
+
+def default_as_of(now: datetime | None = None) -> str:
+    """The start of the current UTC day: a daily run covers every finished day."""
+    now = now or datetime.now(UTC)
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None).isoformat()
+
+
+def run_as_of(value: str | None) -> str:
+    """``--as-of`` for a run on real sources: ISO, not further in the future than the allowed
+    skew (CXLOOP_MAX_AS_OF_SKEW_HOURS); UsageError in one line otherwise."""
+    from cxloop.check import refuse_future_as_of
+
+    try:
+        return refuse_future_as_of(parse_as_of(value or default_as_of())).isoformat()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The four DAGs through Airflow on the configured sources: no demo server, no demo data."""
+    from cxloop.airflow_home import airflow_env
+    from cxloop.source_config import load_source_config
+
+    as_of = run_as_of(args.as_of)
+    config_path = _use_config(args.config)
+    progress = Progress()
+    settings = Settings.from_env()
+    configured = load_source_config()  # a rejected configuration stops here, in one line
+    settings.ensure_dirs()
+    ensure_pii_key(settings)
+    env = airflow_env(settings)
+    if config_path:
+        env["CXLOOP_SOURCES_CONFIG"] = config_path
+    progress.step(f"sources: CRM from {configured.crm}, surveys from {configured.survey} ({configured.path})")
+    progress.step(f"as_of {as_of}; warehouse in {settings.var_dir}")
+    rc = run_dags(settings, env, as_of, progress)
+    if rc != 0:
+        return rc
+    summary_path = settings.logs_dir / "last_run_summary.txt"
+    if not summary_path.exists():
+        progress.step(f"the DAGs finished but wrote no summary at {summary_path}")
+        return 1
+    progress.step("done")
+    print(summary_path.read_text())
+    print(f"  {'airflow log':<13}{settings.logs_dir / 'airflow-dags-test.log'}")
+    return 0
+
+
 def cmd_airflow(args: argparse.Namespace) -> int:
     """Airflow's UI on the embedded demo home (SQLite, standalone: every component in one go)."""
     from cxloop.airflow_home import airflow_bin, airflow_env
@@ -222,7 +318,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 # The commands that read the project folder (dbt project, expectation suites, config/, dags/).
-NEEDS_PROJECT = ("demo", "airflow")
+NEEDS_PROJECT = ("demo", "airflow", "run")
 
 
 def project_problem() -> str | None:
@@ -238,13 +334,44 @@ def project_problem() -> str | None:
     return f"cxloop: no project folder: set CXLOOP_HOME to the folder holding {needs} ({Path.cwd()} has none)"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with an argument error as one line (no usage block) and exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command line; an argument or configuration error is one line on stderr and exit 2,
+    any other error one line and exit 1: never a traceback (CXLOOP_LOG_LEVEL=DEBUG shows it)."""
+    try:
+        return _main(argv)
+    except UsageError as exc:
+        print(_one_line(str(exc) if str(exc).startswith("cxloop") else f"cxloop: {exc}"), file=sys.stderr)
+        return 2
+    except ValueError as exc:  # SourceConfigError and the settings' own checks
+        print(_one_line(f"cxloop: {exc}"), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cxloop: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+        logging.getLogger(__name__).debug("traceback", exc_info=True)
+        print(_one_line(f"cxloop: {type(exc).__name__}: {exc}"), file=sys.stderr)
+        return 1
+
+
+def _one_line(text: str) -> str:
+    from cxloop.config import redact
+
+    return " ".join(redact(text).split())
+
+
+def _main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=os.environ.get("CXLOOP_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
     )
-    parser = argparse.ArgumentParser(
-        prog="cxloop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = _Parser(prog="cxloop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="run the whole pipeline on demo data through Airflow")
     p.add_argument("--scale", type=float, default=1.0)
@@ -274,6 +401,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("airflow", help="start the Airflow UI on the demo home (standalone)")
     p.add_argument("--port", type=int, default=8080)
     p.set_defaults(func=cmd_airflow)
+    p = sub.add_parser("init", help="write a commented configuration skeleton for your own sources")
+    p.add_argument("--dir", default=".", help="folder to write sources.yml into (default: here)")
+    p.set_defaults(func=cmd_init)
+    p = sub.add_parser("check", help="check the configuration, credentials, sources, warehouse and PII key")
+    p.add_argument("--config", default=None, help="the configuration file (default: CXLOOP_SOURCES_CONFIG)")
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("run", help="run the pipeline through Airflow on your own sources")
+    p.add_argument("--as-of", default=None, help="end of the data window (ISO; default: today 00:00 UTC)")
+    p.add_argument("--config", default=None, help="the configuration file (default: CXLOOP_SOURCES_CONFIG)")
+    p.set_defaults(func=cmd_run)
     p = sub.add_parser("summary", help="print the last run's summary")
     p.set_defaults(func=cmd_summary)
     p = sub.add_parser("prune", help="delete raw pages (personal data) older than the retention")

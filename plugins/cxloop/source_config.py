@@ -44,6 +44,52 @@ class SourceConfigError(ValueError):
     pass
 
 
+#: The top-level keys of the configuration file. ``mappings`` and ``program`` are read and
+#: validated by their own loaders; this module only lets them through.
+TOP_LEVEL_KEYS = (
+    "crm",
+    "survey",
+    "lookback_hours",
+    "invitation_lookback_days",
+    "options",
+    "limits",
+    "mappings",
+    "program",
+)
+#: The options each source reads (``options.<source>.<key>``; CXLOOP_<SOURCE>_OPT_<KEY>).
+KNOWN_OPTIONS: dict[str, tuple[str, ...]] = {
+    "salesforce": ("api_version", "buying_role_field"),
+    "qualtrics": ("directory_id", "nps_question_id", "comment_question_id", "relationship_pattern"),
+    "hubspot": (),
+    "files": ("drop_dir",),
+}
+
+
+def unknown_keys(path: Path | str) -> list[str]:
+    """Every key of the configuration file at ``path`` that nothing reads, as a dotted name
+    (``options.salesforce.api_versoin``, ``limits.file_row``, ``lookbak_hours``): a misspelt key
+    would otherwise leave its default in place without a word. [] for a file that is not a
+    mapping (``load_source_config`` names that)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    if not isinstance(data, dict):
+        return []
+    found = [str(k) for k in data if k not in TOP_LEVEL_KEYS]
+    options = data.get("options")
+    if isinstance(options, dict):
+        for source, values in options.items():
+            if source not in KNOWN_OPTIONS:
+                found.append(f"options.{source}")
+            elif isinstance(values, dict):
+                found += [f"options.{source}.{k}" for k in values if k not in KNOWN_OPTIONS[source]]
+    limits = data.get("limits")
+    if isinstance(limits, dict):
+        found += [f"limits.{k}" for k in limits if k not in LIMIT_DEFAULTS]
+    return found
+
+
 @dataclass(frozen=True)
 class Limits:
     """Resource limits at the door (defaults :data:`LIMIT_DEFAULTS`)."""
@@ -120,9 +166,11 @@ def load_source_config(env: Mapping[str, str] | None = None) -> SourceConfig:
             raise SourceConfigError(f"{path}: not valid YAML: {exc}") from None
         if not isinstance(data, dict):
             raise SourceConfigError(f"{path}: expected a mapping at the top level")
-    unknown = set(data) - {"crm", "survey", "lookback_hours", "invitation_lookback_days", "options", "limits"}
+    unknown = set(data) - set(TOP_LEVEL_KEYS)
     if unknown:
-        raise SourceConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+        raise SourceConfigError(
+            f"{path}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; known: {', '.join(TOP_LEVEL_KEYS)}"
+        )
     crm = env.get("CXLOOP_CRM_SOURCE") or data.get("crm", "salesforce")
     survey = env.get("CXLOOP_SURVEY_SOURCE") or data.get("survey", "qualtrics")
     if crm not in CRM_SOURCES:

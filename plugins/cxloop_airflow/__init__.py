@@ -4,6 +4,8 @@ apart from the `cxloop` core, which imports no Airflow; all pipeline logic lives
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from airflow.sdk import Asset, Param
@@ -43,8 +45,43 @@ DEFAULT_ARGS = {
 }
 
 
+@contextmanager
+def fail_fast(source: str | None = None, *, config: bool = False) -> Iterator[None]:
+    """Errors no retry can heal end the task at once (``AirflowFailException``: no retries),
+    with one line naming the source, the endpoint and what to fix: a 400/401/403/404 from a
+    source (:class:`cxloop.extract.http_client.PermanentSourceError`, or a connector's error
+    wrapping one) and a rejected configuration (``SourceConfigError``). With ``config=True``
+    (around reading the configuration, the credentials and the as_of only) any ``ValueError``
+    counts as a rejected configuration too. Transient errors (5xx, 429, connection errors)
+    pass through and keep the task's retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+    from cxloop.extract.http_client import SourceHTTPError, as_permanent
+    from cxloop.source_config import SourceConfigError
+
+    try:
+        yield
+    except SourceHTTPError as exc:
+        permanent = as_permanent(exc, getattr(exc, "source", None) or source or "source")
+        if permanent is None:
+            raise
+        raise AirflowFailException(permanent.one_line()) from None
+    except SourceConfigError as exc:
+        raise AirflowFailException(_one_line(f"configuration rejected: {exc}")) from None
+    except ValueError as exc:
+        if not config:
+            raise
+        raise AirflowFailException(_one_line(str(exc))) from None
+
+
+def _one_line(text: str) -> str:
+    from cxloop.config import redact
+
+    return " ".join(redact(text).split())
+
+
 def source_settings(name: str):
-    """Connection first (cx_<name>), environment second."""
+    """Connection first (cx_<name>), environment second. A source without credentials fails
+    with a ValueError naming the variables and the connection to set."""
     from cxloop.config import SourceSettings, source_from_env
 
     try:
@@ -53,12 +90,21 @@ def source_settings(name: str):
         conn = Connection.get(f"cx_{name}")
     except Exception:  # noqa: BLE001 - no such connection: fall back to the environment
         conn = None
-    if conn is not None and conn.host:
-        host = conn.host if "://" in conn.host else f"{conn.schema or 'https'}://{conn.host}"
-        if conn.port:
-            host = f"{host}:{conn.port}"
-        return SourceSettings(name=name, base_url=host, token=conn.password or "", options=dict(conn.extra_dejson))
-    return source_from_env(name)
+    try:
+        if conn is not None and conn.host:
+            host = conn.host if "://" in conn.host else f"{conn.schema or 'https'}://{conn.host}"
+            if conn.port:
+                host = f"{host}:{conn.port}"
+            return SourceSettings(
+                name=name, base_url=host, token=conn.password or "", options=dict(conn.extra_dejson)
+            )
+        return source_from_env(name)
+    except ValueError as exc:
+        var = f"CXLOOP_{name.upper()}"
+        raise ValueError(
+            f"{exc}: set {var}_BASE_URL and {var}_TOKEN, or the Airflow connection cx_{name} "
+            "(host = base URL, password = token)"
+        ) from None
 
 
 # How a run without an `as_of` param finds its window end: a scheduled ingestion takes its
@@ -71,23 +117,25 @@ WAREHOUSE = "warehouse"
 def resolve_as_of(params=None, *, fallback: str, data_interval_end=None, run_after=None, settings=None) -> str:
     """The run's as_of (ISO, naive UTC), the one rule for every DAG:
 
-    1. the `as_of` param, when given;
+    1. the `as_of` param, when given (refused, ValueError, when it lies more than
+       CXLOOP_MAX_AS_OF_SKEW_HOURS, default 24, in the future: see ``cxloop.check``);
     2. ``fallback="interval"`` (ingestion): the data interval end, else the run's logical
        ``run_after`` (a manual run without an interval);
        ``fallback="warehouse"`` (transform, publish): ``cxloop.pipeline.data_as_of`` of the
        warehouse in ``settings`` (default: from the environment); ValueError when nothing
        has been loaded yet.
     """
+    from cxloop.check import refuse_future_as_of
     from cxloop.config import parse_as_of
 
     explicit = (params or {}).get("as_of")
     if explicit:
-        return parse_as_of(explicit).isoformat()
+        return refuse_future_as_of(parse_as_of(explicit)).isoformat()
     if fallback == INTERVAL:
         value = data_interval_end or run_after
         if not value:
             raise ValueError("as_of: no `as_of` param, no data interval end and no run_after for this run")
-        return parse_as_of(value).isoformat()
+        return refuse_future_as_of(parse_as_of(value)).isoformat()
     if fallback == WAREHOUSE:
         from cxloop.config import Settings
         from cxloop.pipeline import data_as_of

@@ -22,7 +22,9 @@ One :class:`HttpClient` per source and run wraps a :class:`requests.Session` wit
   body.
 
 Errors raise :class:`SourceHTTPError` naming the method, the safe URL, the status and the
-source's own error message (extracted by a per-source ``error_parser``).
+source's own error message (extracted by a per-source ``error_parser``). A 400, 401, 403 or 404
+raises its subclass :class:`PermanentSourceError` (source, endpoint path, status, and what to fix):
+no retry can heal it, so the DAG glue fails the task at once instead of retrying.
 """
 
 from __future__ import annotations
@@ -70,6 +72,60 @@ class SourceHTTPError(RuntimeError):
         self.attempts = attempts
         status_text = f"HTTP {status}" if status is not None else "no response"
         super().__init__(f"{method} {url} failed ({status_text}, {attempts} attempt(s)): {message}")
+
+
+#: answers that no retry can heal: the request, the credentials or the endpoint must change
+PERMANENT_STATUSES = frozenset({400, 401, 403, 404})
+_PERMANENT_WHAT = {
+    400: "request rejected",
+    401: "token rejected",
+    403: "token rejected (no permission)",
+    404: "endpoint not found",
+}
+
+
+def permanent_fix(source: str, status: int | None) -> str:
+    """What to change after a permanent answer from ``source`` (no secrets, one phrase)."""
+    name = source.upper()
+    if status in (401, 403):
+        return (
+            f"set a valid token in CXLOOP_{name}_TOKEN or the password of the Airflow connection cx_{source}"
+            + (" (and give it read access)" if status == 403 else "")
+        )
+    if status == 404:
+        return f"check the base URL in CXLOOP_{name}_BASE_URL or the host of the Airflow connection cx_{source}"
+    return f"check the options of {source} in config/sources.yml (or CXLOOP_{name}_OPT_*) and the source's message"
+
+
+class PermanentSourceError(SourceHTTPError):
+    """A 400/401/403/404 from a source: retrying cannot help. Carries ``source``, ``endpoint``
+    (the URL path, never its query) and ``status``; :meth:`one_line` says what to fix."""
+
+    def __init__(self, source: str, method: str, url: str, status: int, message: str, attempts: int = 1):
+        super().__init__(method, url, status, message, attempts)
+        self.source = source
+        self.endpoint = urlsplit(url).path or "/"
+
+    @property
+    def what(self) -> str:
+        return _PERMANENT_WHAT.get(self.status or 0, f"HTTP {self.status}")
+
+    def one_line(self) -> str:
+        text = (
+            f"{self.source}: {self.method} {self.endpoint} answered HTTP {self.status} ({self.what}): "
+            f"{permanent_fix(self.source, self.status)}; the source said: {self.source_message}"
+        )
+        return " ".join(text.split())
+
+
+def as_permanent(exc: BaseException, source: str) -> PermanentSourceError | None:
+    """``exc`` as a :class:`PermanentSourceError` when it is one, or a :class:`SourceHTTPError`
+    (a connector's own subclass wrapping one) with a permanent status; else None."""
+    if isinstance(exc, PermanentSourceError):
+        return exc
+    if isinstance(exc, SourceHTTPError) and exc.status in PERMANENT_STATUSES:
+        return PermanentSourceError(source, exc.method, exc.url, exc.status, exc.source_message, exc.attempts)
+    return None
 
 
 def safe_url(url: str, max_query_chars: int = 300) -> str:
@@ -317,6 +373,8 @@ class HttpClient:
                 else:
                     retryable = False
                 response.close()
+            if status in PERMANENT_STATUSES:
+                raise PermanentSourceError(self.source, method, shown, status, reason, attempt) from None
             if not retryable or retries >= self.retry.max_retries:
                 raise SourceHTTPError(method, shown, status, reason, attempt) from None
             if wait is None:
