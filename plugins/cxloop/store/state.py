@@ -134,22 +134,39 @@ def pending_rows(
 def record_releases(
     db: Db, entity: str, rows: Iterable[tuple[str, int, str | None, str]], resolved_by_batch: str
 ) -> int:
-    """rows: (batch_id, row_number, primary_key, resolution) with resolution released|superseded."""
+    """rows: (batch_id, row_number, primary_key, resolution) with resolution released|superseded.
+
+    Written in statements of :data:`RELEASE_ROWS_PER_STATEMENT` rows (a delete of the rows'
+    earlier resolutions, then one multi-row insert): a statement per row cost about 1 ms each,
+    3 s of a small demo load."""
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    n = 0
-    for batch_id, row_number, key, resolution in rows:
+    # one resolution per quarantined row, the last given (as a statement per row would leave)
+    latest = {(batch_id, int(row_number)): (key, resolution) for batch_id, row_number, key, resolution in rows}
+    rows = [(batch_id, row_number, key, resolution) for (batch_id, row_number), (key, resolution) in latest.items()]
+    for i in range(0, len(rows), RELEASE_ROWS_PER_STATEMENT):
+        part = rows[i : i + RELEASE_ROWS_PER_STATEMENT]
+        pairs = ", ".join(["(?, ?)"] * len(part))
         db.execute(
-            "DELETE FROM raw.quarantine_releases WHERE batch_id = ? AND entity = ? AND row_number = ?",
-            [batch_id, entity, row_number],
+            "DELETE FROM raw.quarantine_releases AS q "
+            f"USING (VALUES {pairs}) AS v(batch_id, row_number) "
+            "WHERE q.entity = ? AND q.batch_id = v.batch_id AND q.row_number = v.row_number",
+            [*(x for batch_id, row_number, _, _ in part for x in (batch_id, int(row_number))), entity],
         )
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(part))
         db.execute(
             "INSERT INTO raw.quarantine_releases "
             "(batch_id, entity, row_number, primary_key, resolution, resolved_by_batch, resolved_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [batch_id, entity, row_number, key, resolution, resolved_by_batch, now],
+            f"VALUES {values}",
+            [
+                x
+                for batch_id, row_number, key, resolution in part
+                for x in (batch_id, entity, int(row_number), key, resolution, resolved_by_batch, now)
+            ],
         )
-        n += 1
-    return n
+    return len(rows)
+
+
+RELEASE_ROWS_PER_STATEMENT = 500
 
 
 def record_window(db: Db, source: str, entities: Iterable[str], as_of: dt.datetime, batch_id: str) -> None:
