@@ -189,7 +189,7 @@ def _http_source(name: str, env: Mapping[str, str], config_options: dict[str, st
                 FAIL,
                 f"{name} credentials",
                 f"{' and '.join(missing)} not set: set them, or the Airflow connection cx_{name} "
-                "(host = base URL, password = token)",
+                "(host: the base URL, password: the token)",
             )
         ]
     checks = [Check(OK, f"{name} credentials", f"{var}_BASE_URL and {var}_TOKEN set")]

@@ -103,7 +103,7 @@ def source_settings(name: str):
         var = f"CXLOOP_{name.upper()}"
         raise ValueError(
             f"{exc}: set {var}_BASE_URL and {var}_TOKEN, or the Airflow connection cx_{name} "
-            "(host = base URL, password = token)"
+            "(host: the base URL, password: the token)"
         ) from None
 
 
