@@ -20,7 +20,7 @@ from cxloop.airflow_home import airflow_env
 from cxloop.cli import PIPELINE_DAGS, demo_source_env, run_dags
 from cxloop.config import Settings
 from cxloop.contract import ENTITY_ORDER
-from cxloop.demo.generator import generate
+from cxloop.demo.run import DemoOptions, demo_drop_dir, prepare
 from cxloop.demo.server import DemoServer
 from cxloop.serve.exports import MARTS, verify_manifest
 
@@ -29,6 +29,9 @@ pytestmark = pytest.mark.e2e
 AS_OF = datetime(2026, 10, 1)
 SEED = 11
 SCALE = 0.2
+# a file of the user's, named like a data file, in the configured drop folder and in var/drop
+USER_FILE = "accounts.csv"
+USER_ROWS = "account_id,account_name\nMINE-1,My own account\n"
 
 MART_KEYS = {
     "account_nps": ["period_start", "survey_type", "account_id", "method"],
@@ -45,16 +48,21 @@ def _demo_run(sources: tuple[str, str]):
     other tests run: tests/_background.py)."""
     crm, survey = sources
     var = _background.workdir(f"var-{crm}-{survey}")
-    truth = generate(var / "demo", seed=SEED, scale=SCALE, as_of=AS_OF)
     settings = Settings.from_env({"CXLOOP_VAR": str(var)})
+    for folder in (var / "drop", var / "my-drop"):  # a user's files where older demos wrote theirs
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / USER_FILE).write_text(USER_ROWS)
+    # the demo's own preparation (as `cxloop demo`): the world at its horizon, the warehouse's record
+    plan = prepare(settings, DemoOptions(seed=SEED, scale=SCALE, as_of=AS_OF.isoformat(), crm=crm, survey=survey))
     token = secrets.token_urlsafe(16)
     env = airflow_env(settings, dict(_background.ENV))  # the environment before any test changed it
     env["CXLOOP_PII_KEY"] = _background.ENV["CXLOOP_PII_KEY"]
+    env["CXLOOP_FILES_OPT_DROP_DIR"] = str(var / "my-drop")  # the user's configured drop folder
     env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
     with DemoServer(var / "demo" / "source", token=token) as base_url:
-        env.update(demo_source_env(settings, base_url, token, crm, survey))
+        env.update(demo_source_env(settings, base_url, token, crm, survey, as_of=plan.as_of))
         rc = run_dags(settings, env, AS_OF.isoformat())
-    return settings, truth, rc
+    return settings, plan.truth, rc
 
 
 @pytest.fixture(
@@ -223,3 +231,14 @@ def test_planted_faults_are_visible_in_data_quality(demo_run, warehouse):
         assert rows.unexpected_count.sum() >= len(group)
     passed = warehouse.execute("select count(*) from marts.data_quality where success").fetchone()[0]
     assert passed > len(failed), "most expectations pass on the demo data"
+
+
+def test_the_demo_left_the_users_drop_folders_alone(demo_run):
+    settings, _, _ = demo_run
+    for folder in (settings.var_dir / "drop", settings.var_dir / "my-drop"):
+        assert sorted(p.name for p in folder.iterdir()) == [USER_FILE]
+        assert (folder / USER_FILE).read_text() == USER_ROWS
+    # a file drop run read the demo's own folder, never the configured one
+    manifests = list((settings.landing_dir / "source=files" / "raw").glob("*/_files.json"))
+    for manifest in manifests:
+        assert str(demo_drop_dir(settings)) in manifest.read_text() and "my-drop" not in manifest.read_text()

@@ -187,3 +187,20 @@ def test_a_new_world_removes_only_the_generators_files(tmp_path):
         "source/mine.txt",
         "truth/notes.parquet",
     ]
+
+
+def test_response_only_program_writes_a_drop_without_invitations(project):
+    settings, user_folders = project
+    before = {str(f): tree(f) for f in user_folders}
+    options = DemoOptions(seed=SEED, scale=SCALE, crm="salesforce", survey="qualtrics", program="response-only")
+    plan = prepare(settings, options)
+    assert (plan.crm, plan.survey) == ("salesforce", "files")
+    env = demo_source_env(settings, "http://127.0.0.1:9", "t0ken", plan.crm, plan.survey, as_of=plan.as_of,
+                          program="response-only")  # fmt: skip
+    drop = Path(env["CXLOOP_FILES_OPT_DROP_DIR"])
+    names = sorted(p.name for p in drop.iterdir())
+    assert names == json.loads((settings.demo_dir / DROP_RECORD).read_text())["files"]
+    assert names and not [n for n in names if n.startswith("invitations")]
+    assert {str(f): tree(f) for f in user_folders} == before
+    with pytest.raises(DemoRefused, match="unknown program"):
+        prepare(settings, DemoOptions(seed=SEED, scale=SCALE, program="other"))

@@ -4,7 +4,7 @@ What the command does before Airflow runs (:func:`prepare` and :func:`demo_sourc
 :func:`run_demo` for the whole of it:
 
 - **The world.** The demo world is generated once, at a horizon (:data:`DEMO_HORIZON`, or the
-  ``as_of`` asked for when that is later), into ``settings.demo_dir``. A run at an earlier
+  day after an ``as_of`` asked for that is later), into ``settings.demo_dir``. A run at an earlier
   ``as_of`` sees that world cut at its ``as_of``: the HTTP sources are read through windows
   that end at ``as_of``, the demo file drop leaves out rows changed at or after it. So
   successive ``--keep`` runs at later dates replay one history, as a real source would serve
@@ -29,7 +29,7 @@ import os
 import secrets
 import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,8 @@ def _warehouse_exists(settings: Settings) -> bool:
 
 def choose_horizon(settings: Settings, options: DemoOptions, as_of: datetime) -> datetime:
     """The horizon of the world this run serves; refuses (one line) what ``--keep`` cannot do."""
-    fresh = max(DEMO_HORIZON, as_of)
+    day = as_of.replace(hour=0, minute=0, second=0, microsecond=0)
+    fresh = max(DEMO_HORIZON, day if day == as_of else day + timedelta(days=1))  # whole days
     if not options.keep:
         return fresh
     record = read_world_record(settings)
