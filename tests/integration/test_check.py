@@ -195,3 +195,35 @@ def test_a_full_drop_is_ok_with_rows_per_entity(tmp_path, world):
     for entity in ("owners", "accounts", "contacts", "follow_ups", "surveys", "invitations", "responses"):
         line = _line(lines, f"drop {entity}")
         assert line.startswith("ok ") and "row(s)" in line, line
+
+
+def test_postgres_warehouse_database_is_created_when_the_user_may(tmp_path):
+    import os
+    import uuid
+
+    import psycopg2
+    from cxloop.config import Settings
+
+    pg = {k: os.environ[k] for k in ("CXLOOP_PG_HOST", "CXLOOP_PG_PORT", "CXLOOP_PG_USER") if os.environ.get(k)}
+    name = f"owndata_cli_check_{uuid.uuid4().hex[:8]}"
+    env = _env(tmp_path, "crm: files\nsurvey: files\n", CXLOOP_TARGET="postgres", CXLOOP_PG_DBNAME=name, **pg)
+    admin_dsn = Settings.from_env({**pg, "CXLOOP_PG_DBNAME": "postgres"}).pg_dsn()
+    try:
+        admin = psycopg2.connect(admin_dsn, connect_timeout=3)
+    except psycopg2.OperationalError:
+        pytest.skip("no Postgres on 127.0.0.1:5432")
+    admin.autocommit = True
+    try:
+        _, lines = _check(env)
+        line = _line(lines, "warehouse")
+        assert line.startswith("ok ") and f"dbname={name}" in line and "database created" in line, line
+        _, lines = _check(env)
+        assert "database created" not in _line(lines, "warehouse")  # there now
+        env["CXLOOP_PG_PORT"] = "1"
+        _, lines = _check(env)
+        line = _line(lines, "warehouse")
+        assert line.startswith("FAIL ") and "not reachable" in line and "CXLOOP_PG_HOST" in line
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.close()
