@@ -107,6 +107,7 @@ def _config(env: Mapping[str, str]) -> tuple[list[Check], object | None]:
 def _owned_sections(env: Mapping[str, str]) -> list[Check]:
     """``mappings:`` and ``program:`` are validated by their own loaders, when installed."""
     import importlib
+    import inspect
 
     out = []
     for section, module, func in (
@@ -118,9 +119,9 @@ def _owned_sections(env: Mapping[str, str]) -> list[Check]:
         except (ImportError, AttributeError):
             continue  # not part of this installation
         try:
-            try:
-                loader(env)
-            except TypeError:  # a loader that reads the environment itself
+            if "env" in inspect.signature(loader).parameters:
+                loader(env=env)
+            else:  # a loader that reads the environment itself
                 loader()
         except ValueError as exc:
             out.append(Check(FAIL, section, str(exc)))

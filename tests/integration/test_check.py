@@ -227,3 +227,12 @@ def test_postgres_warehouse_database_is_created_when_the_user_may(tmp_path):
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.close()
+
+
+def test_the_program_section_is_validated_by_its_loader(tmp_path):
+    pytest.importorskip("cxloop.program")
+    env = _env(tmp_path, "crm: files\nsurvey: files\nprogram:\n  no_such_setting: 1\n", no_proxy="127.0.0.1")
+    rc, lines = _check(env)
+    assert rc == 1
+    line = _line(lines, "program")
+    assert line.startswith("FAIL ") and "unknown program setting(s) no_such_setting" in line
