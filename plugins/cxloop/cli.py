@@ -220,6 +220,23 @@ def run_as_of(value: str | None) -> str:
         raise UsageError(str(exc)) from None
 
 
+def _require_credentials(configured) -> None:
+    """A configured HTTP source without credentials (neither the variables nor the Airflow
+    connection's AIRFLOW_CONN_CX_<SOURCE>) stops the run in one line."""
+    from cxloop.check import HTTP_SOURCES
+
+    for source in dict.fromkeys((configured.crm, configured.survey)):
+        if source not in HTTP_SOURCES:
+            continue
+        var = f"CXLOOP_{source.upper()}"
+        missing = [v for v in (f"{var}_BASE_URL", f"{var}_TOKEN") if not os.environ.get(v)]
+        if missing and not os.environ.get(f"AIRFLOW_CONN_CX_{source.upper()}"):
+            raise UsageError(
+                f"{source}: {' and '.join(missing)} not set (nor the Airflow connection cx_{source}); "
+                "`cxloop check` lists everything still missing"
+            )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """The four DAGs through Airflow on the configured sources: no demo server, no demo data."""
     from cxloop.airflow_home import airflow_env
@@ -230,6 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress = Progress()
     settings = Settings.from_env()
     configured = load_source_config()  # a rejected configuration stops here, in one line
+    _require_credentials(configured)  # before Airflow starts, not in its first task
     settings.ensure_dirs()
     ensure_pii_key(settings)
     env = airflow_env(settings)

@@ -100,3 +100,20 @@ def test_a_rejected_configuration_is_one_line_exit_2(tmp_path, monkeypatch, caps
     monkeypatch.setenv("CXLOOP_TARGET", "oracle")
     rc, out, err = _main(["run", "--as-of", "2026-10-01"], capsys)
     assert rc == 2 and err == "cxloop: CXLOOP_TARGET='oracle' is not one of duckdb, postgres\n"
+
+
+def test_run_without_credentials_stops_before_airflow(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "sources.yml"
+    config.write_text("crm: salesforce\nsurvey: files\n")
+    for var in ("CXLOOP_SALESFORCE_TOKEN", "AIRFLOW_CONN_CX_SALESFORCE", "CXLOOP_CRM_SOURCE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CXLOOP_VAR", str(tmp_path / "var"))
+    monkeypatch.setenv("CXLOOP_SALESFORCE_BASE_URL", "https://acme.my.salesforce.com")
+    monkeypatch.setenv("CXLOOP_SOURCES_CONFIG", str(config))
+    rc, out, err = _main(["run", "--as-of", "2026-10-01", "--config", str(config)], capsys)
+    assert rc == 2
+    assert err == (
+        "cxloop: salesforce: CXLOOP_SALESFORCE_TOKEN not set (nor the Airflow connection cx_salesforce); "
+        "`cxloop check` lists everything still missing\n"
+    )
+    assert not (tmp_path / "var" / "airflow").exists()  # Airflow never started
