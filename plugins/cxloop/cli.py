@@ -220,11 +220,14 @@ def run_as_of(value: str | None) -> str:
         raise UsageError(str(exc)) from None
 
 
-def _require_credentials(configured) -> None:
+def _require_credentials(configured, settings: Settings) -> None:
     """A configured HTTP source without credentials (neither the variables nor the Airflow
-    connection's AIRFLOW_CONN_CX_<SOURCE>) stops the run in one line."""
+    connection's AIRFLOW_CONN_CX_<SOURCE>) stops the run in one line, when the embedded Airflow
+    home has no metadata database yet (so no connection can be stored there either)."""
     from cxloop.check import HTTP_SOURCES
 
+    if (settings.var_dir / "airflow" / "airflow.db").exists():
+        return  # a connection may live there; the DAG's extract task fails fast without one
     for source in dict.fromkeys((configured.crm, configured.survey)):
         if source not in HTTP_SOURCES:
             continue
@@ -247,7 +250,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress = Progress()
     settings = Settings.from_env()
     configured = load_source_config()  # a rejected configuration stops here, in one line
-    _require_credentials(configured)  # before Airflow starts, not in its first task
+    _require_credentials(configured, settings)  # before Airflow starts, not in its first task
     settings.ensure_dirs()
     ensure_pii_key(settings)
     env = airflow_env(settings)
