@@ -48,10 +48,10 @@ limits:
   record_bytes: 33554432           # one response of a survey export
 
 # How your values map onto the contract: value maps, job title -> buying-role rules, timestamp
-# formats. See the docs (README, "Your own data") for the keys; `cxloop check` validates them.
+# formats. See the docs (README and docs/) for the keys; `cxloop check` validates them.
 # mappings:
 
 # Your programme's settings: period_grain, sla_clock, targets, min_n ... See the docs (README,
-# "Your own data") for the keys; `cxloop check` validates them.
+# "Program settings") for the keys and their defaults; `cxloop check` validates them.
 # program:
 """
