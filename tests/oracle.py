@@ -206,8 +206,8 @@ OUTPUT_COLUMNS = {
         "target_at",
         "first_contact_at",
         "closed_at",
-        "hours_to_first_contact",
-        "hours_to_close",
+        "calendar_hours_to_first_contact",
+        "calendar_hours_to_close",
         "sla_status",
         "is_sla_breach",
         "is_completed",
@@ -228,7 +228,7 @@ FLOAT_COLUMNS = {
     "portfolio_nps": ["nps", "var_pts", "ci_low", "ci_high"],
     "contact_coverage": ["coverage_on_file", "coverage_invited", "coverage_responded"],
     "response_rate": ["response_rate", "scored_response_rate", "account_response_rate", "target"],
-    "follow_up_sla": ["nps_score", "hours_to_first_contact", "hours_to_close", "next_score"],
+    "follow_up_sla": ["nps_score", "calendar_hours_to_first_contact", "calendar_hours_to_close", "next_score"],
 }
 NULLABLE_INT_COLUMNS = {"portfolio_nps": ["promoters", "passives", "detractors"]}
 TIMESTAMP_OUTPUT_COLUMNS = {"follow_up_sla": ["recorded_at", "target_at", "first_contact_at", "closed_at"]}
@@ -1014,8 +1014,8 @@ def _follow_up_sla(data: _Data, first_contact_hours, close_days, follow_up_passi
                 target_at=target,
                 first_contact_at=first,
                 closed_at=closed,
-                hours_to_first_contact=_hours(first, rec),
-                hours_to_close=_hours(closed, rec),
+                calendar_hours_to_first_contact=_hours(first, rec),
+                calendar_hours_to_close=_hours(closed, rec),
                 sla_status=status,
                 is_sla_breach=breach,
                 is_completed=closed is not None and closed <= rec + pd.Timedelta(days=close_days),

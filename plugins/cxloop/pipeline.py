@@ -166,14 +166,18 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
 
 
 def build(settings: Settings, as_of: datetime) -> dict:
-    """dbt build; every node's result is logged and kept in ``raw.dbt_results``."""
+    """dbt build with the program settings as vars (config ``program:`` section and
+    CXLOOP_PROGRAM_* overrides); every node's result is logged and kept in ``raw.dbt_results``."""
+    from cxloop.program import load_program
     from cxloop.transform.dbt import record_results, run_dbt
 
-    result = run_dbt("build", settings, as_of)
+    program = load_program()
+    log.info("program settings: %s", "; ".join(program.describe()))
+    result = run_dbt("build", settings, as_of, program=program)
     record_results(settings, result, as_of)
     with open_store(settings) as store:
         store.grant_bi_access()  # Postgres: the BI role reads marts, and nothing else
-    return result.to_dict()
+    return {**result.to_dict(), "program": program.dbt_vars()}
 
 
 def last_invocation_id(settings: Settings) -> str | None:

@@ -1,7 +1,7 @@
 """The serving layer reads its numbers from the marts and survives what the marts can hold.
 
-- the run summary's and the report's targets and group minimum come from the dbt project
-  (a var override or an edited copy of the project changes them; no literal in Python);
+- the run summary's and the report's targets come from the marts and the group minimum from
+  the program settings (a var or CXLOOP_PROGRAM_* override changes them; no literal in Python);
 - publish, exports, report and summary succeed on an empty mart (each one in turn) and on
   single-period data, and say what is empty;
 - CSV cells a spreadsheet would evaluate are neutralised (text only; numbers untouched,
@@ -17,9 +17,7 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -100,15 +98,10 @@ def test_summary_targets_follow_the_dbt_vars(shared, private):
     assert head["sla_attainment"]["value"] == value
 
 
-def test_min_n_comes_from_the_dbt_project_and_drives_suppression(shared, private, tmp_path):
+def test_min_n_comes_from_the_program_settings_and_drives_suppression(shared, private, monkeypatch):
     assert min_n_group(private) == 5
-    project = tmp_path / "dbt_project"
-    shutil.copytree(private.dbt_project_dir, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
-    yml = project / "dbt_project.yml"
-    text = yml.read_text()
-    assert "  min_n_group: 5 " in text
-    yml.write_text(text.replace("  min_n_group: 5 ", "  min_n_group: 40 "))
-    settings = replace(private, dbt_project_dir=project)
+    monkeypatch.setenv("CXLOOP_PROGRAM_MIN_N_GROUP", "40")
+    settings = private
     assert min_n_group(settings) == 40
     folder = Path(pipeline.export(settings, shared.as_of, "r-min-n", "inv"))
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -118,8 +111,8 @@ def test_min_n_comes_from_the_dbt_project_and_drives_suppression(shared, private
     report = Path(pipeline.report(settings, shared.as_of, "r-min-n", "inv")).read_text()
     assert "Groups with fewer than 40" in report
     assert re.search(r"groups with n (&lt;|\\u0026lt;) 40 not shown", report), "the SLA chart's title"
-    yml.write_text(text.replace("  min_n_group: 5 ", "  min_n_group: five "))
-    with pytest.raises(Exception, match="vars.min_n_group must be a positive integer"):
+    monkeypatch.setenv("CXLOOP_PROGRAM_MIN_N_GROUP", "five")
+    with pytest.raises(ValueError, match="CXLOOP_PROGRAM_MIN_N_GROUP: 'five' is not allowed for min_n_group"):
         min_n_group(settings)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "plugins" / "cxloop"
-CORE = {"cxloop", "cxloop.config", "cxloop.contract", "cxloop.source_config"}
+CORE = {"cxloop", "cxloop.config", "cxloop.contract", "cxloop.source_config", "cxloop.program"}
 # what each stage may import besides the core (and itself)
 ALLOWED = {
     "store": set(),

@@ -759,12 +759,12 @@ def test_sla_status_at_as_of():
         else:
             assert bool(sla.loc[rid, "is_sla_breach"]) is breach, rid
     assert sla.loc["r_met", "follow_up_id"] == "f_met"  # earliest created_at wins
-    assert sla.loc["r_met", "hours_to_first_contact"] == pytest.approx(47.0)
-    assert sla.loc["r_met", "hours_to_close"] == pytest.approx(9 * 24.0)
+    assert sla.loc["r_met", "calendar_hours_to_first_contact"] == pytest.approx(47.0)
+    assert sla.loc["r_met", "calendar_hours_to_close"] == pytest.approx(9 * 24.0)
     assert sla.loc["r_met", "owner_id"] == "o_fu"  # follow-up owner first
     assert sla.loc["r_miss", "owner_id"] == "o_acc"  # else the account owner
-    assert sla.loc["r_late", "hours_to_first_contact"] == pytest.approx(50.0)
-    assert pd.isna(sla.loc["r_fut", "hours_to_first_contact"])
+    assert sla.loc["r_late", "calendar_hours_to_first_contact"] == pytest.approx(50.0)
+    assert pd.isna(sla.loc["r_fut", "calendar_hours_to_first_contact"])
     assert pd.isna(sla.loc["r_miss", "follow_up_id"])
     assert (sla["period_start"] == Q2).all()
 
@@ -799,7 +799,7 @@ def test_is_completed_and_completion_due():
     sla = sla_world().marts(as_of=datetime(2025, 6, 12))["follow_up_sla"].set_index("response_id")
     assert bool(sla.loc["r_met", "is_completed"]) is True  # closed 06-10
     assert bool(sla.loc["r_edge", "is_completed"]) is False  # closes 06-15, after as_of
-    assert pd.isna(sla.loc["r_edge", "hours_to_close"])
+    assert pd.isna(sla.loc["r_edge", "calendar_hours_to_close"])
 
 
 def test_next_score_and_is_recovered():

@@ -9,7 +9,7 @@ What a pack holds, per mart (``GOVERNANCE`` below is the rule set; the manifest 
 - No contact-level data at all. ``follow_up_sla`` is one row per detractor response (response
   id, contact id, the contact's score, timestamps): it is exported aggregated to
   period x survey type x owner (team) instead, with counts by SLA status, attainment, completion
-  and recovery, and median hours. No file carries response_id, contact_id, follow_up_id,
+  and recovery, and median calendar hours. No file carries response_id, contact_id, follow_up_id,
   email_hash, a name or a free-text field.
 - Accounts and owners appear by their CRM ids only (account_id, owner_id); account and owner
   names live in the raw layer and never reach a mart or an export.
@@ -55,7 +55,7 @@ from cxloop.config import Settings
 log = logging.getLogger(__name__)
 
 METRIC_CONTRACT_VERSION = "v1"
-MIN_N_VAR = "min_n_group"  # the dbt var (dbt_project.yml): "5 for any group in an export" (contract 3)
+MIN_N_VAR = "min_n_group"  # the program setting / dbt var: "5 for any group in an export" (contract 3)
 CSV_FLOAT_FORMAT = "{:.9f}"  # the marts round every float to 9 decimals (macro cx_round)
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 PARQUET_OPTIONS = {
@@ -143,8 +143,8 @@ GOVERNANCE: dict[str, MartRule] = {
         n="follow_ups_required",
         metrics=(
             "met", "breached", "missing", "active", "sla_attainment", "completed", "completion_due",
-            "completion_rate", "recovered", "with_next_score", "median_hours_to_first_contact",
-            "median_hours_to_close",
+            "completion_rate", "recovered", "with_next_score", "median_calendar_hours_to_first_contact",
+            "median_calendar_hours_to_close",
         ),
         note="row-level mart (one row per detractor response) exported aggregated to period x survey_type x "
         "owner_id x team; suppressed when follow_ups_required < min_n",
@@ -187,7 +187,7 @@ def aggregate_follow_up_sla(frame: pd.DataFrame) -> pd.DataFrame:
         "follow_up_sla",
         frame,
         ["period_start", "survey_type", "owner_id", "team", "sla_status", "is_completed", "is_completion_due",
-         "is_recovered", "next_score", "hours_to_first_contact", "hours_to_close"],
+         "is_recovered", "next_score", "calendar_hours_to_first_contact", "calendar_hours_to_close"],
     )
     f = frame.copy()
     status = f["sla_status"].astype(object)
@@ -199,7 +199,7 @@ def aggregate_follow_up_sla(frame: pd.DataFrame) -> pd.DataFrame:
     f["with_next_score"] = f["next_score"].notna().astype("int64")
     f["owner_id"] = f["owner_id"].astype(object).where(f["owner_id"].notna(), "(none)")
     f["team"] = f["team"].astype(object).where(f["team"].notna(), "(none)")
-    for col in ("hours_to_first_contact", "hours_to_close"):
+    for col in ("calendar_hours_to_first_contact", "calendar_hours_to_close"):
         f[col] = pd.to_numeric(f[col], errors="coerce").astype(float)
     keys = ["period_start", "survey_type", "owner_id", "team"]
     out = (
@@ -214,8 +214,8 @@ def aggregate_follow_up_sla(frame: pd.DataFrame) -> pd.DataFrame:
             completion_due=("completion_due", "sum"),
             recovered=("recovered", "sum"),
             with_next_score=("with_next_score", "sum"),
-            median_hours_to_first_contact=("hours_to_first_contact", "median"),
-            median_hours_to_close=("hours_to_close", "median"),
+            median_calendar_hours_to_first_contact=("calendar_hours_to_first_contact", "median"),
+            median_calendar_hours_to_close=("calendar_hours_to_close", "median"),
         )
         .reset_index()
     )
@@ -223,26 +223,21 @@ def aggregate_follow_up_sla(frame: pd.DataFrame) -> pd.DataFrame:
     out["sla_attainment"] = (out["met"] / decided.where(decided > 0)).astype(float)
     out["completion_rate"] = (out["completed"] / out["completion_due"].where(out["completion_due"] > 0)).astype(float)
     # the marts' own precision (macro cx_round): the same bytes whatever the float noise
-    floats = ["sla_attainment", "completion_rate", "median_hours_to_first_contact", "median_hours_to_close"]
+    floats = [
+        "sla_attainment", "completion_rate", "median_calendar_hours_to_first_contact", "median_calendar_hours_to_close",
+    ]
     out[floats] = out[floats].round(9)
     return out.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
 def min_n_group(settings: Settings | None = None) -> int:
-    """The dbt var ``min_n_group`` from the dbt project the run builds (``dbt_project.yml``):
-    the one definition of the smallest group an export, the report or the summary shows."""
-    import yaml
+    """The program setting ``min_n_group`` (config ``program:`` section, override
+    CXLOOP_PROGRAM_MIN_N_GROUP; :mod:`cxloop.program`), the same value the pipeline hands dbt:
+    the one definition of the smallest group an export, the report or the summary shows.
+    ``settings`` is accepted for the callers that pass it; the value does not depend on it."""
+    from cxloop.program import load_program
 
-    settings = settings or Settings.from_env()
-    path = Path(settings.dbt_project_dir) / "dbt_project.yml"
-    try:
-        project = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ExportContractError(f"{path}: no dbt project, so no {MIN_N_VAR} to suppress small groups by") from None
-    value = (project.get("vars") or {}).get(MIN_N_VAR)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ExportContractError(f"{path}: vars.{MIN_N_VAR} must be a positive integer, got {value!r}")
-    return value
+    return int(load_program().min_n_group)
 
 
 def label_batches(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict]]:
@@ -484,7 +479,7 @@ def export_marts(
         "empty_marts": empty,
         "suppression": {
             "min_n": min_n,
-            "min_n_from": f"dbt var {MIN_N_VAR}",
+            "min_n_from": f"program setting {MIN_N_VAR}",
             "rule": "rows whose group size n is below min_n keep keys and n; their metric columns are null "
             "and suppressed = true (per mart: see marts.<mart>.rule)",
         },

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cxloop.config import Settings
+from cxloop.program import Program, load_program
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +48,18 @@ class BuildResult:
         }
 
 
-def dbt_vars(as_of: datetime, extra: dict | None = None) -> dict:
-    return {"as_of": as_of.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})}
+def dbt_vars(as_of: datetime, extra: dict | None = None, program: Program | None = None) -> dict:
+    """The vars of one dbt invocation: the program settings (config file ``program:`` section
+    and CXLOOP_PROGRAM_* overrides, :mod:`cxloop.program`), the run's as_of, then ``extra``
+    (a test's or a caller's explicit override) on top."""
+    program = program or load_program()
+    return {**program.dbt_vars(), "as_of": as_of.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})}
 
 
 def dbt_args(
     command: str, settings: Settings, as_of: datetime, *, target: str | None = None,
     select: list[str] | None = None, extra_vars: dict | None = None, unit_tests: bool = False,
+    program: Program | None = None,
 ) -> list[str]:
     args = [
         command,
@@ -62,7 +68,7 @@ def dbt_args(
         "--target", target or settings.dbt_target,
         "--target-path", str(settings.var_dir / "dbt" / "target"),
         "--log-path", str(settings.logs_dir / "dbt"),
-        "--vars", json.dumps(dbt_vars(as_of, extra_vars)),
+        "--vars", json.dumps(dbt_vars(as_of, extra_vars, program)),
     ]
     if select:
         args += ["--select", *select]
@@ -77,6 +83,7 @@ def dbt_args(
 def run_dbt(
     command: str, settings: Settings, as_of: datetime, *, target: str | None = None,
     select: list[str] | None = None, extra_vars: dict | None = None, unit_tests: bool = False,
+    program: Program | None = None,
 ) -> BuildResult:
     """Invoke dbt in this process. The warehouse path reaches the profile via CXLOOP_WAREHOUSE."""
     from dbt.cli.main import dbtRunner  # heavy imports: only inside the task
@@ -94,7 +101,8 @@ def run_dbt(
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     started = datetime.now()
     args = dbt_args(
-        command, settings, as_of, target=target, select=select, extra_vars=extra_vars, unit_tests=unit_tests
+        command, settings, as_of, target=target, select=select, extra_vars=extra_vars, unit_tests=unit_tests,
+        program=program,
     )
     log.info("dbt %s", " ".join(args))
     res = dbtRunner().invoke(args)

@@ -115,6 +115,10 @@ final as (
         cast(group_type as text) as group_type,
         cast(group_value as text) as group_value,
         cast('{{ cxloop_sla_clock() }}' as text) as sla_clock,
+        -- the first-contact target on that clock, as follow_up_sla carries it (48 calendar
+        -- hours, or sla_first_contact_business_hours business hours)
+        cast((select max(follow_ups.first_contact_target_hours) from follow_ups) as float8)
+            as first_contact_target_hours,
         cast(required_follow_ups as integer) as required_follow_ups,
         cast(sla_met as integer) as sla_met,
         cast(sla_breached as integer) as sla_breached,

@@ -96,6 +96,8 @@ joined as (
         {{ cxloop_add_hours('required.recorded_at', 'sla_policy.first_contact_hours') }} as first_contact_due_at,
         {{ cxloop_add_days('required.recorded_at', 'sla_policy.close_days') }} as close_due_at,
         cast({{ var('sla_first_contact_business_hours') }} as float8) as first_contact_business_hours,
+        cast({{ var('sla_first_contact_business_hours') }} as float8) as business_first_contact_target_hours,
+        cast(sla_policy.first_contact_hours as float8) as calendar_first_contact_target_hours,
         as_of.as_of_ts
     from required
     cross join sla_policy
@@ -130,8 +132,12 @@ clocked as (
 
 ),
 
--- the business-clock due time: the business day in which the clock reaches
--- recorded_clock + first_contact_business_hours
+-- the business-clock due time: the last instant at which no more than
+-- first_contact_business_hours of business time have elapsed since recorded_at. The day is
+-- the one whose business window holds clock reading recorded_clock + target, half-open
+-- [open, close): when the target is reached exactly at a day's close, the clock stands still
+-- until the next opening, so the due time is that next opening (a contact at 18:00 on the
+-- due day has used exactly the target and is met; docs/metric-decisions.md)
 business_due as (
 
     select
@@ -142,8 +148,8 @@ business_due as (
     from clocked
     inner join calendar as due_day
         on due_day.business_hours > 0
-        and due_day.cum_hours_before < clocked.recorded_clock + clocked.first_contact_business_hours
-        and due_day.cum_hours_before + due_day.business_hours >= clocked.recorded_clock + clocked.first_contact_business_hours
+        and due_day.cum_hours_before <= clocked.recorded_clock + clocked.first_contact_business_hours
+        and due_day.cum_hours_before + due_day.business_hours > clocked.recorded_clock + clocked.first_contact_business_hours
 
 ),
 
@@ -210,10 +216,13 @@ final as (
         classified.first_contact_at,
         classified.closed_at,
         {{ cxloop_round(cxloop_hours_between('classified.recorded_at', 'classified.first_contact_at')) }}
-            as hours_to_first_contact,
+            as calendar_hours_to_first_contact,
         {{ cxloop_round(cxloop_hours_between('classified.recorded_at', 'classified.closed_at')) }}
-            as hours_to_close,
+            as calendar_hours_to_close,
+        cast(classified.calendar_first_contact_target_hours as float8) as calendar_first_contact_target_hours,
         cast('{{ cxloop_sla_clock() }}' as text) as sla_clock,
+        cast(classified.{{ cxloop_sla_clock() }}_first_contact_target_hours as float8)
+            as first_contact_target_hours,
         classified.sla_status_{{ cxloop_sla_clock() }} as sla_status,
         case
             when classified.sla_status_{{ cxloop_sla_clock() }} in ('breached', 'missing') then true
@@ -222,10 +231,11 @@ final as (
         classified.first_contact_due_at_business,
         {{ cxloop_round('case when classified.first_contact_at is not null
             then classified.first_contact_clock - classified.recorded_clock end') }}
-            as hours_to_first_contact_business,
+            as business_hours_to_first_contact,
         {{ cxloop_round('case when classified.closed_at is not null
             then classified.closed_clock - classified.recorded_clock end') }}
-            as hours_to_close_business,
+            as business_hours_to_close,
+        cast(classified.business_first_contact_target_hours as float8) as business_first_contact_target_hours,
         classified.sla_status_calendar,
         classified.sla_status_business,
         classified.closed_at is not null and classified.closed_at <= classified.close_due_at as is_completed,
