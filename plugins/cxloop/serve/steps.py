@@ -75,12 +75,15 @@ def summarise(
     """The run summary, printed by `make run` and kept in logs/last_run_summary.{txt,json}.
     ``batch_ids``: the batches whose counts it shows. Every location is redacted (the
     Postgres DSN shows no password)."""
+    from cxloop.program import load_program
     from cxloop.serve.reader import WarehouseReader
-    from cxloop.serve.summary import headline, load_counts, render
+    from cxloop.serve.summary import headline, load_counts, quality_warnings, render
 
+    grain = str(load_program().period_grain)
     with WarehouseReader(settings) as reader:
         counts = load_counts(reader, batch_ids)
-        head = headline(reader, as_of)
+        head = headline(reader, as_of, grain)
+        head["quality_warnings"] = quality_warnings(reader, batch_ids)
     warehouse = settings.warehouse_path if settings.target == "duckdb" else "postgres: " + settings.pg_dsn()
     locations = {
         "warehouse": warehouse,

@@ -4,7 +4,10 @@ Every number and every target is read from the marts, never recomputed here: the
 the company row (``group_type = 'company'``) of ``marts.governance_kpis`` for the latest period
 before as_of (value, interval, n, target, meets_target, is_reportable), with two counts the
 KPI mart does not carry taken from the marts they come from: responses
-(``marts.response_rate``) and met follow-ups and the SLA clock (``marts.follow_up_attainment``).
+(``marts.response_rate``, with its ``rate_basis`` when the mart has it) and met follow-ups, the
+SLA clock and its first-contact target hours (``marts.follow_up_attainment``). The period is the
+program's grain (a month under ``period_grain: month``), and the summary says which. The gate's
+failed ``warn`` checks of the run's batches (``marts.data_quality``) are listed as lines.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from cxloop.serve.reader import WarehouseReader
 
 MARTS_READ = ("governance_kpis", "response_rate", "follow_up_attainment")
 HEADLINE_KPIS = ("nps_respondent", "response_rate", "decision_maker_coverage", "sla_attainment")
+MAX_WARNING_LINES = 20
 
 
 def period_start(ts: datetime, grain: str = "quarter") -> date:
@@ -52,12 +56,14 @@ def mart_rows(reader: WarehouseReader, marts: tuple[str, ...]) -> dict[str, int]
     return {m: int(reader.df(f"select count(*) as n from marts.{m}")["n"].iloc[0]) for m in marts}
 
 
-def headline(reader: WarehouseReader, as_of: datetime) -> dict:
+def headline(reader: WarehouseReader, as_of: datetime, grain: str | None = None) -> dict:
     """The four headline KPIs of the latest period before as_of, from marts.governance_kpis
-    (docs/metric-decisions.md). A KPI without a row is None, with n 0."""
+    (docs/metric-decisions.md). A KPI without a row is None, with n 0. ``grain`` (the program's
+    period_grain) only names the period in the text; the period itself is the mart's."""
     latest = reader.df("select max(period_start) as p from marts.governance_kpis where period_start < ?", [as_of])
     period = latest["p"].iloc[0] if len(latest) else None
     out: dict = {"period_start": None if period is None or pd.isna(period) else pd.Timestamp(period).date().isoformat()}
+    out["grain"] = grain
     kpis = pd.DataFrame()
     if out["period_start"] is not None:
         period = pd.Timestamp(period).date()  # a plain date binds in DuckDB and psycopg2 alike
@@ -79,26 +85,54 @@ def headline(reader: WarehouseReader, as_of: datetime) -> dict:
             "is_reportable": _flag(r.get("is_reportable")),
         }
     out["responses"] = out["sla_met"] = None
-    out["sla_clock"] = None
+    out["sla_clock"] = out["sla_target_hours"] = out["rate_basis"] = None
     if out["period_start"] is not None:
         rr = reader.df(
-            "select responses from marts.response_rate where period_start = ? and survey_type = 'relationship' "
+            "select * from marts.response_rate where period_start = ? and survey_type = 'relationship' "
             "and group_type = 'company'",
             [period],
         )
         out["responses"] = _count(rr["responses"].iloc[0]) if len(rr) else None
+        if len(rr) and "rate_basis" in rr.columns and not pd.isna(rr["rate_basis"].iloc[0]):
+            out["rate_basis"] = str(rr["rate_basis"].iloc[0])
         fa = reader.df(
-            "select sla_met, sla_clock from marts.follow_up_attainment where period_start = ? "
-            "and group_type = 'company'",
+            "select * from marts.follow_up_attainment where period_start = ? and group_type = 'company'",
             [period],
         )
         out["sla_met"] = _count(fa["sla_met"].iloc[0]) if len(fa) else None
         out["sla_clock"] = str(fa["sla_clock"].iloc[0]) if len(fa) else None
+        if len(fa) and "first_contact_target_hours" in fa.columns:
+            out["sla_target_hours"] = _value(fa["first_contact_target_hours"].iloc[0])
     from cxloop.serve.exports import MARTS
 
     every = tuple(dict.fromkeys((*MARTS, *MARTS_READ)))
     out["empty_marts"] = [m for m, n in mart_rows(reader, every).items() if n == 0]
     return out
+
+
+def quality_warnings(reader: WarehouseReader, batch_ids: list[str]) -> list[dict]:
+    """The failed ``warn`` checks of the given batches (marts.data_quality): entity, column,
+    expectation and counts only, never a value."""
+    if not batch_ids:
+        return []
+    dq = reader.df(
+        "select batch_id, source, entity, expectation, column_name, rows_checked, unexpected_count "
+        "from marts.data_quality where severity = 'warn' and not success"
+    )
+    dq = dq[dq["batch_id"].isin(batch_ids)]
+    if dq.empty:
+        return []
+    dq = dq.astype(object).where(dq.notna(), None)
+    grouped: dict[tuple, list[int]] = {}
+    for r in dq.itertuples():
+        key = (r.source or "", r.entity or "", r.column_name or "", r.expectation)
+        acc = grouped.setdefault(key, [0, 0])
+        acc[0] += _count(r.unexpected_count)
+        acc[1] += _count(r.rows_checked)
+    return [
+        {"source": k[0], "entity": k[1], "column": k[2] or None, "expectation": k[3], "unexpected": v[0], "rows": v[1]}
+        for k, v in sorted(grouped.items())
+    ]
 
 
 def load_counts(reader: WarehouseReader, batch_ids: list[str]) -> list[tuple]:
@@ -145,7 +179,9 @@ def render(counts: list[tuple], head: dict, locations: dict[str, Path | str]) ->
     else:
         nps, rr = head["nps_respondent"], head["response_rate"]
         dm, sla = head["decision_maker_coverage"], head["sla_attainment"]
-        lines += ["", f"Headline for period starting {head['period_start']} (marts.governance_kpis, company):"]
+        grain = head.get("grain")
+        period = f"the {grain} starting" if grain in ("month", "quarter") else "period starting"
+        lines += ["", f"Headline for {period} {head['period_start']} (marts.governance_kpis, company):"]
         if nps["value"] is not None:
             interval = (
                 f"95% CI [{nps['ci_low']:+.1f}, {nps['ci_high']:+.1f}]" if nps["ci_low"] is not None else "no interval"
@@ -154,24 +190,40 @@ def render(counts: list[tuple], head: dict, locations: dict[str, Path | str]) ->
                 f"  Relationship NPS (respondent): {nps['value']:+.1f}  {interval}, n = {nps['n']}{_small(nps)}"
             )
         else:
-            lines.append("  Relationship NPS (respondent): no scored responses")
+            lines.append(f"  Relationship NPS (respondent): no scored responses in this {grain or 'period'}")
         responses = "n/a" if head["responses"] is None else head["responses"]
-        lines.append(
-            f"  Relationship response rate:    {_pct(rr['value'])} "
-            f"({responses} of {rr['n']} delivered; {_target(rr)}){_small(rr)}"
-        )
+        if head.get("rate_basis") == "no_invitations":
+            lines.append(
+                f"  Relationship response rate:    not measured: no invitations ({responses} responses recorded)"
+            )
+        else:
+            lines.append(
+                f"  Relationship response rate:    {_pct(rr['value'])} "
+                f"({responses} of {rr['n']} delivered; {_target(rr)}){_small(rr)}"
+            )
         lines.append(
             f"  Decision-maker coverage:       {_pct(dm['value'])} of {dm['n']} active accounts ({_target(dm)})"
             f"{_small(dm)}"
         )
         met = "n/a" if head["sla_met"] is None else head["sla_met"]
         clock = f"{head['sla_clock']}-clock " if head["sla_clock"] else ""
+        hours = head.get("sla_target_hours")
+        if hours is not None:
+            clock += f"{hours:g} h "
         lines.append(
             f"  Follow-up SLA attainment:      {_pct(sla['value'])} "
             f"({met} of {sla['n']} due follow-ups met the {clock}first-contact target; {_target(sla)}){_small(sla)}"
         )
     if head.get("empty_marts"):
         lines.append(f"  Empty marts: {', '.join(head['empty_marts'])}")
+    warnings = head.get("quality_warnings") or []
+    if warnings:
+        lines += ["", "Data-quality warnings (failed warn checks of this run's batches, marts.data_quality):"]
+        for w in warnings[:MAX_WARNING_LINES]:
+            where = f"{w['entity']}.{w['column']}" if w["column"] else w["entity"]
+            lines.append(f"  {w['source']:<12}{where}: {w['expectation']} - {w['unexpected']} of {w['rows']} rows")
+        if len(warnings) > MAX_WARNING_LINES:
+            lines.append(f"  ... and {len(warnings) - MAX_WARNING_LINES} more (marts.data_quality)")
     lines += ["", "Where things are:"]
     for label, path in locations.items():
         lines.append(f"  {label:<13}{redact(path)}")
