@@ -99,3 +99,14 @@ def test_dbt_vars_read_the_environment_when_no_program_is_given(monkeypatch):
     monkeypatch.setenv("CXLOOP_PROGRAM_SLA_CLOCK", "business")
     out = dbt_vars(datetime(2026, 10, 1))
     assert out["period_grain"] == "month" and out["sla_clock"] == "business"
+
+
+def test_report_period_labels_follow_the_grain(monkeypatch):
+    import pandas as pd
+    from cxloop.serve.report import _period_label
+
+    periods = pd.Series(pd.to_datetime(["2026-07-01", "2026-08-01"]))
+    monkeypatch.setenv("CXLOOP_SOURCES_CONFIG", "/nonexistent/sources.yml")
+    assert _period_label(periods) == ["2026-Q3", "2026-08"]
+    monkeypatch.setenv("CXLOOP_PROGRAM_PERIOD_GRAIN", "month")
+    assert _period_label(periods) == ["2026-07", "2026-08"]  # a month that starts a quarter is a month

@@ -62,8 +62,16 @@ group by coalesce(tier, slot_tier), role
 
 
 def _period_label(values: pd.Series) -> list[str]:
+    """2026-Q3 under the quarter grain, 2026-07 under the month grain (program period_grain;
+    a month that starts a quarter is still a month there)."""
+    from cxloop.program import load_program
+
     stamps = pd.to_datetime(values)
-    return [f"{t.year}-Q{(t.month - 1) // 3 + 1}" if t.month in (1, 4, 7, 10) else f"{t:%Y-%m}" for t in stamps]
+    quarters = load_program().period_grain == "quarter"
+    return [
+        f"{t.year}-Q{(t.month - 1) // 3 + 1}" if quarters and t.month in (1, 4, 7, 10) else f"{t:%Y-%m}"
+        for t in stamps
+    ]
 
 
 def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
