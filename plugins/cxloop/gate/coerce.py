@@ -442,3 +442,37 @@ def coerce_key(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
 def empty_typed_frame(entity_name: str) -> pd.DataFrame:
     e = ENTITIES[entity_name]
     return pd.DataFrame({c.name: pd.Series([], dtype=PANDAS_DTYPES[c.type]) for c in e.columns})
+
+
+def coerce_with_format(raw: pd.Series, logical_type: str, fmt: str) -> tuple[pd.Series, np.ndarray]:
+    """A date or timestamp column in a declared strptime format (``mappings.<source>.timestamp_formats``):
+    each value (trimmed) must match ``fmt`` exactly; nothing is guessed. A format with ``%z`` is
+    converted to UTC, one without is taken as UTC. Returns (typed, failed) like :func:`coerce_column`."""
+    values = raw.to_numpy(dtype=object)
+    out: list[Any] = []
+    failed = np.zeros(len(values), dtype=bool)
+    cache: dict[str, Any] = {}
+    for i, v in enumerate(values):
+        if is_missing(v) or (isinstance(v, str) and not v.strip()):
+            out.append(None)
+            continue
+        text = str(v).strip()
+        if text not in cache:
+            try:
+                parsed = dt.datetime.strptime(text, fmt)
+                if parsed.tzinfo is not None:
+                    parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+                cache[text] = parsed
+            except ValueError:
+                cache[text] = _FAIL
+        parsed = cache[text]
+        if parsed is _FAIL:
+            failed[i] = True
+            out.append(None)
+        else:
+            out.append(parsed)
+    typed = pd.Series(pd.to_datetime(pd.Series(out, dtype=object)), index=raw.index)
+    typed = typed.astype("datetime64[s]" if logical_type == "date" else "datetime64[us]")
+    if logical_type == "date":
+        typed = typed.dt.normalize()
+    return typed, failed

@@ -15,6 +15,8 @@ from cxloop.store.base import RESULT_COLUMNS
 TYPE_EXPECTATION = "cxloop_column_values_match_logical_type"
 EXTRA_COLUMNS_EXPECTATION = "cxloop_no_unexpected_columns"
 CASCADE_EXPECTATION = "cxloop_parent_not_quarantined"
+MAPPING_EXPECTATION = "cxloop_value_mapped"  # a source value the mappings: section does not map
+EMPTY_SOURCE_EXPECTATION = "cxloop_source_not_empty"  # a drop or an entity with no rows after rows before
 STRUCTURE_EXPECTATION = "expect_table_columns_to_match_set"
 UNIQUE_EXPECTATION = "expect_column_values_to_be_unique"
 

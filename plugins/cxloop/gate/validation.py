@@ -64,6 +64,7 @@ from cxloop.gate.coerce import (
     TYPE_PHRASES,
     coerce_column,
     coerce_key,
+    coerce_with_format,
     is_key_column,
     is_missing,
 )
@@ -71,6 +72,7 @@ from cxloop.gate.messages import cut, naive_utc, record_json, show_value
 from cxloop.gate.outcome import (
     CASCADE_EXPECTATION,
     EXTRA_COLUMNS_EXPECTATION,
+    MAPPING_EXPECTATION,
     STRUCTURE_EXPECTATION,
     TYPE_EXPECTATION,
     UNIQUE_EXPECTATION,
@@ -289,8 +291,10 @@ class Gate:
         suites_dir: Path | None = None,
         context: Any = None,
         track_all_keys: bool = True,
+        mapping: Any = None,
     ):
         self.batch_id = batch_id
+        self.mapping = mapping  # cxloop.extract.mapping.SourceMapping of this batch's source, or None
         self.source = source
         self.as_of = as_of
         self.known = known
@@ -382,6 +386,7 @@ class Gate:
         st = _EntityState(e, raw, run.file, offset)
         run.chunks += 1
         run.received += st.n
+        mapped = _apply_mapping(self.mapping, st, col) if self.mapping is not None else {}
 
         # 1-2: extra columns, coercion
         t0 = time.perf_counter()
@@ -390,9 +395,17 @@ class Gate:
         )
         typed = {}
         for c in e.columns:
+            fmt = self.mapping.timestamp_formats.get((name, c.name)) if self.mapping is not None else None
             if is_key_column(e, c.name):
                 series, failed = coerce_key(st.raw[c.name])
                 phrase = KEY_PHRASE
+            elif fmt is not None:
+                series, failed = coerce_with_format(st.raw[c.name], c.type, fmt)
+                phrase = (f"does not match the declared format {fmt} "
+                          f"(mappings.{self.mapping.source}.timestamp_formats.{name}.{c.name})")
+            elif c.name in mapped:
+                series, failed = coerce_column(mapped[c.name], c.type)
+                phrase = TYPE_PHRASES[c.type]
             else:
                 series, failed = coerce_column(st.raw[c.name], c.type)
                 phrase = TYPE_PHRASE_OVERRIDES.get((name, c.name), TYPE_PHRASES[c.type])
@@ -436,7 +449,7 @@ class Gate:
         self.gx_results[key] = result
         self._tick(f"gx_{name}", t0)
         t0 = time.perf_counter()
-        _apply_gx_result(result, st, col, frame, run.duplicates)
+        _apply_gx_result(result, st, col, frame, run.duplicates, self.mapping)
 
         # 5: cascade along error-severity references (parents are complete: they came first)
         own_bad = st.bad.copy()  # every quarantined parent is named, unless the row failed its own checks
@@ -599,6 +612,7 @@ def validate_batch(
     future_skew: dt.timedelta = DEFAULT_FUTURE_SKEW,
     suites_dir: Path | None = None,
     context: Any = None,
+    mapping: Any = None,
 ) -> ValidationOutcome:
     """Validate one extraction batch held in memory; see the module docstring for the steps.
 
@@ -626,6 +640,7 @@ def validate_batch(
         future_skew=future_skew,
         suites_dir=suites_dir,
         context=context,
+        mapping=mapping,
     )
     gate.check_structure({name: (list(df.columns), len(df)) for name, df in frames.items()})
     valid = {}
@@ -637,6 +652,67 @@ def validate_batch(
     outcome = gate.outcome(valid)
     outcome.timings["total"] = time.perf_counter() - t_start
     return outcome
+
+
+MAPPED_HINT_COLUMNS = ("buying_role", "tier", "segment", "survey_type", "delivery_status")
+
+
+def _apply_mapping(mapping: Any, st: _EntityState, col: _Collector) -> dict[str, pd.Series]:
+    """The source's value maps on this chunk (before coercion): column -> mapped values.
+
+    buying_role: mapped, else (blank) the title rules decide, else ``unknown`` with a warning (a
+    lost contact would lose its responses). segment / tier, once mapped for the source: a value
+    neither mapped nor a target is quarantined naming the mapping to add. survey_type and
+    delivery_status: mapped; what stays outside the contract fails the suite's allowed values,
+    whose reason then names the mapping to add."""
+    out: dict[str, pd.Series] = {}
+    name = st.name
+    for column in MAPPED_HINT_COLUMNS:
+        if column not in st.raw.columns or not _column_of(name, column):
+            continue
+        values = st.raw[column].to_numpy(dtype=object)
+        new = values.copy()
+        unmapped = 0
+        for pos, v in enumerate(values):
+            if is_missing(v) or not str(v).strip():
+                if column == "buying_role" and "title" in st.raw.columns:
+                    title = st.raw["title"].iloc[pos]
+                    if is_missing(title) or not str(title).strip():
+                        continue
+                    role = mapping.role_from_title(title)
+                    if role is None:
+                        unmapped += 1
+                        new[pos] = "unknown"
+                        col.row(st, pos, column, MAPPING_EXPECTATION, "warn",
+                                f"{st.prefix(pos)} field title: {show_value(title)} matches no title rule "
+                                f"(mappings.{mapping.source}.title_rules); loaded as unknown (warning)")
+                    else:
+                        new[pos] = role
+                continue
+            target, known = mapping.map_value(column, v)
+            if known:
+                new[pos] = target
+                continue
+            if column == "buying_role":
+                unmapped += 1
+                new[pos] = "unknown"
+                col.row(st, pos, column, MAPPING_EXPECTATION, "warn",
+                        f"{st.prefix(pos)} field {column}: {show_value(v)} is not a buying role; loaded as "
+                        f"unknown (warning); to map it: {mapping.hint(column, cut(str(v)))}")
+            elif column in ("segment", "tier"):
+                unmapped += 1
+                new[pos] = None
+                col.row(st, pos, column, MAPPING_EXPECTATION, "error",
+                        f"{st.prefix(pos)} field {column}: {show_value(v)} is not mapped; "
+                        f"to map it: {mapping.hint(column, cut(str(v)))}")
+        severity = "warn" if column == "buying_role" else "error"
+        col.result(name, MAPPING_EXPECTATION, column, severity, unmapped == 0, st.n, unmapped)
+        out[column] = pd.Series(new, index=st.raw.index, dtype=object)
+    return out
+
+
+def _column_of(entity: str, column: str) -> bool:
+    return column in ENTITIES[entity].column_names
 
 
 def _exception_messages(info: Any) -> list[str]:
@@ -676,7 +752,8 @@ def _gx_vectorisable(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _apply_gx_result(
-    result: Any, st: _EntityState, col: _Collector, frame: pd.DataFrame, duplicates: Mapping[str, int]
+    result: Any, st: _EntityState, col: _Collector, frame: pd.DataFrame, duplicates: Mapping[str, int],
+    mapping: Any = None,
 ) -> None:
     """Turn one chunk's GX suite result into result rows and quarantine/warning rows.
 
@@ -752,4 +829,6 @@ def _apply_gx_result(
                 )
             else:
                 msg = f"{st.prefix(pos)} field {column}: {show_value(st.raw[column].iloc[pos])} {reason}"
+                if check == "allowed_values" and mapping is not None and column in MAPPED_HINT_COLUMNS:
+                    msg += f"; to map it: {mapping.hint(column, cut(str(st.raw[column].iloc[pos])))}"
             col.row(st, pos, column, cfg.type, severity, msg + tail)
