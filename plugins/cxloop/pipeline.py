@@ -73,10 +73,12 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
     the whole run.
     """
     from cxloop.contract import ENTITIES
+    from cxloop.extract.mapping import load_mappings
     from cxloop.gate import data_docs, suites, validation
     from cxloop.gate.landed import landed_chunks, landed_duplicates, landed_shape
     from cxloop.store.state import advance_watermarks, record_releases, record_window
 
+    mappings = load_mappings()
     landed = [LandedBatch.from_dict(b) for b in batches]
     settings.ensure_dirs()
     docs_dir = settings.logs_dir / "data_docs" / f"{as_of:%Y%m%dT%H%M%S}"
@@ -108,6 +110,7 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
                     suites_dir=settings.expectations_dir,
                     context=context,
                     track_all_keys=False,
+                    mapping=mappings.for_source(batch.source),  # config mappings: the team's values
                 )
                 gate.check_structure({e: landed_shape(batch.files[e]) for e in entities})
                 load_s = 0.0

@@ -673,6 +673,17 @@ def _apply_mapping(mapping: Any, st: _EntityState, col: _Collector) -> dict[str,
         values = st.raw[column].to_numpy(dtype=object)
         new = values.copy()
         unmapped = 0
+        # distinct values are looked up once; only rows that need a message or a title are visited
+        lookup = {}
+        for v in pd.unique(st.raw[column].dropna()):
+            lookup[v] = mapping.map_value(column, v) if str(v).strip() else (None, True)
+        if all(known and target == v for v, (target, known) in lookup.items()) and not (
+            column == "buying_role" and st.raw[column].isna().any()
+        ):
+            out[column] = pd.Series(new, index=st.raw.index, dtype=object)
+            col.result(name, MAPPING_EXPECTATION, column, "warn" if column == "buying_role" else "error",
+                       True, st.n, 0)
+            continue
         for pos, v in enumerate(values):
             if is_missing(v) or not str(v).strip():
                 if column == "buying_role" and "title" in st.raw.columns:
@@ -689,7 +700,7 @@ def _apply_mapping(mapping: Any, st: _EntityState, col: _Collector) -> dict[str,
                     else:
                         new[pos] = role
                 continue
-            target, known = mapping.map_value(column, v)
+            target, known = lookup[v]
             if known:
                 new[pos] = target
                 continue
