@@ -124,3 +124,18 @@ def test_unmapped_delivery_status_reason_names_the_mapping():
     assert list(q.row_number) == [3]
     assert "'HardBounce' is not one of the delivery statuses" in q.reason.iloc[0]
     assert "mappings.files.delivery_status: add 'HardBounce: <one of delivered" in q.reason.iloc[0]
+
+
+def test_crm_connectors_role_mapper_reads_the_configured_file(tmp_path, monkeypatch):
+    from cxloop.extract.roles import configured_role_mapper
+
+    cfg = tmp_path / "sources.yml"
+    cfg.write_text("mappings:\n  salesforce:\n    buying_role: {System Admin: user}\n"
+                   "    title_rules: [['\\\\bdirector\\\\b', influencer]]\n")
+    monkeypatch.setenv("CXLOOP_SOURCES_CONFIG", str(cfg))
+    roles = configured_role_mapper("salesforce")
+    assert roles.map("system admin") == "user"
+    assert roles.map("Economic Buyer") == "decision_maker"  # the default picklist stays
+    assert roles.map(None, "Director of IT") == "influencer"
+    assert roles.map(None, "Direcor of IT") == "unknown"
+    assert roles.map(None, "CEO") == "unknown"  # the source's rules replace the defaults

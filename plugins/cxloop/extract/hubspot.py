@@ -80,7 +80,7 @@ import requests
 from cxloop.extract.frames import ChunkBuffer, ChunkSink, FrameCollector, Landing
 from cxloop.extract.http_client import HttpClient, RetryPolicy, SourceHTTPError, safe_url
 from cxloop.extract.pseudonymise import email_hash, is_valid_email, pii_key
-from cxloop.extract.roles import RoleMapper
+from cxloop.extract.roles import RoleMapper, configured_role_mapper
 
 log = logging.getLogger(__name__)
 
@@ -861,7 +861,7 @@ def extract_hubspot(
     unknown = [e for e in entities if e not in TIMESTAMPS]
     if unknown:
         raise ValueError(f"{SOURCE}: unknown entity {unknown[0]!r}; known: {', '.join(ENTITIES)}")
-    roles = role_mapper or RoleMapper(picklist=HUBSPOT_ROLE_PICKLIST)
+    roles = role_mapper or configured_role_mapper("hubspot", HUBSPOT_ROLE_PICKLIST)  # config mappings
     key = pii_key() if "contacts" in entities else b""  # fail fast, before any request
     if sink is None:
         buffers: dict[str, Any] = {e: FrameCollector(e, TIMESTAMPS[e]) for e in entities}

@@ -84,3 +84,14 @@ class RoleMapper:
         if key and key in self._picklist:
             return self._picklist[key]
         return self.from_title(title) or self.default
+
+
+def configured_role_mapper(source: str, picklist: Mapping[str, str] | None = None) -> RoleMapper:
+    """The source's role mapper: ``picklist`` (default :data:`DEFAULT_PICKLIST`) extended by the
+    ``mappings.<source>.buying_role`` map, and ``mappings.<source>.title_rules`` (default
+    :data:`DEFAULT_TITLE_RULES`) of the configuration file."""
+    from cxloop.extract.mapping import load_mappings
+
+    m = load_mappings().for_source(source)
+    merged = {**dict(DEFAULT_PICKLIST if picklist is None else picklist), **m.values.get("buying_role", {})}
+    return RoleMapper(merged, tuple(m.title_rules))

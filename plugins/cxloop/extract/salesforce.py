@@ -36,7 +36,7 @@ import requests
 from cxloop.extract.frames import ChunkBuffer, ChunkSink, FrameCollector, Landing, safe_name
 from cxloop.extract.http_client import HttpClient, RetryPolicy, SourceHTTPError
 from cxloop.extract.pseudonymise import email_hash, is_valid_email, pii_key
-from cxloop.extract.roles import RoleMapper
+from cxloop.extract.roles import RoleMapper, configured_role_mapper
 
 log = logging.getLogger(__name__)
 
@@ -396,7 +396,7 @@ def _run(
     """Query every entity of ``buffers`` (concurrently, one thread per query: the queries are
     independent) and hand each page's mapped columns to its buffer."""
     entities = tuple(buffers)
-    roles = role_mapper or RoleMapper()
+    roles = role_mapper or configured_role_mapper("salesforce")  # config mappings: maps, title rules
     key = pii_key() if "contacts" in entities else b""  # fail fast, before any request
     for entity in entities:  # a bad role field fails before any request too
         build_soql(entity, (since or {}).get(entity), until, role_field=role_field)
