@@ -131,7 +131,7 @@ def test_crm_connectors_role_mapper_reads_the_configured_file(tmp_path, monkeypa
 
     cfg = tmp_path / "sources.yml"
     cfg.write_text("mappings:\n  salesforce:\n    buying_role: {System Admin: user}\n"
-                   "    title_rules: [['\\\\bdirector\\\\b', influencer]]\n")
+                   "    title_rules: [['\\bdirector\\b', influencer]]\n")
     monkeypatch.setenv("CXLOOP_SOURCES_CONFIG", str(cfg))
     roles = configured_role_mapper("salesforce")
     assert roles.map("system admin") == "user"
