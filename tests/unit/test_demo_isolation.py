@@ -140,7 +140,17 @@ def test_keep_refuses_another_world_in_one_line(project):
     with pytest.raises(DemoRefused, match="no record of the demo world"):
         prepare(settings, DemoOptions(seed=SEED, scale=SCALE, keep=True))
     assert settings.warehouse_path.exists()
-    # without --keep: a fresh start (the warehouse goes) and a new world of the seed asked for
+    # without --keep either: a warehouse the demo did not make (`cxloop run` on a team's own
+    # data) is never deleted
+    settings.warehouse_path.write_bytes(b"their own warehouse")
+    with pytest.raises(DemoRefused, match="holds a warehouse the demo did not make") as exc:
+        prepare(settings, DemoOptions(seed=SEED + 1, scale=SCALE))
+    assert "\n" not in str(exc.value)
+    assert settings.warehouse_path.read_bytes() == b"their own warehouse"
+    # a warehouse the demo made: a fresh start (it goes) and a new world of the seed asked for
+    settings.warehouse_path.unlink()
+    _prepare(settings, "salesforce", "qualtrics", as_of="2026-04-01T00:00:00")
+    settings.warehouse_path.write_bytes(b"")
     plan = prepare(settings, DemoOptions(seed=SEED + 1, scale=SCALE))
     assert plan.truth["seed"] == SEED + 1 and not settings.warehouse_path.exists()
     assert read_world_record(settings)["seed"] == SEED + 1

@@ -155,8 +155,17 @@ def choose_horizon(settings: Settings, options: DemoOptions, as_of: datetime) ->
 
 
 def start_fresh(settings: Settings) -> None:
-    """Without ``--keep``: the DuckDB warehouse, its write-ahead log and its world record go."""
+    """Without ``--keep``: the DuckDB warehouse, its write-ahead log and its world record go.
+
+    Only a warehouse the demo made (it has a world record) is removed: one without a record
+    was made by ``cxloop run`` on someone's own data, or by hand, and is refused in one line."""
     if settings.target == "duckdb":
+        if settings.warehouse_path.exists() and read_world_record(settings) is None:
+            raise DemoRefused(
+                f"cxloop demo: {settings.warehouse_path} holds a warehouse the demo did not make (no "
+                f"{world_record_path(settings).name} beside it); the demo never deletes it: point "
+                "CXLOOP_WAREHOUSE (or CXLOOP_VAR) elsewhere for the demo, or move the file yourself"
+            )
         for path in (settings.warehouse_path, settings.warehouse_path.with_suffix(".duckdb.wal")):
             if path.is_symlink():
                 raise DemoRefused(f"cxloop demo: {path} is a symbolic link; the demo never removes links")
