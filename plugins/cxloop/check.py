@@ -100,33 +100,37 @@ def _config(env: Mapping[str, str]) -> tuple[list[Check], object | None]:
         )
     elif not unknown:
         checks.append(Check(OK, "configuration", f"{path}: CRM from {config.crm}, surveys from {config.survey}"))
-    checks += _owned_sections(env)
+    checks += _owned_sections(env, path)
     return checks, config
 
 
-def _owned_sections(env: Mapping[str, str]) -> list[Check]:
-    """``mappings:`` and ``program:`` are validated by their own loaders, when installed."""
-    import importlib
-    import inspect
+def _owned_sections(env: Mapping[str, str], path: Path) -> list[Check]:
+    """``mappings:`` and ``program:``, each validated by its own loader on the file checked;
+    the program's settings are printed, one line each, with where each value came from."""
+    import yaml
 
+    from cxloop.extract.mapping import load_mappings
+    from cxloop.program import load_program
+
+    try:
+        raw = (yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None) or {}
+    except (OSError, yaml.YAMLError):
+        return []  # the configuration check above has said why
+    if not isinstance(raw, dict):
+        return []
     out = []
-    for section, module, func in (
-        ("mappings", "cxloop.extract.mapping", "load_mappings"),
-        ("program", "cxloop.program", "load_program"),
-    ):
-        try:
-            loader: Callable = getattr(importlib.import_module(module), func)
-        except (ImportError, AttributeError):
-            continue  # not part of this installation
-        try:
-            if "env" in inspect.signature(loader).parameters:
-                loader(env=env)
-            else:  # a loader that reads the environment itself
-                loader()
-        except ValueError as exc:
-            out.append(Check(FAIL, section, str(exc)))
-        else:
-            out.append(Check(OK, section, "valid"))
+    try:
+        load_mappings(raw)
+    except ValueError as exc:
+        out.append(Check(FAIL, "mappings", str(exc)))
+    else:
+        out.append(Check(OK, "mappings", "valid" if raw.get("mappings") else "none configured: the shipped defaults"))
+    try:
+        program = load_program(raw, env=env)
+    except ValueError as exc:
+        out.append(Check(FAIL, "program", str(exc)))
+    else:
+        out += [Check(OK, "program", line) for line in program.describe()]
     return out
 
 

@@ -229,10 +229,24 @@ def test_postgres_warehouse_database_is_created_when_the_user_may(tmp_path):
         admin.close()
 
 
-def test_the_program_section_is_validated_by_its_loader(tmp_path):
-    pytest.importorskip("cxloop.program")
+def test_the_program_and_mappings_sections_are_validated_and_the_settings_printed(tmp_path):
     env = _env(tmp_path, "crm: files\nsurvey: files\nprogram:\n  no_such_setting: 1\n", no_proxy="127.0.0.1")
     rc, lines = _check(env)
     assert rc == 1
     line = _line(lines, "program")
     assert line.startswith("FAIL ") and "unknown program setting(s) no_such_setting" in line
+    # a valid program: every setting printed with where its value came from (file, env, default)
+    env = _env(
+        tmp_path, "crm: files\nsurvey: files\nprogram:\n  period_grain: month\n"
+        "mappings:\n  files:\n    buying_role: {system_admin: user}\n", no_proxy="127.0.0.1",
+    )
+    env["CXLOOP_PROGRAM_SLA_CLOCK"] = "business"
+    _, lines = _check(env)
+    program = [x for x in lines if x.split()[1:2] == ["program"]]
+    assert any("period_grain = month" in x for x in program), program
+    assert any("sla_clock = business" in x and "CXLOOP_PROGRAM_SLA_CLOCK" in x for x in program), program
+    assert all(x.startswith("ok ") for x in program)
+    assert _line(lines, "mappings").startswith("ok ")
+    env = _env(tmp_path, "crm: files\nsurvey: files\nmappings:\n  files:\n    colour: {a: b}\n", no_proxy="127.0.0.1")
+    _, lines = _check(env)
+    assert _line(lines, "mappings").startswith("FAIL ")
