@@ -296,6 +296,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     truth = generate(Path(args.out), seed=args.seed, scale=args.scale, as_of=parse_as_of(args.as_of))
     print(json.dumps(truth.get("counts", truth), indent=2, default=str))
+    if args.program == "response-only":
+        from cxloop.demo.response_only import write_response_only_drop
+
+        drop = Path(args.out) / "drop"
+        write_response_only_drop(Path(args.out), drop)
+        print(f"response-only file drop (no invitations) in {drop}")
     return 0
 
 
@@ -413,6 +419,10 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--as-of", default=DEMO_AS_OF)
+    p.add_argument(
+        "--program", choices=("standard", "response-only"), default="standard",
+        help="response-only: also write OUT/drop, a file drop with responses and no invitations",
+    )
     p.set_defaults(func=cmd_generate)
     p = sub.add_parser("serve", help="serve demo data over the Qualtrics and Salesforce protocols")
     p.add_argument("--data", required=True, help="the generator's source/ folder")

@@ -214,3 +214,18 @@ def test_response_only_program_writes_a_drop_without_invitations(project):
     assert {str(f): tree(f) for f in user_folders} == before
     with pytest.raises(DemoRefused, match="unknown program"):
         prepare(settings, DemoOptions(seed=SEED, scale=SCALE, program="other"))
+
+
+def test_generate_writes_a_response_only_drop_on_request(tmp_path):
+    import csv
+
+    from cxloop.cli import main
+
+    assert main(["generate", "--out", str(tmp_path / "w"), "--scale", "0.05", "--program", "response-only"]) == 0
+    drop = tmp_path / "w" / "drop"
+    names = sorted(p.name for p in drop.iterdir())
+    assert not [n for n in names if n.startswith("invitations")], names
+    assert any(n.startswith("responses") for n in names) and any(n.startswith("contacts") for n in names)
+    with open(drop / "responses-01.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and all(not r["invitation_id"] for r in rows), "responses keep no invitation link"
