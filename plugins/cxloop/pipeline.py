@@ -74,7 +74,7 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
     """
     from cxloop.contract import ENTITIES
     from cxloop.extract.mapping import load_mappings
-    from cxloop.gate import data_docs, suites, validation
+    from cxloop.gate import data_docs, guards, suites, validation
     from cxloop.gate.landed import landed_chunks, landed_duplicates, landed_shape
     from cxloop.store.state import advance_watermarks, record_releases, record_window
 
@@ -146,6 +146,10 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
                 cursors = {e: datetime.fromisoformat(batch.cursors[e]) for e in entities if e in batch.cursors}
                 advance_watermarks(loader.db, batch.source, cursors, batch.batch_id)
                 record_window(loader.db, batch.source, entities, datetime.fromisoformat(batch.as_of), batch.batch_id)
+                empty = guards.emptied_entities(loader.db, batch.batch_id, batch.source,
+                                                {e: outcome.counts[e]["received"] for e in entities}, gate.checked_at)
+                if empty:  # a whole-read source with 0 rows where it had rows: warn results
+                    outcome.results = validation.results_frame([*outcome.results.to_dict("records"), *empty])
                 loader.finish(outcome, settings.quarantine_dir)  # rows, bookkeeping and state commit together
                 timings["load_s"] += time.perf_counter() - started
             started = time.perf_counter()
@@ -154,6 +158,11 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
             for e in entities:
                 counts[e] = {"source": batch.source, **outcome.counts[e]}
             failed_expectations += int((~outcome.results["success"].astype(bool)).sum())
+        for batch in landed:  # a drop folder without any data file
+            if batch.source in guards.WHOLE_READ_SOURCES and not batch.files:
+                with store.batch_loader(batch.batch_id, batch.source, datetime.fromisoformat(batch.extracted_at)) as ld:
+                    guards.record_empty_drop(ld.db, batch.batch_id, batch.source, datetime.fromisoformat(batch.as_of))
+                    ld.finish(None)
         done = {e for _, entities in _validation_groups(landed) for e in entities}
         released = release.release_pass(store, settings, as_of, done, context)
     report = {

@@ -89,3 +89,39 @@ def test_hostile_drop_with_mappings_lands_or_quarantines_every_row(tmp_path, mon
     assert "responses.csv line 4" in reasons[("responses", "recorded_at")]
     assert len(q) == 2
     assert ("contacts", "buying_role", 1) in warn
+
+
+def test_emptied_entity_and_empty_drop_are_warn_results(tmp_path, monkeypatch):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    for name in ("owners.csv", "accounts.csv", "contacts.csv"):
+        (drop / name).write_text(FILES[name], encoding="utf-8")
+    cfg = tmp_path / "sources.yml"
+    cfg.write_text(f"crm: files\nsurvey: files\noptions:\n  files:\n    drop_dir: {drop}\n", encoding="utf-8")
+    monkeypatch.setenv("CXLOOP_SOURCES_CONFIG", str(cfg))
+    monkeypatch.setenv("CXLOOP_PII_KEY", "test-only-key-not-a-secret")
+    settings = Settings.from_env({"CXLOOP_VAR": str(tmp_path / "var")})
+    source = SourceSettings("files", "", "", {"drop_dir": str(drop)})
+
+    def run_once():
+        batch = pipeline.extract(source, settings, AS_OF)
+        pipeline.validate_and_load([batch], settings, AS_OF)
+        return batch["batch_id"]
+
+    def warns(batch_id):
+        con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+        try:
+            return con.execute(
+                "select entity from raw.validation_results where batch_id = ? and "
+                "expectation = 'cxloop_source_not_empty' and severity = 'warn' and not success order by entity",
+                [batch_id],
+            ).fetchall()
+        finally:
+            con.close()
+
+    assert warns(run_once()) == []  # first batch: nothing before it
+    (drop / "contacts.csv").write_text(FILES["contacts.csv"].splitlines()[0] + "\n", encoding="utf-8")
+    assert warns(run_once()) == [("contacts",)]  # header only, after 3 rows
+    for f in drop.iterdir():
+        f.unlink()
+    assert warns(run_once()) == [("drop",)]
