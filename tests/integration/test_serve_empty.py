@@ -122,8 +122,9 @@ def test_serving_succeeds_with_a_single_account(demo_warehouse, copy):
 
 def test_summary_says_response_rate_not_measured_without_invitations(demo_warehouse, copy):
     as_of = demo_warehouse.as_of
-    before = _serve(copy, as_of, "r-rate")["summary"]
-    assert "Relationship response rate:    " in before and "not measured" not in before
+    before = _serve(copy, as_of, "r-rate")
+    assert "Relationship response rate:    " in before["summary"] and "not measured" not in before["summary"]
+    assert "not measured: no invitations" not in before["report"]
     import duckdb
 
     con = duckdb.connect(str(copy.warehouse_path))
@@ -135,8 +136,10 @@ def test_summary_says_response_rate_not_measured_without_invitations(demo_wareho
         con.execute("checkpoint")
     finally:
         con.close()
-    text = _serve(copy, as_of, "r-no-inv")["summary"]
+    out = _serve(copy, as_of, "r-no-inv")
+    text = out["summary"]
     assert "Relationship response rate:    not measured: no invitations" in text
+    assert "response rate not measured: no invitations" in out["report"]
     # the other headline figures are still there, read from the marts
     assert "Relationship NPS (respondent): " in text and "no scored responses" not in text
     assert "Decision-maker coverage:       " in text and "Follow-up SLA attainment:      " in text

@@ -175,9 +175,16 @@ def response_rate_figure(rates: pd.DataFrame) -> go.Figure:
     df = rates[rates.group_type == "company"].sort_values("period_start")
     if df.empty:
         return _empty(title, "no response-rate data")
+    unmeasured: set[str] = set()
+    if "rate_basis" in df.columns:  # a program (or survey type) that records only responses
+        measured = df.rate_basis.ne("no_invitations")
+        unmeasured = set(df.survey_type[~measured]) - set(df.survey_type[measured])
+        if not measured.any():
+            return _empty(title, "response rate not measured: no invitations")
     survey_types = sorted(df.survey_type.unique())
     fig = make_subplots(
-        rows=1, cols=len(survey_types), subplot_titles=[esc(t) for t in survey_types], shared_yaxes=True
+        rows=1, cols=len(survey_types), shared_yaxes=True,
+        subplot_titles=[esc(t) + (" (not measured: no invitations)" if t in unmeasured else "") for t in survey_types],
     )
     for i, (survey_type, g) in enumerate(df.groupby("survey_type", sort=True), start=1):
         x = _period_label(g.period_start)
