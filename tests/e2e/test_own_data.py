@@ -35,8 +35,8 @@ def _cxloop(*args: str, env: dict[str, str]) -> dict:
     return {"rc": proc.returncode, "out": proc.stdout, "err": proc.stderr, "s": round(time.monotonic() - t0, 1)}
 
 
-@_background.prestart("own_data_run")
-def _own_data_run(_param=None) -> dict:
+@_background.prestart("own_data")
+def _own_data(_param=None) -> dict:
     from cxloop.airflow_home import airflow_bin, airflow_env
     from cxloop.config import Settings
     from cxloop.demo.file_drops import write_file_drops
@@ -82,7 +82,7 @@ def _own_data_run(_param=None) -> dict:
 
 @pytest.fixture(scope="module")
 def own_data():
-    return _background.result("own_data_run")
+    return _background.result("own_data")
 
 
 def test_init_writes_a_skeleton_once(own_data):

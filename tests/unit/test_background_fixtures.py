@@ -1,0 +1,38 @@
+"""A fixture body registered with ``_background.prestart(name)`` starts early only when the tests
+ask for a fixture of that very name (tests/conftest.py matches item.fixturenames). A module
+whose fixture has another name never starts early: its tests run in collection order and the
+pytest process waits on the body (2.5 min of an idle main process, once). Checked by reading
+the test files."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def _prestarted_and_fixtures(path: Path) -> tuple[set[str], set[str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    registered, fixtures = set(), set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        for deco in node.decorator_list:
+            target = deco.func if isinstance(deco, ast.Call) else deco
+            name = ast.unparse(target)
+            if name.endswith("prestart") and isinstance(deco, ast.Call):
+                registered.add(deco.args[0].value)
+            if name in {"pytest.fixture", "fixture"}:
+                fixtures.add(node.name)
+    return registered, fixtures
+
+
+def test_every_prestarted_body_is_asked_for_by_a_fixture_of_its_name():
+    seen = 0
+    for path in sorted(TESTS.rglob("test_*.py")):
+        registered, fixtures = _prestarted_and_fixtures(path)
+        seen += len(registered)
+        missing = registered - fixtures
+        assert not missing, f"{path.relative_to(TESTS)}: prestart({sorted(missing)}) has no fixture of that name"
+    assert seen >= 4, "the check found no prestarted fixture: has the convention changed?"
