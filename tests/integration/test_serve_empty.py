@@ -171,3 +171,34 @@ def test_summary_lists_the_runs_failed_warn_checks(demo_warehouse, copy):
     assert "contacts.email_hash: expect_column_values_to_match_regex - 7 of 200 rows" in text
     # another run's batches: not this run's warnings
     assert "Data-quality warnings" not in pipeline.summarise(copy, demo_warehouse.as_of, ["other"], None)["text"]
+
+
+def test_summary_says_when_a_source_handed_over_nothing(demo_warehouse, copy):
+    """An empty drop loads no data window, so its batch is not among the run's batches: its
+    warning is shown while it is the source's latest check, and no longer once a later batch of
+    that source has been checked."""
+    import datetime as dt
+
+    import duckdb
+    from cxloop.gate.outcome import EMPTY_SOURCE_EXPECTATION
+    from cxloop.serve import summary
+
+    assert summary.EMPTY_SOURCE_EXPECTATION == EMPTY_SOURCE_EXPECTATION
+    con = duckdb.connect(str(copy.warehouse_path))
+    try:
+        source, newest = con.execute(
+            "select source, max(checked_at) from marts.data_quality group by source order by 1 limit 1"
+        ).fetchone()
+        insert = (
+            "insert into marts.data_quality (batch_id, source, entity, expectation, column_name, severity, success, "
+            "rows_checked, unexpected_count, unexpected_fraction, checked_at) values "
+            "(?, ?, ?, ?, null, 'warn', false, 0, 1, null, ?)"
+        )
+        con.execute(insert, ["empty-1", source, "drop", EMPTY_SOURCE_EXPECTATION, newest + dt.timedelta(hours=1)])
+        con.execute(insert, ["older-1", source, "accounts", EMPTY_SOURCE_EXPECTATION, newest - dt.timedelta(days=9)])
+        con.execute("checkpoint")
+    finally:
+        con.close()
+    text = pipeline.summarise(copy, demo_warehouse.as_of, ["some-batch"], None)["text"]
+    assert f"{source:<12}drop: the drop held no data file: nothing was loaded" in text
+    assert "accounts: 0 rows received" not in text, "an older emptiness, since superseded, is not this run's"

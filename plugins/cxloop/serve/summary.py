@@ -20,6 +20,10 @@ import pandas as pd
 from cxloop.config import redact
 from cxloop.serve.reader import WarehouseReader
 
+# the gate's name for "this source handed over nothing" (cxloop.gate.outcome; serve reads the
+# store only, so the name is repeated here and tests/integration/test_mapping_drop.py checks it)
+EMPTY_SOURCE_EXPECTATION = "cxloop_source_not_empty"
+
 MARTS_READ = ("governance_kpis", "response_rate", "follow_up_attainment")
 HEADLINE_KPIS = ("nps_respondent", "response_rate", "decision_maker_coverage", "sla_attainment")
 MAX_WARNING_LINES = 20
@@ -113,13 +117,16 @@ def headline(reader: WarehouseReader, as_of: datetime, grain: str | None = None)
 def quality_warnings(reader: WarehouseReader, batch_ids: list[str]) -> list[dict]:
     """The failed ``warn`` checks of the given batches (marts.data_quality): entity, column,
     expectation and counts only, never a value."""
-    if not batch_ids:
-        return []
     dq = reader.df(
-        "select batch_id, source, entity, expectation, column_name, rows_checked, unexpected_count "
+        "select batch_id, source, entity, expectation, column_name, rows_checked, unexpected_count, checked_at "
         "from marts.data_quality where severity = 'warn' and not success"
     )
-    dq = dq[dq["batch_id"].isin(batch_ids)]
+    # A source that handed over nothing (an empty drop) loads no data window, so its batch is
+    # not among batch_ids: its warning counts when it is the source's latest check.
+    latest = reader.df("select source, max(checked_at) as checked_at from marts.data_quality group by source")
+    newest = dict(zip(latest["source"], latest["checked_at"], strict=True))
+    emptied = (dq["expectation"] == EMPTY_SOURCE_EXPECTATION) & (dq["checked_at"] == dq["source"].map(newest))
+    dq = dq[dq["batch_id"].isin(batch_ids or []) | emptied]
     if dq.empty:
         return []
     dq = dq.astype(object).where(dq.notna(), None)
@@ -221,6 +228,11 @@ def render(counts: list[tuple], head: dict, locations: dict[str, Path | str]) ->
         lines += ["", "Data-quality warnings (failed warn checks of this run's batches, marts.data_quality):"]
         for w in warnings[:MAX_WARNING_LINES]:
             where = f"{w['entity']}.{w['column']}" if w["column"] else w["entity"]
+            if w["expectation"] == EMPTY_SOURCE_EXPECTATION:
+                what = "the drop held no data file: nothing was loaded" if where == "drop" else (
+                    "0 rows received, where earlier batches had rows")
+                lines.append(f"  {w['source']:<12}{where}: {what}")
+                continue
             lines.append(f"  {w['source']:<12}{where}: {w['expectation']} - {w['unexpected']} of {w['rows']} rows")
         if len(warnings) > MAX_WARNING_LINES:
             lines.append(f"  ... and {len(warnings) - MAX_WARNING_LINES} more (marts.data_quality)")
