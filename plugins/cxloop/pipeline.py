@@ -164,7 +164,7 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
                     guards.record_empty_drop(ld.db, batch.batch_id, batch.source, datetime.fromisoformat(batch.as_of))
                     ld.finish(None)
         done = {e for _, entities in _validation_groups(landed) for e in entities}
-        released = release.release_pass(store, settings, as_of, done, context)
+        released = release.release_pass(store, settings, as_of, done, context, mappings)
     report = {
         "batch_ids": sorted({b.batch_id for b in landed}),
         "counts": counts,

@@ -129,11 +129,16 @@ def split_pending(
     return releases
 
 
-def release_pass(store, settings: Settings, as_of: datetime, skip: set[str], context=None) -> dict[str, int]:
+def release_pass(
+    store, settings: Settings, as_of: datetime, skip: set[str], context=None, mappings=None
+) -> dict[str, int]:
     """Retry the pending quarantined rows of entities this run did not carry (a follow-up
     waiting for a response that the survey ingestion has just loaded), so they do not
     wait for their own source's next run. Each pass is a small batch of its own, loaded
-    through ``store`` (a :class:`cxloop.store.base.Store`) as one transaction."""
+    through ``store`` (a :class:`cxloop.store.base.Store`) as one transaction. ``mappings``
+    (the config's, :func:`cxloop.extract.mapping.load_mappings`) are applied to the retried
+    rows as to the source's own batches: a row read with a declared date format must not fail
+    on its retry."""
     import pandas as pd
 
     from cxloop.contract import ENTITIES
@@ -158,6 +163,7 @@ def release_pass(store, settings: Settings, as_of: datetime, skip: set[str], con
                     known_keys=known,
                     suites_dir=settings.expectations_dir,
                     context=context,
+                    mapping=mappings.for_source(source) if mappings is not None else None,
                 )
                 releases = split_pending(outcome, pending)
             if not releases.get(entity_name):
