@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
+import _background
 import duckdb
 import pytest
 from _warehouse_fixture import AS_OF, SCALE, SEED, build_marts
@@ -77,9 +78,15 @@ def mart_rows(path) -> dict[str, list]:
 
 
 @pytest.fixture(scope="module")
-def kept(tmp_path_factory):
-    """`cxloop demo --as-of EARLIER` then `cxloop demo --keep --as-of AS_OF` into one warehouse."""
-    settings = Settings.from_env({"CXLOOP_VAR": str(tmp_path_factory.mktemp("demo-keep"))})
+def kept():
+    return _background.result("kept")
+
+
+@_background.prestart("kept")
+def _kept(_param=None):
+    """`cxloop demo --as-of EARLIER` then `cxloop demo --keep --as-of AS_OF` into one warehouse
+    (in a background process while other tests run: tests/_background.py)."""
+    settings = Settings.from_env({"CXLOOP_VAR": str(_background.workdir("demo-keep"))})
     # (no dbt build after the first: the marts of the end state are the subject, and a build costs ~17 s)
     first = demo_pass(settings, DemoOptions(seed=SEED, scale=SCALE, as_of=EARLIER.isoformat()), marts=False)
     after_first = raw_rows(settings.warehouse_path)

@@ -9,6 +9,7 @@ import hashlib
 import secrets
 from datetime import datetime
 
+import _background
 import duckdb
 import pytest
 from _warehouse_fixture import SCALE, SEED  # the world of the session's shared demo warehouse
@@ -69,9 +70,25 @@ def full(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def incremental(source, tmp_path_factory):
-    settings = Settings.from_env({"CXLOOP_VAR": str(tmp_path_factory.mktemp("incremental"))})
-    reports = [run(settings, source, step) for step in STEPS]
+def incremental():
+    return _background.result("incremental")
+
+
+@_background.prestart("incremental")
+def _incremental(_param=None):
+    """Five runs at STEPS into one warehouse, against a demo server of the same world as the
+    `source` fixture's (the generator is deterministic), in a background process while other
+    tests run (tests/_background.py)."""
+    root = _background.workdir("incremental")
+    generate(root / "demo", seed=SEED, scale=SCALE, as_of=AS_OF)
+    token = secrets.token_urlsafe(12)
+    settings = Settings.from_env({"CXLOOP_VAR": str(root / "var")})
+    with DemoServer(root / "demo" / "source", token=token) as base_url:
+        sources = {
+            "salesforce": SourceSettings("salesforce", base_url, token),
+            "qualtrics": SourceSettings("qualtrics", base_url, token, {"directory_id": "POOL_cxloopdemo"}),
+        }
+        reports = [run(settings, sources, step) for step in STEPS]
     return settings, reports
 
 

@@ -15,6 +15,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import _background
 import pytest
 from _serve_support import checksums, full_run
 from cxloop.demo.generator import generate
@@ -29,8 +30,14 @@ RUNS = 3
 
 
 @pytest.fixture(scope="module")
-def three_runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("determinism")
+def three_runs():
+    return _background.result("three_runs")
+
+
+@_background.prestart("three_runs")
+def _three_runs(_param=None):
+    """(in a background process while other tests run: tests/_background.py)"""
+    root = _background.workdir("determinism")
     generate(root / "demo", seed=SEED, scale=SCALE, as_of=AS_OF)
     token = secrets.token_urlsafe(16)
     runs, seconds = [], []
