@@ -14,9 +14,9 @@ from __future__ import annotations
 from datetime import datetime
 
 import duckdb
-import numpy as np
 import pandas as pd
 import pytest
+from _mart_compare import MART_KEYS, compare_with_oracle
 from _warehouse_fixture import build_marts
 from cxloop import pipeline
 from cxloop.config import Settings, SourceSettings
@@ -28,13 +28,6 @@ AS_OF = datetime(2026, 10, 1)
 SEED = 11
 SCALE = 0.1
 
-MART_KEYS = {
-    "account_nps": ["period_start", "survey_type", "account_id", "method"],
-    "portfolio_nps": ["period_start", "survey_type", "group_type", "group_value", "method"],
-    "contact_coverage": ["period_start", "account_id"],
-    "response_rate": ["period_start", "survey_type", "group_type", "group_value"],
-    "follow_up_sla": ["response_id"],
-}
 MARTS = (*MART_KEYS, "governance_kpis", "at_risk_accounts")
 
 
@@ -124,42 +117,11 @@ def test_response_rate_says_not_measured(built):
     assert len(coverage) >= 7 and coverage["value"].notna().all()
 
 
-def _normalise(frame: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataFrame:
-    out = frame[keys + columns].copy()
-    for col in out.columns:
-        if col == "period_start":
-            out[col] = pd.to_datetime(out[col]).dt.date
-        elif out[col].dtype == object or str(out[col].dtype).startswith("str"):
-            out[col] = out[col].astype(object).where(out[col].notna(), None)
-    return out.sort_values(keys).reset_index(drop=True)
-
-
 @pytest.mark.parametrize("mart", sorted(MART_KEYS))
 def test_mart_equals_independent_computation(built, oracle_marts, mart):
     actual, wanted = built["marts"][mart], oracle_marts[mart]
-    keys = MART_KEYS[mart]
-    columns = [c for c in wanted.columns if c in actual.columns and c not in keys]
     assert len(actual) > 0 and len(actual) == len(wanted), (len(actual), len(wanted))
-    merged = _normalise(actual, keys, columns).merge(
-        _normalise(wanted, keys, columns), on=keys, how="outer", suffixes=("_mart", "_oracle"), indicator=True
-    )
-    only = merged[merged["_merge"] != "both"]
-    assert only.empty, f"{mart}: keys on one side only:\n{only[keys + ['_merge']].head(10)}"
-    problems = []
-    for col in columns:
-        x, y = merged[f"{col}_mart"], merged[f"{col}_oracle"]
-        if pd.api.types.is_numeric_dtype(x) and pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y):
-            xv, yv = x.astype(float).to_numpy(), y.astype(float).to_numpy()
-            bad = ~((np.isnan(xv) & np.isnan(yv)) | np.isclose(xv, yv, rtol=1e-9, atol=1e-9))
-        else:
-            xs = x.astype(object).where(x.notna(), None)
-            ys = y.astype(object).where(y.notna(), None)
-            pairs = zip(xs, ys, strict=True)
-            bad = np.array([(p is None) != (q is None) or (p is not None and p != q) for p, q in pairs])
-        if bad.any():
-            sample = merged.loc[bad, keys + [f"{col}_mart", f"{col}_oracle"]].head(5)
-            problems.append(f"{col}: {int(bad.sum())} rows differ\n{sample}")
-    assert not problems, f"{mart}:\n" + "\n".join(problems)
+    compare_with_oracle(mart, actual, wanted)
 
 
 def test_mixed_drop_keeps_the_invitations_of_the_invited_survey_types_only(tmp_path):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from _serve_support import sql
 from _warehouse_fixture import warehouse_copy
 from cxloop import pipeline
 from cxloop.serve.exports import MARTS
@@ -28,18 +29,6 @@ from cxloop.serve.publish import manifest_path
 pytestmark = pytest.mark.e2e
 
 ALL_MARTS = (*MARTS, "follow_up_attainment")
-
-
-def _sql(settings, *statements: str) -> None:
-    import duckdb
-
-    con = duckdb.connect(str(settings.warehouse_path))
-    try:
-        for statement in statements:
-            con.execute(statement)
-        con.execute("checkpoint")
-    finally:
-        con.close()
 
 
 REPORT_MARTS = ("portfolio_nps", "response_rate", "governance_kpis", "at_risk_accounts")
@@ -67,7 +56,7 @@ def test_serving_succeeds_as_each_mart_is_emptied_in_turn(demo_warehouse, copy):
     as_of = demo_warehouse.as_of
     emptied: list[str] = []
     for mart in ALL_MARTS:
-        _sql(copy, f"delete from marts.{mart}")
+        sql(copy, f"delete from marts.{mart}")
         emptied.append(mart)
         # the snapshot copies every mart whatever it holds, and the report reads only REPORT_MARTS:
         # those two run when a mart they read was emptied, and at the end
@@ -108,7 +97,7 @@ def test_serving_succeeds_with_a_single_account(demo_warehouse, copy):
             f"delete from marts.{mart} where not (group_type = 'company' or "
             f"(group_type = 'account' and group_value = '{account}'))"
         )
-    _sql(copy, *statements)
+    sql(copy, *statements)
     out = _serve(copy, demo_warehouse.as_of, "r-one-account")
     nps = pd.read_parquet(out["exports"] / "account_nps.parquet")
     assert set(nps.account_id) == {account}
@@ -144,7 +133,7 @@ def test_summary_says_response_rate_not_measured_without_invitations(demo_wareho
     assert "Relationship NPS (respondent): " in text and "no scored responses" not in text
     assert "Decision-maker coverage:       " in text and "Follow-up SLA attainment:      " in text
     # a mart without the column (an older build): the rate is shown the usual way
-    _sql(copy, "alter table marts.response_rate drop column rate_basis")
+    sql(copy, "alter table marts.response_rate drop column rate_basis")
     text = _serve(copy, as_of, "r-no-col")["summary"]
     assert "not measured" not in text and " delivered; target " in text
 
