@@ -278,8 +278,8 @@ def test_report_timings(built):
 def test_postgres_marts_equal_independent_computation(built, marts, mart):
     """The Postgres marts against the oracle computed from the generator's truth tables."""
     import oracle
+    from _mart_compare import compare_with_oracle
     from cxloop.contract import ENTITY_ORDER
-    from test_e2e import _compare
 
     tables = {e: pd.read_parquet(built["truth"] / f"{e}.parquet") for e in ENTITY_ORDER}
-    _compare(mart, marts[1][mart], oracle.compute_marts(tables, AS_OF)[mart])
+    compare_with_oracle(mart, marts[1][mart], oracle.compute_marts(tables, AS_OF)[mart])
