@@ -9,6 +9,7 @@ import pandas as pd
 # the grain of the marts the oracle computes (rows are matched on it)
 MART_KEYS = {
     "account_nps": ["period_start", "survey_type", "account_id", "method"],
+    "account_nps_prior": ["period_start", "survey_type", "segment"],
     "portfolio_nps": ["period_start", "survey_type", "group_type", "group_value", "method"],
     "contact_coverage": ["period_start", "account_id"],
     "response_rate": ["period_start", "survey_type", "group_type", "group_value"],

@@ -35,6 +35,7 @@ from collections import defaultdict
 from datetime import date, datetime
 from typing import Any
 
+import oracle_bayes  # the bayes account NPS and its prior (contract 3.7)
 import pandas as pd
 
 # --------------------------------------------------------------------------------------
@@ -593,6 +594,7 @@ def _account_nps(data: _Data, counted: list[dict], weights, min_n) -> list[dict]
     for (period, survey_type, account_id), responses in by_account.items():
         N = data.n_eligible(account_id)
         rows.extend(_account_rows(period, survey_type, account_id, responses, N, weights, min_n))
+    rows.extend(oracle_bayes.bayes_rows(data, by_account, lambda role: _weight(role, weights), min_n)[0])
 
     # Previous period's value of the same account / survey type / method.
     index = {(r["period_start"], r["survey_type"], r["account_id"], r["method"]): r for r in rows}
@@ -1086,6 +1088,7 @@ def compute_marts(
     counted = data.counted_responses()
     return {
         "account_nps": _frame("account_nps", _account_nps(data, counted, weights, min_n_account)),
+        "account_nps_prior": oracle_bayes.prior_frame(data, counted),
         "portfolio_nps": _frame("portfolio_nps", _portfolio_nps(data, counted, weights, min_n_group)),
         "contact_coverage": _frame("contact_coverage", _contact_coverage(data, slots)),
         "response_rate": _frame("response_rate", _response_rate(data, close_out_days, response_rate_target)),
