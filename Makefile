@@ -32,6 +32,11 @@ PRESET ?= small
 bench: $(STAMP)
 	@$(BIN)/python -m cxloop.bench --preset $(PRESET) $(BENCH_ARGS)
 
+# Calibration of the account NPS intervals (Wald, bayes, bootstrap): bench/results/calibration-*.md.
+.PHONY: bench-stats
+bench-stats: $(STAMP)
+	@$(BIN)/python -m cxloop.bench_stats $(BENCH_STATS_ARGS)
+
 # Airflow's UI on the demo home, for a newcomer to look around (Ctrl-C stops it).
 airflow: $(STAMP)
 	@$(BIN)/cxloop airflow

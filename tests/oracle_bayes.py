@@ -128,7 +128,9 @@ def bayes_rows(data: Any, by_account: dict, weight_of, min_n: int) -> tuple[list
     # account_nps reads the prior as stored: rounded to 9 decimals
     prior_of = {
         (p["period_start"], p["survey_type"], p["segment"]): [
-            round(p["alpha_promoter"], 9), round(p["alpha_passive"], 9), round(p["alpha_detractor"], 9)
+            round(p["alpha_promoter"], 9),
+            round(p["alpha_passive"], 9),
+            round(p["alpha_detractor"], 9),
         ]
         for p in priors
     }
@@ -164,8 +166,19 @@ def bayes_rows(data: Any, by_account: dict, weight_of, min_n: int) -> tuple[list
 
 
 PRIOR_COLUMNS = [
-    "period_start", "survey_type", "segment", "n_accounts", "n_scored", "prior_source", "fit_n_accounts",
-    "rho_moment", "concentration", "alpha_promoter", "alpha_passive", "alpha_detractor", "prior_nps",
+    "period_start",
+    "survey_type",
+    "segment",
+    "n_accounts",
+    "n_scored",
+    "prior_source",
+    "fit_n_accounts",
+    "rho_moment",
+    "concentration",
+    "alpha_promoter",
+    "alpha_passive",
+    "alpha_detractor",
+    "prior_nps",
 ]
 
 

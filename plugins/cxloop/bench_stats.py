@@ -200,13 +200,16 @@ def grid(populations=GRID_N, responses=GRID_SMALL_N) -> list[tuple[int, int]]:
     return [(N, n) for N in populations for n in responses if n <= N]
 
 
-def simulate(segments: int, cells: list[tuple[int, int]], rng: np.random.Generator) -> pd.DataFrame:
+def simulate(
+    segments: int, cells: list[tuple[int, int]], rng: np.random.Generator, concentration_range=(1.0, 60.0)
+) -> pd.DataFrame:
     """One account per cell per segment; returns one row per account with its counts, truth
     and the three methods' point estimates and intervals."""
     N = np.array([c[0] for c in cells])[None, :].repeat(segments, axis=0)
     n = np.array([c[1] for c in cells])[None, :].repeat(segments, axis=0)
     mean_shares = rng.dirichlet((2.0, 2.0, 2.0), size=segments)
-    concentration = np.exp(rng.uniform(np.log(1.0), np.log(60.0), size=segments))
+    lo_s, hi_s = concentration_range
+    concentration = np.exp(rng.uniform(np.log(lo_s), np.log(hi_s), size=segments))
     hyper = mean_shares * concentration[:, None]
     m = len(cells)
     # true shares of each account: gamma draws normalised (a Dirichlet per segment)
@@ -244,6 +247,7 @@ def simulate(segments: int, cells: list[tuple[int, int]], rng: np.random.Generat
             "boot_lo": boot_lo.ravel(),
             "boot_hi": boot_hi.ravel(),
             "prior_s": np.repeat(prior.alpha.sum(axis=-1), m),
+            "true_s": np.repeat(concentration, m),
         }
     )
     assert np.allclose(boot_est.ravel(), frame["raw"].to_numpy())
@@ -283,42 +287,86 @@ def band_of(n: pd.Series) -> pd.Series:
 def _table(frame: pd.DataFrame, first: list[str]) -> str:
     head = first + [
         "accounts",
-        "Wald cover", "Wald width", "Wald RMSE",
-        "Bayes cover", "Bayes width", "Bayes RMSE",
-        "boot cover", "boot width", "boot RMSE",
+        "Wald cover",
+        "Wald width",
+        "Wald RMSE",
+        "Bayes cover",
+        "Bayes width",
+        "Bayes RMSE",
+        "boot cover",
+        "boot width",
+        "boot RMSE",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in frame.iterrows():
-        cells = [str(int(r[c])) if isinstance(r[c], (int, float, np.integer, np.floating)) else str(r[c]) for c in first] + [str(int(r["accounts"]))]
+        cells = [
+            str(int(r[c])) if isinstance(r[c], (int, float, np.integer, np.floating)) else str(r[c]) for c in first
+        ] + [str(int(r["accounts"]))]
         for tag in ("wald", "bayes", "boot"):
             cells += [f"{100 * r[f'{tag}_cover']:.1f}%", f"{r[f'{tag}_width']:.1f}", f"{r[f'{tag}_rmse']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def run(segments: int = 1500, seed: int = SEED, cells: list[tuple[int, int]] | None = None) -> dict:
+SCENARIOS = {
+    # name: log-uniform range of the segments' true Dirichlet concentration
+    "main": (1.0, 60.0),
+    "stress": (0.3, 300.0),
+}
+TRUE_S_BANDS = ((0.0, 3.0), (3.0, 10.0), (10.0, 30.0), (30.0, 1e9))
+S_LABELS = [f"[{lo:g}, {hi:g})" if hi < 1e9 else f">= {lo:g}" for lo, hi in TRUE_S_BANDS]
+
+
+def _bands(sampled: pd.DataFrame) -> pd.DataFrame:
+    present = [b[0] for b in BANDS if b[0] in set(sampled["band"])]
+    return summarise(sampled, ["band"]).set_index("band").loc[present].reset_index()
+
+
+def run(segments: int = 4000, seed: int = SEED, cells: list[tuple[int, int]] | None = None) -> dict:
+    """The main scenario on ``segments`` segments, and the stress scenario (a far wider
+    spread of true concentrations, outside the prior's bounds) on a quarter as many."""
     rng = np.random.default_rng(seed)
     cells = cells or grid()
     started = time.perf_counter()
-    frame = simulate(segments, cells, rng)
-    census = frame["n"] == frame["N"]
-    sampled = frame[~census].copy()
+    frame = simulate(segments, cells, rng, SCENARIOS["main"])
+    stress = simulate(max(segments // 4, 1), cells, rng, SCENARIOS["stress"])
+    sampled = frame[frame["n"] < frame["N"]].copy()
     sampled["band"] = band_of(sampled["n"])
+    stressed = stress[stress["n"] < stress["N"]].copy()
+    stressed["band"] = band_of(stressed["n"])
+    stressed["true concentration"] = pd.cut(
+        stressed["true_s"],
+        [b[0] for b in TRUE_S_BANDS] + [TRUE_S_BANDS[-1][1]],
+        right=False,
+        labels=S_LABELS,
+    ).astype(str)
     return {
         "frame": frame,
-        "bands": summarise(sampled, ["band"]).set_index("band").loc[[b[0] for b in BANDS if b[0] in set(sampled["band"])]].reset_index(),
+        "bands": _bands(sampled),
         "overall": summarise(sampled.assign(all="all n < N"), ["all"]),
         "cells": summarise(frame, ["n", "N"]),
+        "stress_bands": _bands(stressed),
+        "stress_by_s": summarise(stressed, ["true concentration"])
+        .set_index("true concentration")
+        .loc[lambda t: [label for label in S_LABELS if label in t.index]]
+        .reset_index(),
         "elapsed_s": time.perf_counter() - started,
         "segments": segments,
+        "stress_segments": max(segments // 4, 1),
         "seed": seed,
     }
+
+
+def _cells(frame: pd.DataFrame) -> str:
+    return ", ".join(f"(n={int(r.n)}, N={int(r.N)})" for r in frame.itertuples()) or "none"
 
 
 def report(result: dict) -> str:
     frame = result["frame"]
     cells = result["cells"]
     bayes_cells = cells[cells["n"] < cells["N"]]
+    low = bayes_cells[bayes_cells["bayes_cover"] < 0.93]
+    high = bayes_cells[bayes_cells["bayes_cover"] > 0.97]
     lines = [
         "# Account NPS interval calibration (`make bench-stats`)",
         "",
@@ -328,18 +376,25 @@ def report(result: dict) -> str:
         "Wald and bootstrap are scored on the raw NPS 100 (P - D) / n, Bayes on its posterior mean. "
         "Model and simulation: plugins/cxloop/bench_stats.py, docs/nps-calibration.md.",
         "",
-        "## By n band (census cells n = N left out)",
+        f"## Main scenario: true concentrations log-uniform in {SCENARIOS['main']}, by n band "
+        "(census cells n = N left out)",
         "",
         _table(result["bands"], ["band"]),
         "",
         _table(result["overall"], ["all"]),
         "",
         f"Bayes coverage over the non-census cells: min {100 * bayes_cells['bayes_cover'].min():.1f}%, "
-        f"max {100 * bayes_cells['bayes_cover'].max():.1f}%; cells below 93%: "
-        f"{', '.join(f'(n={int(r.n)}, N={int(r.N)})' for r in bayes_cells[bayes_cells['bayes_cover'] < 0.93].itertuples()) or 'none'}; "
-        f"above 97%: {', '.join(f'(n={int(r.n)}, N={int(r.N)})' for r in bayes_cells[bayes_cells['bayes_cover'] > 0.97].itertuples()) or 'none'}.",
+        f"max {100 * bayes_cells['bayes_cover'].max():.1f}%; below 93%: {_cells(low)}; above 97%: {_cells(high)}.",
         "",
-        "## Per grid cell",
+        f"## Stress: true concentrations log-uniform in {SCENARIOS['stress']} ({result['stress_segments']} segments)",
+        "",
+        "Outside the fitted prior's bounds [1, 20] on both sides: very heterogeneous and very homogeneous segments.",
+        "",
+        _table(result["stress_bands"], ["band"]),
+        "",
+        _table(result["stress_by_s"], ["true concentration"]),
+        "",
+        "## Per grid cell (main scenario; census cells n = N included)",
         "",
         _table(cells, ["n", "N"]),
         "",
@@ -349,7 +404,7 @@ def report(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cxloop.bench_stats", description=__doc__.splitlines()[0])
-    parser.add_argument("--segments", type=int, default=1500)
+    parser.add_argument("--segments", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args(argv)
