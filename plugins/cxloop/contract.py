@@ -22,6 +22,10 @@ BUYING_ROLES = ("decision_maker", "influencer", "user", "other", "unknown")
 DELIVERY_STATUSES = ("delivered", "bounced", "failed", "opted_out")
 SURVEY_TYPES = ("relationship", "transactional")
 FOLLOW_UP_STATUSES = ("open", "in_progress", "completed", "cancelled")
+#: Salesforce Opportunity ``Type`` values read as renewals unless the source option
+#: ``renewal_types`` says otherwise (comma-separated); HubSpot's ``dealtype`` equivalent.
+DEFAULT_RENEWAL_TYPES = ("Renewal",)
+DEFAULT_HUBSPOT_RENEWAL_DEALTYPES = ("existingbusiness",)
 
 
 @dataclass(frozen=True)
@@ -192,6 +196,27 @@ ENTITIES: dict[str, Entity] = {
             "CRM tasks/cases logged to call a respondent back",
             {"response_id": "responses", "owner_id": "owners"},
         ),
+        Entity(
+            "renewals",
+            "crm",
+            "renewal_id",
+            (
+                Column("renewal_id", "string", True, "the renewal opportunity / deal id"),
+                Column("account_id", "string", True),
+                Column("renewal_type", "string", description="opportunity type / deal type as the source spelled it"),
+                Column("stage", "string", description="stage as the source spelled it (StageName / dealstage)"),
+                Column("amount", "float", description="the renewal's value (ARR renewed when won)"),
+                Column("previous_amount", "float", description="ARR up for renewal (before the renewal)"),
+                Column("close_date", "date", True, "expected or actual close date"),
+                Column("is_closed", "bool", True),
+                Column("is_won", "bool", True),
+                Column("is_deleted", "bool"),
+                Column("created_at", "timestamp"),
+                Column("updated_at", "timestamp", True),
+            ),
+            "renewal opportunities (Salesforce Opportunity of a renewal type, HubSpot deal) and their outcome",
+            {"account_id": "accounts"},
+        ),
     )
 }
 
@@ -204,6 +229,7 @@ ENTITY_ORDER: tuple[str, ...] = (
     "invitations",
     "responses",
     "follow_ups",
+    "renewals",
 )
 
 

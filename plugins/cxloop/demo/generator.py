@@ -2,7 +2,8 @@
 
 :func:`generate` writes, under ``out_dir`` (layout in ``docs/demo-sources.md``):
 
-- ``source/salesforce/{User,Account,Contact,Task}.json`` - records with Salesforce field names;
+- ``source/salesforce/{User,Account,Contact,Task,Opportunity}.json`` - records with Salesforce field
+  names;
 - ``source/qualtrics/surveys.json``, ``directory_contacts.json``, ``distributions.json``,
   ``distribution_history.json`` and ``responses/<surveyId>.json`` - Qualtrics v3 shapes;
 - ``truth/<entity>.parquet`` - the clean canonical rows the warehouse must end up holding
@@ -17,14 +18,21 @@ account of the contact), which the Qualtrics connector uses for ``invitations.ac
 The truth leaves ``contacts.email_hash`` null: the hash needs the deployment's secret key.
 
 Everything is drawn from one ``numpy`` generator seeded with ``seed``: the same seed, scale,
-``as_of`` and ``start`` give byte-identical files. ``scale`` 1 is 200 accounts.
+``as_of`` and ``start`` give byte-identical files. ``scale`` 1 is 200 accounts. The renewal
+opportunities alone come from a second generator seeded with ``(seed, RENEWAL_STREAM)``, drawn
+after the rest of the world is built: adding them changed no other file of a world.
 
 The world: owners in CSM teams own accounts (segment, region, tier, ARR, renewal date, a latent
 health score); accounts have contacts with CRM buying-role picklists and job titles. A quarterly
 relationship survey goes to every active contact; two transactional surveys go weekly to a few
 contacts. Response probability and score depend on account health and buying role; detractor
 responses get CRM follow-up tasks with realistic delays, and a completed follow-up makes the
-contact's later answers a little kinder (so recovery can be measured).
+contact's later answers a little kinder (so recovery can be measured). Every account renews
+yearly on the anniversary of its ``Renewal_Date__c``: the past renewals are closed Salesforce
+Opportunities of ``Type`` Renewal, won with a probability that rises with the account's health
+(so NPS predicts renewal), an inactive account's last one lost at its churn date; the next
+renewal is open when it is due within 180 days. A few ``Existing Customer - Upgrade``
+opportunities are served too: they are not renewals and the truth leaves them out.
 
 Planted faults (about 1 % of the affected entity, at least one each): an Account record served
 twice, contacts whose AccountId points nowhere, a response exported twice, responses with an
@@ -121,6 +129,14 @@ TASK_STATUS_MAP: dict[str, str] = {
     "Completed": "completed",
     "Deferred": "cancelled",
 }
+
+#: The seed of the renewal generator is (seed, RENEWAL_STREAM): a stream of its own.
+RENEWAL_STREAM = 17_017
+#: P(renewal won) = 1 / (1 + exp(-(a + b * health))) for a renewal that is not a churn.
+RENEWAL_WIN_LOGIT = (1.0, 2.5)
+RENEWAL_TYPE = "Renewal"
+UPGRADE_TYPE = "Existing Customer - Upgrade"
+RENEWAL_OPEN_DAYS = 180  # the next renewal is an open opportunity this many days before it is due
 
 #: Survey names containing this pattern are relationship surveys, the rest transactional.
 RELATIONSHIP_PATTERN = "Relationship"
@@ -860,6 +876,72 @@ class _World:
         self.t_id = _sf_ids("00T", 1, nt)
 
     # ---- account duplicates ------------------------------------------------------------
+    # ---- renewal opportunities (their own generator: the rest of the world is untouched) -----
+    def build_renewals(self) -> None:
+        p = self.p
+        rng = np.random.default_rng([p.seed, RENEWAL_STREAM])
+        as_of_day, start_day = p.as_of_ts // DAY, p.start_ts // DAY
+        a_lo, a_hi = RENEWAL_WIN_LOGIT
+        rows: list[tuple] = []  # (account, type, close_day, is_closed, is_won, previous, amount)
+        for i in range(len(self.a_id)):
+            due = int(self.a_renewal_day[i])
+            arr = float(self.a_arr[i])
+            health = float(self.a_health[i])
+            created_day = int(self.a_created[i] // DAY)
+            past: list[tuple[int, bool]] = []  # most recent first: (close_day, churned here)
+            if not self.a_active[i]:
+                past.append((due, True))
+            k = 1
+            while True:
+                d = due - 365 * k
+                if d < max(start_day, created_day + 30):
+                    break
+                if d < as_of_day:
+                    past.append((d, False))
+                k += 1
+            current = arr
+            for d, churned in past:
+                growth = float(np.clip(0.04 + 0.06 * health + rng.normal(0.0, 0.04), -0.3, 0.5))
+                if churned:
+                    won, previous = False, round(current, 2)
+                else:
+                    won = bool(rng.random() < 1.0 / (1.0 + np.exp(-(a_lo + a_hi * health))))
+                    previous = round(current / (1.0 + growth), 2)
+                amount = round(current, 2) if won else previous
+                rows.append((i, RENEWAL_TYPE, d, True, won, previous, amount))
+                current = previous
+            if self.a_active[i] and due - as_of_day <= RENEWAL_OPEN_DAYS:
+                rows.append((i, RENEWAL_TYPE, due, False, False, round(arr, 2), round(arr, 2)))
+            if rng.random() < 0.15:  # an upsell: not a renewal
+                d = int(rng.integers(max(start_day, created_day + 1), as_of_day))
+                extra = round(arr * float(rng.uniform(0.05, 0.3)), 2)
+                rows.append((i, UPGRADE_TYPE, d, True, True, None, extra))
+        rows.sort(key=lambda r: (r[0], r[2], r[1]))
+        n = len(rows)
+        close = np.array([r[2] for r in rows], dtype=np.int64)
+        closed = np.array([r[3] for r in rows], dtype=bool)
+        created = np.minimum(
+            close * DAY - _uniform_ts(rng, 60 * DAY, 150 * DAY, n), p.as_of_ts - 2 * DAY
+        ) + rng.integers(0, DAY, n)
+        mod_closed = close * DAY + _uniform_ts(rng, 8 * HOUR, 3 * DAY, n)
+        mod_open = _uniform_ts(rng, created + 1, p.as_of_ts - 1, n)
+        mod = np.minimum(np.where(closed, mod_closed, mod_open), p.as_of_ts - 1)
+        mod = np.maximum(mod, created + 1)
+        stage_open = np.array(["Prospecting", "Negotiation/Review"])[rng.integers(0, 2, n)]
+        self.o_opp_id = _sf_ids("006", 1, n)
+        self.o_opp_account = np.array([r[0] for r in rows], dtype=np.int64)
+        self.o_opp_type = [r[1] for r in rows]
+        self.o_opp_close = close
+        self.o_opp_closed = closed
+        self.o_opp_won = np.array([r[4] for r in rows], dtype=bool)
+        self.o_opp_previous = [r[5] for r in rows]
+        self.o_opp_amount = np.array([r[6] for r in rows], dtype=np.float64)
+        self.o_opp_stage = [
+            ("Closed Won" if w else "Closed Lost") if c else str(so)
+            for c, w, so in zip(closed.tolist(), self.o_opp_won.tolist(), stage_open.tolist(), strict=True)
+        ]
+        self.o_opp_created, self.o_opp_mod = created, mod
+
     def plant_account_duplicates(self) -> None:
         n = len(self.a_id)
         self.a_dup = np.zeros(n, dtype=bool)
@@ -948,11 +1030,38 @@ def _write_salesforce(w: _World, root: Path) -> dict[str, int]:
             }
         )
     _write_json_list(sf / "Task.json", tasks)
+
+    o_created, o_mod = _fmt_ts(w.o_opp_created, "sf"), _fmt_ts(w.o_opp_mod, "sf")
+    o_close = _fmt_date(w.o_opp_close)
+    opportunities = []
+    for j in range(len(w.o_opp_id)):
+        a = int(w.o_opp_account[j])
+        renewal = w.o_opp_type[j] == RENEWAL_TYPE
+        opportunities.append(
+            {
+                "Id": w.o_opp_id[j],
+                "AccountId": w.a_id[a],
+                "Name": f"{w.a_name[a]} - {'Renewal' if renewal else 'Upgrade'} {o_close[j][:4]}",
+                "Type": w.o_opp_type[j],
+                "StageName": w.o_opp_stage[j],
+                "Amount": float(w.o_opp_amount[j]),
+                "Previous_ARR__c": w.o_opp_previous[j],
+                "CloseDate": o_close[j],
+                "IsClosed": bool(w.o_opp_closed[j]),
+                "IsWon": bool(w.o_opp_won[j]),
+                "OwnerId": w.o_id[w.a_owner[a]],
+                "IsDeleted": False,
+                "CreatedDate": o_created[j],
+                "SystemModstamp": o_mod[j],
+            }
+        )
+    _write_json_list(sf / "Opportunity.json", opportunities)
     return {
         "owners": len(users),
         "accounts": len(accounts),
         "contacts": len(contacts),
         "follow_ups": len(tasks),
+        "renewals": sum(1 for t in w.o_opp_type if t == RENEWAL_TYPE),
     }
 
 
@@ -1242,6 +1351,24 @@ def _truth(w: _World) -> dict[str, pa.Table]:
             "updated_at": w.t_mod,
         },
     )
+    ren = [j for j, kind in enumerate(w.o_opp_type) if kind == RENEWAL_TYPE]
+    t["renewals"] = _truth_table(
+        "renewals",
+        {
+            "renewal_id": [w.o_opp_id[j] for j in ren],
+            "account_id": [w.a_id[int(w.o_opp_account[j])] for j in ren],
+            "renewal_type": [w.o_opp_type[j] for j in ren],
+            "stage": [w.o_opp_stage[j] for j in ren],
+            "amount": w.o_opp_amount[ren],
+            "previous_amount": np.array([w.o_opp_previous[j] for j in ren], dtype=np.float64),
+            "close_date": w.o_opp_close[ren],
+            "is_closed": w.o_opp_closed[ren],
+            "is_won": w.o_opp_won[ren],
+            "is_deleted": np.zeros(len(ren), dtype=bool),
+            "created_at": w.o_opp_created[ren],
+            "updated_at": w.o_opp_mod[ren],
+        },
+    )
     return t
 
 
@@ -1351,6 +1478,7 @@ def generate(
     w.build_invitations()
     w.build_responses()
     w.plant_account_duplicates()
+    w.build_renewals()  # last, from its own generator
     log.info(
         "demo world built: %d accounts, %d invitations, %d responses",
         len(w.a_id),
@@ -1405,6 +1533,8 @@ def generate(
             "scored_responses": int(scored.sum()),
             "detractor_responses": int((scored & (w.r_score <= 6)).sum()),
             "follow_ups": len(w.t_id),
+            "closed_renewals": int(truth["renewals"].column("is_closed").to_numpy().sum()),
+            "won_renewals": int(truth["renewals"].column("is_won").to_numpy().sum()),
         },
     }
     _write_json(out / "ground_truth.json", gt)

@@ -17,7 +17,9 @@ poll ``.../export-responses/{progressId}``, ``GET .../export-responses/{fileId}/
 page with ``pageSize`` (default ``page_size``) and an opaque ``skipToken`` in ``nextPage``. Auth:
 ``Authorization: Bearer`` (OAuth) or ``X-API-TOKEN``.
 
-Salesforce (``/services/data/vNN.N``): ``GET query?q=`` / ``queryAll?q=`` with a SOQL subset,
+Salesforce (``/services/data/vNN.N``): ``GET query?q=`` / ``queryAll?q=`` with a SOQL subset
+(``SELECT`` fields ``FROM`` User/Account/Contact/Task/Opportunity, ``WHERE`` comparisons joined by
+``AND``, ``field IN ('a', 'b')`` / ``NOT IN``, ``ORDER BY``, ``LIMIT``),
 ``nextRecordsUrl`` paging, ``Sforce-Query-Options: batchSize=N`` (200..2000), errors as
 ``[{"message", "errorCode"}]``.
 
@@ -57,7 +59,7 @@ except ImportError:  # pragma: no cover
 
 QUALTRICS_PREFIX = "/API/v3"
 SALESFORCE_PREFIX = "/services/data/"
-SF_OBJECTS = ("User", "Account", "Contact", "Task")
+SF_OBJECTS = ("User", "Account", "Contact", "Task", "Opportunity")
 # Fields documented per SObject (a field is also known when any record carries it).
 SF_FIELDS: dict[str, tuple[str, ...]] = {
     "User": ("Id", "Name", "Email", "Department", "IsActive", "SystemModstamp"),
@@ -100,6 +102,22 @@ SF_FIELDS: dict[str, tuple[str, ...]] = {
         "IsDeleted",
         "SystemModstamp",
     ),
+    "Opportunity": (
+        "Id",
+        "AccountId",
+        "Name",
+        "Type",
+        "StageName",
+        "Amount",
+        "Previous_ARR__c",
+        "CloseDate",
+        "IsClosed",
+        "IsWon",
+        "OwnerId",
+        "IsDeleted",
+        "CreatedDate",
+        "SystemModstamp",
+    ),
 }
 QUALTRICS_DEFAULT_PAGE = 100
 SF_DEFAULT_BATCH = 2000
@@ -124,12 +142,16 @@ _TOKEN_RE = re.compile(
       | (?P<num>-?\d+(?:\.\d+)?)
       | (?P<op><=|>=|!=|<>|=|<|>)
       | (?P<comma>,)
+      | (?P<lparen>\()
+      | (?P<rparen>\))
       | (?P<word>[A-Za-z_][A-Za-z0-9_.]*)
       | (?P<bad>\S)
     )""",
     re.VERBOSE,
 )
-KEYWORDS = {"select", "from", "where", "and", "order", "by", "limit", "asc", "desc", "nulls", "first", "last"}
+KEYWORDS = {
+    "select", "from", "where", "and", "order", "by", "limit", "asc", "desc", "nulls", "first", "last", "in", "not",
+}  # fmt: skip
 
 
 @dataclass
@@ -141,7 +163,7 @@ class Tok:
 
 @dataclass
 class Literal:
-    kind: str  # str, datetime, date, num, bool, null
+    kind: str  # str, datetime, date, num, bool, null, list (IN / NOT IN: value is a list of Literals)
     value: Any
 
 
@@ -227,6 +249,24 @@ def parse_soql(soql: str) -> Query:
         i += 1
         while True:
             f = expect("word").text
+            t = peek()
+            if t is not None and t.kind == "kw" and t.text in {"in", "not"}:
+                i += 1
+                if t.text == "not":
+                    expect("kw", "in")
+                expect("lparen")
+                items = [expect("lit").value]
+                while peek() is not None and peek().kind == "comma":
+                    i += 1
+                    items.append(expect("lit").value)
+                expect("rparen")
+                if any(x.kind in {"null", "list"} for x in items):
+                    raise SoqlError("unexpected token: 'null' (IN takes literal values)")
+                q.where.append((f, "not in" if t.text == "not" else "in", Literal("list", items)))
+                if peek() is not None and peek().kind == "kw" and peek().text == "and":
+                    i += 1
+                    continue
+                break
             op = expect("op").text
             lit = expect("lit").value
             if lit.kind == "null" and op not in {"=", "!=", "<>"}:
@@ -306,6 +346,11 @@ _OPS = {
 def _matches(record: dict[str, Any], cond: tuple[str, str, Literal]) -> bool:
     f, op, lit = cond
     value = record.get(f)
+    if lit.kind == "list":  # a null never matches IN and always matches NOT IN (like != null)
+        hit = any(_matches(record, (f, "=", x)) for x in lit.value)
+        if value is None:
+            return op == "not in"
+        return hit if op == "in" else not hit
     if lit.kind == "null":
         return (value is None) == (op == "=")
     if value is None:

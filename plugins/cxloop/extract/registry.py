@@ -30,6 +30,7 @@ CURSOR_COLUMNS = {
     "accounts": "updated_at",
     "contacts": "updated_at",
     "follow_ups": "updated_at",
+    "renewals": "updated_at",
     "invitations": "sent_at",
     "responses": "recorded_at",
 }
@@ -71,7 +72,7 @@ class Connector(Protocol):
 
 class Salesforce:
     name = "salesforce"
-    entities = ("owners", "accounts", "contacts", "follow_ups")
+    entities = ("owners", "accounts", "contacts", "follow_ups", "renewals")
     every_entity = True
 
     def land(self, ctx: ExtractContext, sink: ChunkSink) -> None:
@@ -84,6 +85,7 @@ class Salesforce:
             landing_dir=ctx.raw_dir,
             api_version=ctx.options.get("api_version", "v60.0"),
             role_field=ctx.options.get("buying_role_field", "Buying_Role__c"),
+            renewal_types=ctx.options.get("renewal_types"),
             since=ctx.since,
             until=ctx.as_of,
             chunk_rows=ctx.chunk_rows,

@@ -1,4 +1,4 @@
-"""Salesforce connector: REST query API -> owners, accounts, contacts, follow_ups.
+"""Salesforce connector: REST query API -> owners, accounts, contacts, follow_ups, renewals.
 
 SOQL through ``/services/data/<version>/queryAll`` (deleted Accounts and Contacts arrive with
 ``is_deleted = true``), paging through ``nextRecordsUrl``. Every page is landed raw as
@@ -13,6 +13,11 @@ Mapping (docs/demo-sources.md):
   contract's roles through :class:`cxloop.extract.roles.RoleMapper` (job-title fallback).
 - follow_ups <- Task with ``Survey_Response_Id__c != null``. The contract has no ``is_deleted`` for
   follow-ups, so Tasks are read with ``query`` (deleted tasks are not follow-ups).
+- renewals <- Opportunity with ``Type IN (<renewal types>)`` (source option ``renewal_types``,
+  comma-separated; default :data:`cxloop.contract.DEFAULT_RENEWAL_TYPES`, ``Renewal``): Id,
+  AccountId, Type, StageName, Amount, ``Previous_ARR__c`` (custom: the ARR up for renewal),
+  CloseDate, IsClosed, IsWon, IsDeleted, CreatedDate, SystemModstamp; read with ``queryAll`` so a
+  deleted opportunity arrives with ``is_deleted = true``.
 
 Values are passed through as received (a non-numeric ARR stays a string); datetimes become naive
 UTC (see :func:`cxloop.extract.frames.timestamp_series`); the validation gate coerces and quarantines.
@@ -33,6 +38,7 @@ from typing import Any
 import pandas as pd
 import requests
 
+from cxloop.contract import DEFAULT_RENEWAL_TYPES
 from cxloop.extract.frames import ChunkBuffer, ChunkSink, FrameCollector, Landing, safe_name
 from cxloop.extract.http_client import HttpClient, RetryPolicy, SourceHTTPError
 from cxloop.extract.pseudonymise import email_hash, is_valid_email, pii_key
@@ -72,6 +78,12 @@ QUERIES: dict[str, tuple[str, str, str | None]] = {
         "CompletedDateTime, CreatedDate, SystemModstamp FROM Task",
         "Survey_Response_Id__c != null",
     ),
+    "renewals": (
+        "queryAll",
+        "SELECT Id, AccountId, Type, StageName, Amount, Previous_ARR__c, CloseDate, IsClosed, IsWon, "
+        "IsDeleted, CreatedDate, SystemModstamp FROM Opportunity",
+        "Type IN ({renewal_types})",
+    ),
 }
 
 
@@ -85,8 +97,28 @@ def soql_datetime(value: datetime) -> str:
 ROLE_FIELD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
 
 
+def parse_renewal_types(option: Any = None) -> tuple[str, ...]:
+    """The Opportunity types read as renewals: the ``renewal_types`` option (comma-separated,
+    blanks dropped) or :data:`DEFAULT_RENEWAL_TYPES`."""
+    if option is None or (isinstance(option, str) and not option.strip()):
+        return DEFAULT_RENEWAL_TYPES
+    values = option.split(",") if isinstance(option, str) else list(option)
+    out = tuple(dict.fromkeys(str(v).strip() for v in values if str(v).strip()))
+    return out or DEFAULT_RENEWAL_TYPES
+
+
+def soql_string(value: str) -> str:
+    """A quoted SOQL string literal (backslash and quote escaped)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def build_soql(
-    entity: str, since: datetime | None = None, until: datetime | None = None, *, role_field: str = "Buying_Role__c"
+    entity: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    *,
+    role_field: str = "Buying_Role__c",
+    types: tuple[str, ...] = DEFAULT_RENEWAL_TYPES,
 ) -> tuple[str, str]:
     """(endpoint, SOQL) for one entity over the half-open change window [since, until).
 
@@ -97,6 +129,10 @@ def build_soql(
     if not ROLE_FIELD_RE.match(role_field):
         raise ValueError(f"salesforce: buying role field {role_field!r} is not a Salesforce field name")
     select = select.replace("{role_field}", role_field)
+    if standing and "{renewal_types}" in standing:
+        if not types:
+            raise ValueError("salesforce: no renewal types configured")
+        standing = standing.replace("{renewal_types}", ", ".join(soql_string(t) for t in types))
     conditions = [standing] if standing else []
     if since is not None:
         conditions.append(f"SystemModstamp >= {soql_datetime(since)}")
@@ -270,14 +306,21 @@ def map_task(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def map_opportunity(r: dict[str, Any]) -> dict[str, Any]:
+    return {k: v[0] for k, v in opportunity_columns([r]).items()}
+
+
 TIMESTAMPS = {
     "owners": ("updated_at",),
     "accounts": ("created_at", "updated_at"),
     "contacts": ("updated_at",),
     "follow_ups": ("created_at", "first_contact_at", "closed_at", "updated_at"),
+    "renewals": ("created_at", "updated_at"),
 }
-SOBJECT = {"owners": "User", "accounts": "Account", "contacts": "Contact", "follow_ups": "Task"}
-ENTITIES = ("owners", "accounts", "contacts", "follow_ups")
+SOBJECT = {
+    "owners": "User", "accounts": "Account", "contacts": "Contact", "follow_ups": "Task", "renewals": "Opportunity",
+}  # fmt: skip
+ENTITIES = ("owners", "accounts", "contacts", "follow_ups", "renewals")
 
 
 # --------------------------------------------------------------------------- page -> columns
@@ -378,6 +421,23 @@ def task_columns(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
     }
 
 
+def opportunity_columns(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    return {
+        "renewal_id": _col(records, "Id"),
+        "account_id": _col(records, "AccountId"),
+        "renewal_type": _col(records, "Type"),
+        "stage": _col(records, "StageName"),
+        "amount": _col(records, "Amount"),
+        "previous_amount": _col(records, "Previous_ARR__c"),
+        "close_date": _col(records, "CloseDate"),
+        "is_closed": _col(records, "IsClosed"),
+        "is_won": _col(records, "IsWon"),
+        "is_deleted": _col(records, "IsDeleted", False),
+        "created_at": _col(records, "CreatedDate"),
+        "updated_at": _col(records, "SystemModstamp"),
+    }
+
+
 def _run(
     base_url: str,
     token: str,
@@ -392,6 +452,7 @@ def _run(
     until: datetime | None,
     role_field: str,
     workers: int,
+    types: tuple[str, ...] = DEFAULT_RENEWAL_TYPES,
 ) -> None:
     """Query every entity of ``buffers`` (concurrently, one thread per query: the queries are
     independent) and hand each page's mapped columns to its buffer."""
@@ -399,7 +460,7 @@ def _run(
     roles = role_mapper or configured_role_mapper("salesforce")  # config mappings: maps, title rules
     key = pii_key() if "contacts" in entities else b""  # fail fast, before any request
     for entity in entities:  # a bad role field fails before any request too
-        build_soql(entity, (since or {}).get(entity), until, role_field=role_field)
+        build_soql(entity, (since or {}).get(entity), until, role_field=role_field, types=types)
     client = SalesforceClient(
         base_url, token, api_version=api_version, batch_size=batch_size, landing_dir=landing_dir, retry=retry
     )
@@ -408,11 +469,12 @@ def _run(
         "accounts": account_columns,
         "contacts": ContactMapper(roles, key, role_field),
         "follow_ups": task_columns,
+        "renewals": opportunity_columns,
     }
     stop = threading.Event()
 
     def one(entity: str) -> None:
-        endpoint, soql = build_soql(entity, (since or {}).get(entity), until, role_field=role_field)
+        endpoint, soql = build_soql(entity, (since or {}).get(entity), until, role_field=role_field, types=types)
         t0 = time.monotonic()
         n = 0
         total = None
@@ -467,6 +529,7 @@ def extract_salesforce(
     workers: int = 4,
     sink: ChunkSink | None = None,
     chunk_rows: int = 100_000,
+    renewal_types: tuple[str, ...] | str | None = None,
 ) -> dict[str, pd.DataFrame] | None:
     """Extract the CRM entities from Salesforce (or the demo server) into canonical frames.
 
@@ -478,6 +541,8 @@ def extract_salesforce(
     ``batch_size`` sets ``Sforce-Query-Options: batchSize`` (200..2000). Requires
     ``CXLOOP_PII_KEY`` (contacts' e-mail hashing) unless contacts are not extracted.
     ``workers``: how many queries run at once (1: one after the other).
+    ``renewal_types``: the Opportunity ``Type`` values that are renewals (a tuple or a
+    comma-separated string; default ``Renewal``).
     With ``sink`` (the pipeline, through :func:`land_salesforce`) nothing is held whole: every
     ``chunk_rows`` rows of an entity go to ``sink(entity, text table, maxima)`` in their landed
     text form (:func:`cxloop.extract.frames.text_table`) as the pages arrive, and nothing is returned.
@@ -499,6 +564,7 @@ def extract_salesforce(
         until=until,
         role_field=role_field,
         workers=workers,
+        types=parse_renewal_types(renewal_types),
     )
     return None if sink is not None else {e: c.frame() for e, c in buffers.items()}
 

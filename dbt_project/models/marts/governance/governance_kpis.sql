@@ -278,6 +278,84 @@ follow_up_kpis as (
 
 ),
 
+-- revenue at risk (contract 7.4): the latest period, company level, from revenue_at_risk
+revenue_at_risk as (
+
+    select * from {{ ref('revenue_at_risk') }}
+
+),
+
+revenue_totals as (
+
+    select
+        period_start,
+        {{ cxloop_exact_sum('arr_at_risk') }} as arr_at_risk,
+        {{ cxloop_exact_sum('arr_in_window') }} as arr_in_window,
+        sum(n_at_risk) as n_at_risk,
+        sum(n_accounts_in_window) as n_in_window
+    from revenue_at_risk
+    group by period_start
+
+),
+
+revenue_by_class as (
+
+    select
+        period_start,
+        account_class,
+        {{ cxloop_exact_sum('arr') }} as arr,
+        sum(n_accounts) as n_accounts
+    from revenue_at_risk
+    where account_class in ('promoter', 'passive', 'detractor')
+    group by period_start, account_class
+
+),
+
+revenue_kpis as (
+
+    select
+        period_start,
+        'company' as group_type,
+        'all' as group_value,
+        'arr_at_risk' as kpi,
+        arr_at_risk as value,
+        cast(null as float8) as ci_low,
+        cast(null as float8) as ci_high,
+        n_at_risk as n,
+        cast(null as float8) as target
+    from revenue_totals
+
+    union all
+
+    select
+        period_start,
+        'company' as group_type,
+        'all' as group_value,
+        'arr_at_risk_rate' as kpi,
+        arr_at_risk / arr_in_window as value,
+        cast(null as float8) as ci_low,
+        cast(null as float8) as ci_high,
+        n_in_window as n,
+        cast(null as float8) as target
+    from revenue_totals
+    where arr_in_window > 0
+
+    union all
+
+    select
+        period_start,
+        'company' as group_type,
+        'all' as group_value,
+        'arr_' || account_class || '_accounts' as kpi,
+        arr as value,
+        cast(null as float8) as ci_low,
+        cast(null as float8) as ci_high,
+        n_accounts as n,
+        cast(null as float8) as target
+    from revenue_by_class
+
+),
+
 all_kpis as (
 
     select * from nps_kpis
@@ -289,6 +367,8 @@ all_kpis as (
     select * from follow_up_kpis
     union all
     select * from data_quality_kpis
+    union all
+    select * from revenue_kpis
 
 ),
 
