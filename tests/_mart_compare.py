@@ -14,13 +14,15 @@ MART_KEYS = {
     "contact_coverage": ["period_start", "account_id"],
     "response_rate": ["period_start", "survey_type", "group_type", "group_value"],
     "follow_up_sla": ["response_id"],
+    "revenue_at_risk": ["renewal_quarter", "account_class"],
+    "nps_renewal_outcomes": ["account_class"],
 }
 
 
 def normalise(frame: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataFrame:
     out = frame[keys + columns].copy()
     for col in out.columns:
-        if col == "period_start" or col.endswith("_date"):
+        if col in ("period_start", "renewal_quarter") or col.endswith("_date"):
             out[col] = pd.to_datetime(out[col]).dt.date
         elif out[col].dtype == object or str(out[col].dtype).startswith("str"):
             out[col] = out[col].astype(object).where(out[col].notna(), None)

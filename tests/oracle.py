@@ -36,6 +36,7 @@ from datetime import date, datetime
 from typing import Any
 
 import oracle_bayes  # the bayes account NPS and its prior (contract 3.7)
+import oracle_renewal  # revenue_at_risk and nps_renewal_outcomes (contract 7.4, 7.5)
 import pandas as pd
 
 # --------------------------------------------------------------------------------------
@@ -1095,6 +1096,7 @@ def compute_marts(
         "follow_up_sla": _frame(
             "follow_up_sla", _follow_up_sla(data, first_contact_hours, close_days, follow_up_passives)
         ),
+        **oracle_renewal.renewal_marts(tables, data, counted, weights, min_n_group=min_n_group),
     }
 
 

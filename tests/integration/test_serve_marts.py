@@ -127,7 +127,7 @@ def test_serving_succeeds_on_an_empty_mart_and_says_so(shared, private, mart):
     assert out["manifest"]["empty_marts"] == emptied
     for m in emptied:
         lines = (out["exports"] / f"{m}.csv").read_text().splitlines()
-        assert len(lines) == 1 and lines[0].startswith(("period_start", "batch", "source")), lines
+        assert len(lines) == 1 and lines[0].startswith(("period_start", "batch", "source", "account_class")), lines
         assert len(pd.read_parquet(out["exports"] / f"{m}.parquet")) == 0
     snapshot = json.loads(manifest_path(Path(out["snapshot"])).read_text())
     assert snapshot["empty_marts"] == emptied

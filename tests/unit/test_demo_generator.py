@@ -222,6 +222,7 @@ def test_fault_counts_match_faults_table_and_sources(world):
         "surveys": len(_load(out / "source/qualtrics/surveys.json")),
         "invitations": n_history,
         "responses": len(responses),
+        "renewals": sum(1 for o in _load(sf / "Opportunity.json") if o["Type"] == gen.RENEWAL_TYPE),
     }
     for name in ENTITY_ORDER:
         counts = gt["entities"][name]

@@ -202,6 +202,7 @@ def test_cascade_follows_the_reference_chain():
         ("invitations", "parent contacts 003C quarantined"),
         ("responses", "parent accounts 001B quarantined"),
         ("responses", "parent contacts 003C quarantined"),
+        ("renewals", "parent accounts 001B quarantined"),
     }
     assert out.counts["invitations"] == {"received": 3, "loaded": 2, "quarantined": 1}
 

@@ -19,9 +19,10 @@ What a pack holds, per mart (``GOVERNANCE`` below is the rule set; the manifest 
   have every metric derived from the answers nulled, and ``suppressed = true``. In
   ``account_nps`` the previous-period columns are nulled too when the previous period's row
   was itself suppressed (otherwise nps_prev would leak it).
-- ``contact_coverage``, ``at_risk_accounts`` and ``data_quality`` carry no survey answers
-  aggregated over a group of respondents (slot counts, account flags, batch checks): they are
-  exported whole, with ``suppressed = false``.
+- ``contact_coverage``, ``at_risk_accounts``, ``revenue_at_risk`` and ``data_quality`` carry no
+  survey answers aggregated over a group of respondents (slot counts, account flags and ARR,
+  batch checks): they are exported whole, with ``suppressed = false``. ``nps_renewal_outcomes``
+  is suppressed on ``n_renewals`` (its promoter-minus-detractor row when either class is small).
 
 Determinism (a governance review compares two packs by checksum): identical warehouse
 contents and as_of give byte-identical data files. Rows are sorted on each mart's full grain;
@@ -74,6 +75,8 @@ MARTS = (
     "follow_up_sla",
     "governance_kpis",
     "at_risk_accounts",
+    "revenue_at_risk",
+    "nps_renewal_outcomes",
     "data_quality",
 )
 
@@ -158,6 +161,21 @@ GOVERNANCE: dict[str, MartRule] = {
     "at_risk_accounts": MartRule(
         keys=("period_start", "risk_rank", "account_id"),
         note="account-level list by CRM id, no contact data: exported whole",
+    ),
+    "revenue_at_risk": MartRule(
+        keys=("period_start", "renewal_quarter", "account_class"),
+        note="ARR of accounts by renewal quarter and account class, with at_risk_accounts' flags: account-level "
+        "CRM figures like at_risk_accounts, exported whole",
+    ),
+    "nps_renewal_outcomes": MartRule(
+        keys=("account_class",),
+        n="n_renewals",
+        metrics=(
+            "n_won", "renewal_rate", "renewal_rate_ci_low", "renewal_rate_ci_high", "previous_arr", "renewed_arr",
+            "net_revenue_retention",
+        ),
+        note="suppressed when n_renewals < min_n; the promoter_minus_detractor row also when it is not "
+        "reportable (either class has fewer than min_n renewals)",
     ),
     "data_quality": MartRule(
         keys=("source", "batch", "entity", "expectation", "column_name"),
@@ -289,6 +307,10 @@ def govern(mart: str, frame: pd.DataFrame, min_n: int | None = None) -> pd.DataF
             _require(mart, frame, ["method", "n_accounts"])
             account_based = frame["method"].astype(object) != "respondent"
             small |= account_based & (pd.to_numeric(frame["n_accounts"], errors="coerce").fillna(0) < min_n)
+        if mart == "nps_renewal_outcomes":  # the difference would reveal a small class's rate
+            _require(mart, frame, ["account_class", "is_reportable"])
+            difference = frame["account_class"].astype(object) == "promoter_minus_detractor"
+            small |= difference & ~frame["is_reportable"].astype("boolean").fillna(False).astype(bool)
         small = small.fillna(True).astype(bool)
         if mart == "account_nps":
             prev_small = _previous_row_suppressed(frame, small)
