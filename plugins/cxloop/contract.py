@@ -23,9 +23,10 @@ DELIVERY_STATUSES = ("delivered", "bounced", "failed", "opted_out")
 SURVEY_TYPES = ("relationship", "transactional")
 FOLLOW_UP_STATUSES = ("open", "in_progress", "completed", "cancelled")
 #: Salesforce Opportunity ``Type`` values read as renewals unless the source option
-#: ``renewal_types`` says otherwise (comma-separated); HubSpot's ``dealtype`` equivalent.
+#: ``renewal_types`` says otherwise (comma-separated); HubSpot ``dealtype`` values likewise
+#: (option ``renewal_dealtypes``; ``renewal`` is a custom option of the editable property).
 DEFAULT_RENEWAL_TYPES = ("Renewal",)
-DEFAULT_HUBSPOT_RENEWAL_DEALTYPES = ("existingbusiness",)
+DEFAULT_HUBSPOT_RENEWAL_DEALTYPES = ("renewal",)
 
 
 @dataclass(frozen=True)

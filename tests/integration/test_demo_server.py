@@ -474,7 +474,9 @@ def test_soql_where_order_limit(server):
         ("SELECT Id FROM Account ORDER Id", "MALFORMED_QUERY"),
         ("SELECT Id, FROM Account", "MALFORMED_QUERY"),
         ("SELECT Nope__c FROM Account", "INVALID_FIELD"),
-        ("SELECT Id FROM Opportunity", "INVALID_TYPE"),
+        ("SELECT Id FROM Lead", "INVALID_TYPE"),
+        ("SELECT Id FROM Opportunity WHERE Type IN ()", "MALFORMED_QUERY"),
+        ("SELECT Id FROM Opportunity WHERE Type IN ('Renewal'", "MALFORMED_QUERY"),
     ],
 )
 def test_soql_errors(server, soql, code):

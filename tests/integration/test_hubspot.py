@@ -22,13 +22,17 @@ from cxloop.extract.hubspot import HubSpotClient, HubSpotError, RateLimiter, ext
 from cxloop.extract.salesforce import extract_salesforce
 
 TOKEN = "pat-na1-0badc0de-1234-5678-9abc-def012345678"
-CRM = ("owners", "accounts", "contacts", "follow_ups")
+CRM = ("owners", "accounts", "contacts", "follow_ups", "renewals")
 FAST_RETRY = RetryPolicy(max_retries=3, backoff_base=0.01, backoff_max=0.05, retry_after_cap=2.0)
 FAST = {"search_rate": None, "request_rate": None, "retry": FAST_RETRY}
-PK = {"owners": "owner_id", "accounts": "account_id", "contacts": "contact_id", "follow_ups": "follow_up_id"}
-# The one column that legitimately differs: the role as the source spelled it (Salesforce
-# picklist label vs HubSpot's internal enumeration value). buying_role itself is equal.
-DIFFERS = {"contacts": {"buying_role_source"}}
+PK = {
+    "owners": "owner_id", "accounts": "account_id", "contacts": "contact_id", "follow_ups": "follow_up_id",
+    "renewals": "renewal_id",
+}  # fmt: skip
+# The columns that legitimately differ: values as the source spelled them (Salesforce picklist
+# label vs HubSpot's internal enumeration value): the role (buying_role itself is equal), the
+# opportunity type / dealtype and the stage.
+DIFFERS = {"contacts": {"buying_role_source"}, "renewals": {"renewal_type", "stage"}}
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +87,7 @@ def assert_complete(frames: dict[str, pd.DataFrame], world: Path) -> None:
             for r in source_records(world, "Task")
             if r.get("Survey_Response_Id__c") and not r.get("IsDeleted")
         ],
+        "renewals": [r["Id"] for r in source_records(world, "Opportunity") if r["Type"] == "Renewal"],
     }
     for entity, ids in expect.items():
         got = frames[entity][PK[entity]].tolist()

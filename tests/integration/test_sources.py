@@ -263,7 +263,7 @@ def pii_key(monkeypatch):
 
 def test_salesforce_extract(demo, pii_key, tmp_path):
     frames = extract_salesforce(demo, TOKEN, landing_dir=tmp_path)
-    assert set(frames) == {"owners", "accounts", "contacts", "follow_ups"}
+    assert set(frames) == {"owners", "accounts", "contacts", "follow_ups", "renewals"}
     for name, df in frames.items():
         assert list(df.columns) == ENTITIES[name].column_names, name
 
@@ -455,6 +455,42 @@ def test_generated_data_round_trip(tmp_path, pii_key):
     assert got == served
     for name, df in frames.items():
         assert list(df.columns) == ENTITIES[name].column_names
+
+
+def test_salesforce_renewals_are_opportunities_of_the_configured_types(tmp_path):
+    """Opportunity through SOQL: only the renewal types (default Renewal; a configured list,
+    quotes escaped, else), deleted ones through queryAll, incremental on SystemModstamp."""
+    from datetime import datetime
+
+    root = write_sample_sources(tmp_path / "src")
+    opp = {"AccountId": "001A000", "StageName": "Closed Won", "Amount": 110.0, "Previous_ARR__c": 100.0,
+           "CloseDate": "2025-03-31", "IsClosed": True, "IsWon": True, "IsDeleted": False,
+           "CreatedDate": "2025-01-02T10:00:00.000+0000"}  # fmt: skip
+    records = [
+        {**opp, "Id": "006R1", "Type": "Renewal", "SystemModstamp": "2025-04-01T10:00:00.000+0000"},
+        {**opp, "Id": "006R2", "Type": "Renewal", "IsDeleted": True, "SystemModstamp": "2025-05-01T10:00:00.000+0000"},
+        {**opp, "Id": "006U1", "Type": "Existing Customer - Upgrade", "SystemModstamp": "2025-04-02T10:00:00.000+0000"},
+        {**opp, "Id": "006Q1", "Type": "O'Brien's renewal", "IsClosed": False, "IsWon": False, "Amount": "n/a",
+         "SystemModstamp": "2025-06-01T10:00:00.000+0000"},
+    ]  # fmt: skip
+    (root / "source" / "salesforce" / "Opportunity.json").write_text(json.dumps(records))
+    with DemoServer(root, TOKEN) as base:
+        got = extract_salesforce(base, TOKEN, entities=("renewals",))["renewals"].set_index("renewal_id")
+        assert sorted(got.index) == ["006R1", "006R2"] and bool(got.loc["006R2", "is_deleted"])
+        assert list(got.columns) == ENTITIES["renewals"].column_names[1:]
+        r1 = got.loc["006R1"]
+        assert (r1.account_id, r1.renewal_type, r1.stage, r1.amount, r1.previous_amount, r1.close_date) == (
+            "001A000", "Renewal", "Closed Won", 110.0, 100.0, "2025-03-31"
+        )
+        assert bool(r1.is_closed) and bool(r1.is_won) and r1.updated_at == pd.Timestamp("2025-04-01 10:00:00")
+        other = extract_salesforce(
+            base, TOKEN, entities=("renewals",), renewal_types="Existing Customer - Upgrade, O'Brien's renewal"
+        )["renewals"].set_index("renewal_id")
+        assert sorted(other.index) == ["006Q1", "006U1"] and other.loc["006Q1", "amount"] == "n/a"  # as received
+        since = extract_salesforce(
+            base, TOKEN, entities=("renewals",), since={"renewals": datetime(2025, 4, 15)}, until=datetime(2025, 7, 1)
+        )["renewals"]
+        assert since.renewal_id.tolist() == ["006R2"]
 
 
 def test_salesforce_buying_role_field_is_configurable():

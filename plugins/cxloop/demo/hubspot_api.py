@@ -17,7 +17,13 @@ docs/demo-sources.md); this module derives HubSpot objects from them and serves 
 - tasks     <- Task:    ``hs_task_subject``, ``hs_task_status`` (:data:`STATUS_TO_HUBSPOT`),
   ``hs_timestamp`` (due date = ``CreatedDate``), ``hs_task_completion_date``, custom
   ``survey_response_id`` and ``first_contact_at``, ``hubspot_owner_id``, ``hs_createdate``,
-  ``hs_lastmodifieddate``, associations to the contact (``WhoId``) and company (``WhatId``).
+  ``hs_lastmodifieddate``, associations to the contact (``WhoId``) and company (``WhatId``);
+- deals     <- Opportunity: ``dealname``, ``dealtype`` (:data:`TYPE_TO_DEALTYPE`: a Renewal is the
+  portal's custom ``renewal`` option, an upgrade ``existingbusiness``), ``pipeline`` (``default``),
+  ``dealstage`` (:data:`STAGE_TO_DEALSTAGE`), ``amount``, ``closedate`` (``CloseDate`` at midnight
+  UTC), ``hs_is_closed`` / ``hs_is_closed_won`` (``IsClosed`` / ``IsWon``), custom
+  ``previous_arr`` (``Previous_ARR__c``), ``hubspot_owner_id``, ``createdate``,
+  ``hs_lastmodifieddate``, an association to the company (``AccountId``).
 
 Property values are strings, as HubSpot sends them (numbers ``"1200.5"``, booleans
 ``"true"``, datetimes ``2025-01-03T10:00:00.000Z``, dates ``2025-01-03``); a value that does not
@@ -30,7 +36,7 @@ Endpoints (``Authorization: Bearer <private app token>``; errors as HubSpot's en
 ``{"status": "error", "message", "correlationId", "category"}``):
 
 - ``GET  /crm/v3/owners?limit(<=500)&after&archived&email`` and ``GET /crm/v3/owners/{id}``;
-- ``GET  /crm/v3/objects/{companies|contacts|tasks}?limit(<=100)&after&properties&associations&archived``
+- ``GET  /crm/v3/objects/{companies|contacts|tasks|deals}?limit(<=100)&after&properties&associations&archived``
   and ``GET /crm/v3/objects/{type}/{id}``;
 - ``POST /crm/v3/objects/{type}/search`` ``{filterGroups, sorts, properties, limit(<=200), after}``:
   archived objects are never returned; filter operators EQ NEQ LT LTE GT GTE BETWEEN IN NOT_IN
@@ -94,8 +100,21 @@ STATUS_TO_HUBSPOT: dict[str, str] = {
 }
 
 OBJECT_TYPES = {"companies": "companies", "0-2": "companies", "contacts": "contacts", "0-1": "contacts",
-                "tasks": "tasks", "0-27": "tasks"}  # fmt: skip
-SINGULAR = {"companies": "company", "contacts": "contact", "tasks": "task"}
+                "tasks": "tasks", "0-27": "tasks", "deals": "deals", "0-3": "deals"}  # fmt: skip
+SINGULAR = {"companies": "company", "contacts": "contact", "tasks": "task", "deals": "deal"}
+#: Salesforce Opportunity ``Type`` -> HubSpot ``dealtype``. Unknown spellings pass unchanged.
+TYPE_TO_DEALTYPE: dict[str, str] = {
+    "renewal": "renewal",
+    "existing customer - upgrade": "existingbusiness",
+    "new customer": "newbusiness",
+}
+#: Salesforce ``StageName`` -> HubSpot ``dealstage`` (the default pipeline's internal ids).
+STAGE_TO_DEALSTAGE: dict[str, str] = {
+    "prospecting": "qualifiedtobuy",
+    "negotiation/review": "contractsent",
+    "closed won": "closedwon",
+    "closed lost": "closedlost",
+}
 ASSOCIATION_TYPE_IDS = {  # HUBSPOT_DEFINED association type ids
     ("contacts", "companies"): 1,  # contact -> primary company
     ("companies", "contacts"): 2,
@@ -103,6 +122,8 @@ ASSOCIATION_TYPE_IDS = {  # HUBSPOT_DEFINED association type ids
     ("contacts", "tasks"): 203,
     ("tasks", "companies"): 192,
     ("companies", "tasks"): 191,
+    ("deals", "companies"): 5,
+    ("companies", "deals"): 6,
 }
 
 #: Property types per object (``id`` = the object id, compared as text).
@@ -126,18 +147,26 @@ SCHEMA: dict[str, dict[str, str]] = {
         "hubspot_owner_id": "enumeration", "hs_createdate": "datetime", "createdate": "datetime",
         "hs_lastmodifieddate": "datetime", "lastmodifieddate": "datetime",
     },
+    "deals": {
+        "hs_object_id": "id", "dealname": "string", "dealtype": "enumeration", "pipeline": "enumeration",
+        "dealstage": "enumeration", "amount": "number", "closedate": "datetime", "hs_is_closed": "bool",
+        "hs_is_closed_won": "bool", "previous_arr": "number", "hubspot_owner_id": "enumeration",
+        "createdate": "datetime", "hs_lastmodifieddate": "datetime",
+    },
 }  # fmt: skip
 #: Returned by search and list whatever ``properties`` asks for.
 ALWAYS_RETURNED = {
     "companies": ("createdate", "hs_lastmodifieddate", "hs_object_id"),
     "contacts": ("createdate", "lastmodifieddate", "hs_object_id"),
     "tasks": ("hs_createdate", "hs_lastmodifieddate", "hs_object_id"),
+    "deals": ("createdate", "hs_lastmodifieddate", "hs_object_id"),
 }
 #: Returned when ``properties`` is not given.
 DEFAULT_PROPERTIES = {
     "companies": ("name", "domain"),
     "contacts": ("email", "firstname", "lastname"),
     "tasks": ("hs_task_subject", "hs_task_status", "hs_timestamp"),
+    "deals": ("dealname", "amount", "closedate", "dealstage", "pipeline"),
 }
 
 
@@ -430,16 +459,37 @@ def derive(sobject: Any) -> dict[str, list[dict[str, Any]]]:
                 assoc,
             )
         )
+    deals = []
+    for d in sobject("Opportunity"):
+        close = d.get("CloseDate")
+        props = {
+            "dealname": _fmt_text(d.get("Name")),
+            "dealtype": _lookup(TYPE_TO_DEALTYPE, d.get("Type")),
+            "pipeline": "default",
+            "dealstage": _lookup(STAGE_TO_DEALSTAGE, d.get("StageName")),
+            "amount": _fmt_num(d.get("Amount")),
+            "closedate": _fmt_dt(f"{close}T00:00:00Z") if isinstance(close, str) and len(close) == 10 else _fmt_dt(close),
+            "hs_is_closed": _fmt_bool(d.get("IsClosed")),
+            "hs_is_closed_won": _fmt_bool(d.get("IsWon")),
+            "previous_arr": _fmt_num(d.get("Previous_ARR__c")),
+            "hubspot_owner_id": _fmt_text(d.get("OwnerId")),
+            "createdate": _fmt_dt(d.get("CreatedDate")),
+            "hs_lastmodifieddate": _fmt_dt(d.get("SystemModstamp")),
+        }
+        assoc = {"companies": [str(d["AccountId"])]} if d.get("AccountId") else {}
+        deals.append(
+            _obj(d.get("Id"), props, d.get("CreatedDate"), d.get("SystemModstamp"), bool(d.get("IsDeleted")), assoc)
+        )
     # the reverse associations
-    for src, dst in (("contacts", "companies"), ("tasks", "contacts"), ("tasks", "companies")):
+    for src, dst in (("contacts", "companies"), ("tasks", "contacts"), ("tasks", "companies"), ("deals", "companies")):
         back: dict[str, list[str]] = {}
-        for o in {"contacts": contacts, "tasks": tasks}[src]:
+        for o in {"contacts": contacts, "tasks": tasks, "deals": deals}[src]:
             for to_id in o["associations"].get(dst, []):
                 back.setdefault(to_id, []).append(o["id"])
         for o in {"companies": companies, "contacts": contacts}[dst]:
             if o["id"] in back:
                 o["associations"].setdefault(src, []).extend(back[o["id"]])
-    return {"owners": owners, "companies": companies, "contacts": contacts, "tasks": tasks}
+    return {"owners": owners, "companies": companies, "contacts": contacts, "tasks": tasks, "deals": deals}
 
 
 # ----------------------------------------------------------------------------------------

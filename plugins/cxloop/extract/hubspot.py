@@ -1,4 +1,4 @@
-"""HubSpot connector: CRM v3 API -> owners, accounts, contacts, follow_ups.
+"""HubSpot connector: CRM v3 API -> owners, accounts, contacts, follow_ups, renewals.
 
 - owners     <- ``GET /crm/v3/owners`` (``archived=false`` then ``archived=true``; an archived
   owner is a deactivated user: ``is_active = false``), paged with ``after``.
@@ -8,6 +8,14 @@
   archived records; they arrive with ``is_deleted = true``). Archived tasks are not follow-ups.
 - a task's contact and company: ``POST /crm/v4/associations/tasks/{contacts|companies}/batch/read``
   (search results carry no associations), 1,000 ids a request.
+- renewals   <- deals whose ``dealtype`` is one of the renewal deal types (source option
+  ``renewal_dealtypes``, comma-separated internal values; default
+  :data:`cxloop.contract.DEFAULT_HUBSPOT_RENEWAL_DEALTYPES`, ``renewal``, a custom option of the
+  editable ``dealtype`` property): searched like the other objects on ``hs_lastmodifieddate``
+  with an ``IN`` filter on ``dealtype``, plus the archived deals of those types
+  (``is_deleted = true``); the company from ``POST /crm/v4/associations/deals/companies/batch/read``.
+  ``amount``, custom ``previous_arr``, ``dealstage``, ``closedate`` (a datetime: its UTC date),
+  ``hs_is_closed`` and ``hs_is_closed_won``.
 
 **Windows.** The search API returns at most 10,000 results per query (paging past that is a 400)
 and allows 5 requests a second. Records are read in windows ``[lo, hi)`` of the last-modified
@@ -77,6 +85,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 import requests
 
+from cxloop.contract import DEFAULT_HUBSPOT_RENEWAL_DEALTYPES
 from cxloop.extract.frames import ChunkBuffer, ChunkSink, FrameCollector, Landing
 from cxloop.extract.http_client import HttpClient, RetryPolicy, SourceHTTPError, safe_url
 from cxloop.extract.pseudonymise import email_hash, is_valid_email, pii_key
@@ -129,15 +138,21 @@ OBJECTS: dict[str, tuple[str, tuple[str, ...]]] = {
         ("hs_task_status", "hs_timestamp", "hs_task_completion_date", "survey_response_id",
          "first_contact_at", "hubspot_owner_id", "hs_createdate", "hs_lastmodifieddate"),
     ),
+    "deals": (
+        "hs_lastmodifieddate",
+        ("dealname", "dealtype", "pipeline", "dealstage", "amount", "previous_arr", "closedate", "hs_is_closed",
+         "hs_is_closed_won", "createdate", "hs_lastmodifieddate"),
+    ),
 }  # fmt: skip
-ENTITIES = ("owners", "accounts", "contacts", "follow_ups")
-ENTITY_OBJECT = {"accounts": "companies", "contacts": "contacts", "follow_ups": "tasks"}
+ENTITIES = ("owners", "accounts", "contacts", "follow_ups", "renewals")
+ENTITY_OBJECT = {"accounts": "companies", "contacts": "contacts", "follow_ups": "tasks", "renewals": "deals"}
 
 TIMESTAMPS = {
     "owners": ("updated_at",),
     "accounts": ("created_at", "updated_at"),
     "contacts": ("updated_at",),
     "follow_ups": ("created_at", "first_contact_at", "closed_at", "updated_at"),
+    "renewals": ("created_at", "updated_at"),
 }
 
 
@@ -809,6 +824,44 @@ def map_task(
     }
 
 
+def _utc_date(v: Any) -> Any:
+    """A HubSpot date/datetime property as its UTC date (YYYY-MM-DD); unparseable: as received."""
+    if _blank(v):
+        return None
+    ms = _ms(v)
+    if ms is None:
+        return v
+    return datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()
+
+
+def map_deal(r: dict[str, Any], companies: dict[str, list[str]]) -> dict[str, Any]:
+    p = r.get("properties") or {}
+    rid = str(r.get("id"))
+    return {
+        "renewal_id": _text(r.get("id")),
+        "account_id": (companies.get(rid) or [None])[0],
+        "renewal_type": _text(p.get("dealtype")),
+        "stage": _text(p.get("dealstage")),
+        "amount": _number(p.get("amount")),
+        "previous_amount": _number(p.get("previous_arr")),
+        "close_date": _utc_date(p.get("closedate")),
+        "is_closed": _boolean(p.get("hs_is_closed")),
+        "is_won": _boolean(p.get("hs_is_closed_won")),
+        "is_deleted": bool(r.get("archived", False)),
+        "created_at": _text(p.get("createdate")) or r.get("createdAt"),
+        "updated_at": _text(p.get("hs_lastmodifieddate")) or r.get("updatedAt"),
+    }
+
+
+def parse_dealtypes(option: Any = None) -> tuple[str, ...]:
+    """The renewal deal types: the ``renewal_dealtypes`` option (comma-separated) or the default."""
+    if option is None or (isinstance(option, str) and not option.strip()):
+        return DEFAULT_HUBSPOT_RENEWAL_DEALTYPES
+    values = option.split(",") if isinstance(option, str) else list(option)
+    out = tuple(dict.fromkeys(str(v).strip() for v in values if str(v).strip()))
+    return out or DEFAULT_HUBSPOT_RENEWAL_DEALTYPES
+
+
 def _in_range(r: dict[str, Any], start: datetime | None, end: datetime | None) -> bool:
     t = _ms(r.get("updatedAt"))
     if t is None:
@@ -843,6 +896,7 @@ def extract_hubspot(
     sink: ChunkSink | None = None,
     chunk_rows: int = 100_000,
     spool_dir: Path | None = None,
+    renewal_dealtypes: tuple[str, ...] | str | None = None,
 ) -> dict[str, pd.DataFrame] | None:
     """Extract the CRM entities from HubSpot (or the demo server) into canonical frames.
 
@@ -857,6 +911,7 @@ def extract_hubspot(
     ``chunk_rows`` rows of an entity go to ``sink(entity, text table, maxima)`` in their landed
     text form as the pages arrive, and nothing is returned. ``spool_dir`` is where the search
     spool's temporary folder is made (default: the system's temporary folder).
+    ``renewal_dealtypes``: the ``dealtype`` values that are renewals (default ``renewal``).
     """
     unknown = [e for e in entities if e not in TIMESTAMPS]
     if unknown:
@@ -879,12 +934,15 @@ def extract_hubspot(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
     )
+    dealtypes = parse_dealtypes(renewal_dealtypes)
     spool_root = Path(tempfile.mkdtemp(prefix="cxloop-hubspot-", dir=spool_dir))  # 0700
     try:
         for entity in entities:
             t0 = time.monotonic()
             try:
-                n = _stream_entity(client, entity, buffers[entity], start, end, window, roles, key, spool_root)
+                n = _stream_entity(
+                    client, entity, buffers[entity], start, end, window, roles, key, spool_root, dealtypes
+                )
             except HubSpotError:
                 raise
             except SourceHTTPError as e:
@@ -913,6 +971,7 @@ def _stream_entity(
     roles: RoleMapper,
     key: bytes,
     spool_root: Path,
+    dealtypes: tuple[str, ...] = DEFAULT_HUBSPOT_RENEWAL_DEALTYPES,
 ) -> int:
     """One entity's rows, mapped, into ``buffer`` (``add_rows``) in the order read; the count."""
     n = 0
@@ -934,6 +993,27 @@ def _stream_entity(
             n += len(group)
         client.note_dropped(obj, spool)
         return n  # archived tasks are not follow-ups
+    if entity == "renewals":
+        renewal = [{"propertyName": "dealtype", "operator": "IN", "values": list(dealtypes)}]
+        client.search("deals", spool, start, end, window, renewal)
+        wanted = {t.lower() for t in dealtypes}
+
+        def deal_rows(group: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            companies = client.associations("deals", "companies", [str(r.get("id")) for r in group]) if group else {}
+            return [map_deal(r, companies) for r in group]
+
+        for group in _groups(spool.records(), ASSOCIATION_BATCH):
+            buffer.add_rows(deal_rows(group))
+            n += len(group)
+        client.note_dropped(obj, spool)
+        for page in client.archived_pages(obj):  # search never returns archived deals
+            kept = [
+                r for r in page
+                if _in_range(r, start, end) and str((r.get("properties") or {}).get("dealtype") or "").lower() in wanted
+            ]  # fmt: skip
+            buffer.add_rows(deal_rows(kept))
+            n += len(kept)
+        return n
 
     def mapped(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if entity == "accounts":
@@ -967,5 +1047,6 @@ __all__ = [
     "SearchSpool",
     "extract_hubspot",
     "hubspot_error",
+    "map_deal",
     "land_hubspot",
 ]

@@ -117,11 +117,11 @@ class Qualtrics:
 
 
 class HubSpot:
-    """One search window serves every object, so the run starts from the earliest of the four
-    entities' windows, and from the beginning unless all four have one."""
+    """One search window serves every object, so the run starts from the earliest of the
+    entities' windows, and from the beginning unless all of them have one."""
 
     name = "hubspot"
-    entities = ("owners", "accounts", "contacts", "follow_ups")
+    entities = ("owners", "accounts", "contacts", "follow_ups", "renewals")
     every_entity = True
 
     def land(self, ctx: ExtractContext, sink: ChunkSink) -> None:
@@ -137,6 +137,7 @@ class HubSpot:
             start=start,
             end=ctx.as_of,
             chunk_rows=ctx.chunk_rows,
+            renewal_dealtypes=ctx.options.get("renewal_dealtypes"),
         )
 
 
