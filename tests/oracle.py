@@ -36,7 +36,7 @@ from datetime import date, datetime
 from typing import Any
 
 import oracle_bayes  # the bayes account NPS and its prior (contract 3.7)
-import oracle_renewal  # revenue_at_risk and nps_renewal_outcomes (contract 7.4, 7.5)
+import oracle_renewal  # revenue_at_risk and nps_renewal_outcomes (contract 7.6, 7.7)
 import pandas as pd
 
 # --------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Oracle of the renewal marts ``revenue_at_risk`` and ``nps_renewal_outcomes`` (contract 7.4,
-7.5), in plain Python from the canonical tables; it shares nothing with the dbt SQL or its
+"""Oracle of the renewal marts ``revenue_at_risk`` and ``nps_renewal_outcomes`` (contract 7.6,
+7.7), in plain Python from the canonical tables; it shares nothing with the dbt SQL or its
 macros (proportions.sql). ``tests/oracle.py`` calls :func:`renewal_marts` with its cleaned
 inputs (``_Data``: accounts, periods, counted responses) and the raw ``renewals`` table.
 

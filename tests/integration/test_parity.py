@@ -42,6 +42,8 @@ MART_KEYS = {
     "follow_up_sla": ["response_id"],
     "governance_kpis": ["period_start", "group_type", "group_value", "kpi"],
     "at_risk_accounts": ["period_start", "account_id"],
+    "revenue_at_risk": ["renewal_quarter", "account_class"],
+    "nps_renewal_outcomes": ["account_class"],
     "data_quality": ["batch_id", "entity", "expectation", "column_name"],
 }
 # Columns that legitimately differ between two loads: the gate stamps checked_at with the
@@ -274,7 +276,11 @@ def test_report_timings(built):
     print("parity timings (s): " + ", ".join(f"{k}={v:.1f}" for k, v in built["timings"].items()))
 
 
-@pytest.mark.parametrize("mart", ["account_nps", "portfolio_nps", "contact_coverage", "response_rate", "follow_up_sla"])
+@pytest.mark.parametrize(
+    "mart",
+    ["account_nps", "portfolio_nps", "contact_coverage", "response_rate", "follow_up_sla", "revenue_at_risk",
+     "nps_renewal_outcomes"],
+)  # fmt: skip
 def test_postgres_marts_equal_independent_computation(built, marts, mart):
     """The Postgres marts against the oracle computed from the generator's truth tables."""
     import oracle

@@ -278,7 +278,7 @@ follow_up_kpis as (
 
 ),
 
--- revenue at risk (contract 7.4): the latest period, company level, from revenue_at_risk
+-- revenue at risk (contract 7.6): the latest period, company level, from revenue_at_risk
 revenue_at_risk as (
 
     select * from {{ ref('revenue_at_risk') }}
