@@ -205,7 +205,7 @@ ENTITIES: dict[str, Entity] = {
                 Column("renewal_id", "string", True, "the renewal opportunity / deal id"),
                 Column("account_id", "string", True),
                 Column("renewal_type", "string", description="opportunity type / deal type as the source spelled it"),
-                Column("stage", "string", description="stage as the source spelled it (StageName / dealstage)"),
+                Column("stage_name", "string", description="stage as the source spelled it (StageName / dealstage)"),
                 Column("amount", "float", description="the renewal's value (ARR renewed when won)"),
                 Column("previous_amount", "float", description="ARR up for renewal (before the renewal)"),
                 Column("close_date", "date", True, "expected or actual close date"),

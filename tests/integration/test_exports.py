@@ -102,7 +102,8 @@ def test_the_sla_aggregate_adds_up_to_the_row_level_mart(pack):
     assert (shown.met + shown.breached + shown.missing + shown.active == shown.follow_ups_required).all()
 
 
-@pytest.mark.parametrize("mart", [m for m in MARTS if GOVERNANCE[m].n])
+# nps_renewal_outcomes has no class below 5 renewals in the demo: its rule is tested on its own below
+@pytest.mark.parametrize("mart", [m for m in MARTS if GOVERNANCE[m].n and m != "nps_renewal_outcomes"])
 def test_groups_below_five_are_suppressed(pack, mart):
     _, folder, manifest = pack
     frame = pd.read_parquet(folder / f"{mart}.parquet")
@@ -120,6 +121,36 @@ def test_groups_below_five_are_suppressed(pack, mart):
     headline = {"account_nps": "nps", "portfolio_nps": "nps", "response_rate": "response_rate",
                 "governance_kpis": "value", "follow_up_sla": "follow_ups_required"}[mart]
     assert big[headline].notna().any()
+
+
+def test_renewal_outcomes_small_classes_and_their_difference_are_suppressed(pack):
+    """A class with fewer than min_n renewals is suppressed, and so is the promoter-minus-detractor
+    row (with the detractors' rate public it would give the promoters' away); the demo's own
+    rows all have enough renewals and are exported as they are."""
+    _, folder, _ = pack
+    demo = pd.read_parquet(folder / "nps_renewal_outcomes.parquet")
+    assert not demo.suppressed.any() and demo.renewal_rate.notna().all()
+    frame = pd.DataFrame(
+        {
+            "account_class": ["promoter", "detractor", "all", "promoter_minus_detractor"],
+            "n_renewals": [3, 10, 13, 13],
+            "n_won": [3, 2, 5, 5],
+            "renewal_rate": [1.0, 0.2, 5 / 13, 0.8],
+            "renewal_rate_ci_low": [0.4, 0.06, 0.17, 0.3],
+            "renewal_rate_ci_high": [1.0, 0.5, 0.64, 0.95],
+            "n_with_revenue": [3, 10, 13, 13],
+            "previous_arr": [300.0, 1000.0, 1300.0, None],
+            "renewed_arr": [330.0, 200.0, 530.0, None],
+            "net_revenue_retention": [1.1, 0.2, 530 / 1300, 0.9],
+            "is_reportable": [False, True, True, False],
+        }
+    )
+    out = govern("nps_renewal_outcomes", frame, min_n=5).set_index("account_class")
+    assert out.suppressed.to_dict() == {
+        "all": False, "detractor": False, "promoter": True, "promoter_minus_detractor": True,
+    }  # fmt: skip
+    hidden = out.loc[["promoter", "promoter_minus_detractor"], list(GOVERNANCE["nps_renewal_outcomes"].metrics)]
+    assert hidden.isna().all().all() and out.loc["detractor", "renewal_rate"] == 0.2
 
 
 def test_previous_period_values_do_not_leak_a_suppressed_row():

@@ -32,7 +32,7 @@ PK = {
 # The columns that legitimately differ: values as the source spelled them (Salesforce picklist
 # label vs HubSpot's internal enumeration value): the role (buying_role itself is equal), the
 # opportunity type / dealtype and the stage.
-DIFFERS = {"contacts": {"buying_role_source"}, "renewals": {"renewal_type", "stage"}}
+DIFFERS = {"contacts": {"buying_role_source"}, "renewals": {"renewal_type", "stage_name"}}
 
 
 @pytest.fixture(scope="module")

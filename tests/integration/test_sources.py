@@ -479,7 +479,7 @@ def test_salesforce_renewals_are_opportunities_of_the_configured_types(tmp_path)
         assert sorted(got.index) == ["006R1", "006R2"] and bool(got.loc["006R2", "is_deleted"])
         assert list(got.columns) == ENTITIES["renewals"].column_names[1:]
         r1 = got.loc["006R1"]
-        assert (r1.account_id, r1.renewal_type, r1.stage, r1.amount, r1.previous_amount, r1.close_date) == (
+        assert (r1.account_id, r1.renewal_type, r1.stage_name, r1.amount, r1.previous_amount, r1.close_date) == (
             "001A000", "Renewal", "Closed Won", 110.0, 100.0, "2025-03-31"
         )
         assert bool(r1.is_closed) and bool(r1.is_won) and r1.updated_at == pd.Timestamp("2025-04-01 10:00:00")

@@ -1358,7 +1358,7 @@ def _truth(w: _World) -> dict[str, pa.Table]:
             "renewal_id": [w.o_opp_id[j] for j in ren],
             "account_id": [w.a_id[int(w.o_opp_account[j])] for j in ren],
             "renewal_type": [w.o_opp_type[j] for j in ren],
-            "stage": [w.o_opp_stage[j] for j in ren],
+            "stage_name": [w.o_opp_stage[j] for j in ren],
             "amount": w.o_opp_amount[ren],
             "previous_amount": np.array([w.o_opp_previous[j] for j in ren], dtype=np.float64),
             "close_date": w.o_opp_close[ren],

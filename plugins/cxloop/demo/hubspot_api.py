@@ -462,13 +462,15 @@ def derive(sobject: Any) -> dict[str, list[dict[str, Any]]]:
     deals = []
     for d in sobject("Opportunity"):
         close = d.get("CloseDate")
+        if isinstance(close, str) and len(close) == 10:  # a date: HubSpot's closedate is a datetime
+            close = f"{close}T00:00:00Z"
         props = {
             "dealname": _fmt_text(d.get("Name")),
             "dealtype": _lookup(TYPE_TO_DEALTYPE, d.get("Type")),
             "pipeline": "default",
             "dealstage": _lookup(STAGE_TO_DEALSTAGE, d.get("StageName")),
             "amount": _fmt_num(d.get("Amount")),
-            "closedate": _fmt_dt(f"{close}T00:00:00Z") if isinstance(close, str) and len(close) == 10 else _fmt_dt(close),
+            "closedate": _fmt_dt(close),
             "hs_is_closed": _fmt_bool(d.get("IsClosed")),
             "hs_is_closed_won": _fmt_bool(d.get("IsWon")),
             "previous_arr": _fmt_num(d.get("Previous_ARR__c")),

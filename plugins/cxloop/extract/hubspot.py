@@ -841,7 +841,7 @@ def map_deal(r: dict[str, Any], companies: dict[str, list[str]]) -> dict[str, An
         "renewal_id": _text(r.get("id")),
         "account_id": (companies.get(rid) or [None])[0],
         "renewal_type": _text(p.get("dealtype")),
-        "stage": _text(p.get("dealstage")),
+        "stage_name": _text(p.get("dealstage")),
         "amount": _number(p.get("amount")),
         "previous_amount": _number(p.get("previous_arr")),
         "close_date": _utc_date(p.get("closedate")),

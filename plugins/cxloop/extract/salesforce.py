@@ -426,7 +426,7 @@ def opportunity_columns(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
         "renewal_id": _col(records, "Id"),
         "account_id": _col(records, "AccountId"),
         "renewal_type": _col(records, "Type"),
-        "stage": _col(records, "StageName"),
+        "stage_name": _col(records, "StageName"),
         "amount": _col(records, "Amount"),
         "previous_amount": _col(records, "Previous_ARR__c"),
         "close_date": _col(records, "CloseDate"),

@@ -97,13 +97,15 @@ rates as (
 
 promoters as (
 
-    select * from rates where account_class = 'promoter'
+    select * from rates
+    where account_class = 'promoter'
 
 ),
 
 detractors as (
 
-    select * from rates where account_class = 'detractor'
+    select * from rates
+    where account_class = 'detractor'
 
 ),
 
@@ -131,7 +133,10 @@ difference as (
 
 all_rows as (
 
-    select rates.*, n_renewals as n_smallest from rates
+    select
+        rates.*,
+        rates.n_renewals as n_smallest
+    from rates
     union all
     select * from difference
 

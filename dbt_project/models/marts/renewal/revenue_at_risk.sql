@@ -25,18 +25,24 @@ as_of as (
 
 ),
 
+active_accounts as (
+
+    select * from {{ ref('stg_crm__accounts') }}
+    where is_active
+
+),
+
 upcoming as (
 
     select
-        accounts.account_id,
-        coalesce(accounts.arr, 0) as arr,
-        accounts.renewal_date,
-        accounts.renewal_date <= cast({{ cxloop_add_days('as_of.as_of_ts', var('at_risk_renewal_days')) }} as date)
-            as is_in_window
-    from {{ ref('stg_crm__accounts') }} as accounts
+        active_accounts.account_id,
+        coalesce(active_accounts.arr, 0) as arr,
+        active_accounts.renewal_date,
+        active_accounts.renewal_date
+        <= cast({{ cxloop_add_days('as_of.as_of_ts', var('at_risk_renewal_days')) }} as date) as is_in_window
+    from active_accounts
     cross join as_of
-    where accounts.is_active
-        and accounts.renewal_date >= cast(as_of.as_of_ts as date)
+    where active_accounts.renewal_date >= cast(as_of.as_of_ts as date)
 
 ),
 
@@ -88,8 +94,10 @@ final as (
         {{ cxloop_round(cxloop_exact_sum('arr')) }} as arr,
         cast(sum(case when is_in_window then 1 else 0 end) as integer) as n_accounts_in_window,
         {{ cxloop_round(cxloop_exact_sum('case when is_in_window then arr else 0 end')) }} as arr_in_window,
-        cast(sum(case when has_detractor_decision_maker or has_no_decision_maker_response then 1 else 0 end)
-            as integer) as n_at_risk,
+        cast(
+            sum(case when has_detractor_decision_maker or has_no_decision_maker_response then 1 else 0 end)
+            as integer
+        ) as n_at_risk,
         {{ cxloop_round(cxloop_exact_sum(
             'case when has_detractor_decision_maker or has_no_decision_maker_response then arr else 0 end')) }}
             as arr_at_risk,

@@ -12,7 +12,7 @@ renamed as (
         cast(renewal_id as text) as renewal_id,
         cast(account_id as text) as account_id,
         cast(renewal_type as text) as renewal_type,
-        cast(stage as text) as stage,
+        cast(stage_name as text) as stage_name,
         cast(amount as float8) as amount,
         cast(previous_amount as float8) as previous_amount,
         cast(close_date as date) as close_date,
