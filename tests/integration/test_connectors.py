@@ -112,6 +112,21 @@ def test_hubspot_streamed_batch_equals_the_whole_frame_landing(server, tmp_path)
     assert not list(tmp_path.glob("cxloop-hubspot-*"))  # the search spool is gone
 
 
+def test_a_file_drop_may_hold_renewals_or_not(world, tmp_path):
+    """renewals.<ext> is one more optional entity of a drop: with it the renewals land (their
+    cursor from updated_at); a drop folder from before renewals existed lands as it did."""
+    drop = tmp_path / "drop"
+    written = write_file_drops(world, drop, formats=("csv",))
+    settings = Settings.from_env({"CXLOOP_VAR": str(tmp_path / "var")})
+    files = SourceSettings("files", "", "", {"drop_dir": str(drop)})
+    with_renewals = extract(files, settings, AS_OF)
+    assert written["renewals"] == ["renewals.csv"] and with_renewals["rows"]["renewals"] > 0
+    assert with_renewals["cursors"]["renewals"]
+    (drop / "renewals.csv").unlink()
+    without = extract(files, settings, AS_OF)
+    assert "renewals" not in without["files"] and "accounts" in without["files"]
+
+
 def test_a_file_drop_lands_through_the_same_writer(world, tmp_path):
     """The file-drop adapter: the entities asked for, only those the drop holds, the contents
     the reader returned; in several chunks the same; a broken file lands nothing."""
