@@ -1,18 +1,23 @@
 {#- The run's as-of time: the exclusive end of its data window and the "now" of every
     metric (never the wall clock, so a rerun gives the same answer).
     Models call it as {{ cxloop_as_of(var('as_of', none)) }} (the var referenced in the model
-    itself, so unit tests can override it). The run fails with a clear message when the var is
-    missing or not an ISO-8601 timestamp. A value with a zone offset is converted to UTC and
-    the zone dropped (the warehouse stores UTC without zone). -#}
+    itself, so unit tests can override it).
+
+    Where it comes from:
+    - the pipeline does not pass as_of as a var: it writes the run's as_of into the one-row
+      table raw.cx_run_control just before it invokes dbt (cxloop.transform.dbt), and the models
+      read it from there as a scalar subquery. The compiled SQL is then the same for every
+      as_of, so dbt keeps its partial parse (partial_parse.msgpack) from one run to the next:
+      any change to --vars makes dbt re-parse the whole project (about 6 s).
+    - a var given on the command line (--vars '{as_of: "2026-10-01T00:00:00"}'), or by a unit
+      test's overrides, wins: it must be an ISO-8601 timestamp; a value with a zone offset is
+      converted to UTC and the zone dropped (the warehouse stores UTC without zone).
+    cxloop_check_as_of (on-run-start) fails the run with one clear message when neither is
+    there. -#}
 {% macro cxloop_as_of(value) -%}
     {%- set iso = '^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:?\d{2})?$' -%}
     {%- if value is none or (value | string | trim) == '' -%}
-        {%- if execute -%}
-            {{ exceptions.raise_compiler_error(
-                "cxloop: the dbt var `as_of` is required (ISO timestamp in UTC, the exclusive end "
-                ~ "of the data window), e.g. --vars '{as_of: \"2026-10-01T00:00:00\"}'") }}
-        {%- endif -%}
-        {{ return("cast('1970-01-01 00:00:00' as timestamp)") }}
+        {{ return("(select as_of from " ~ cxloop_run_control_relation() ~ ")") }}
     {%- endif -%}
     {%- set text = value | string | trim -%}
     {%- if not modules.re.match(iso, text) -%}
@@ -24,4 +29,25 @@
         {%- set dt = dt.astimezone(modules.pytz.utc).replace(tzinfo=none) -%}
     {%- endif -%}
     cast('{{ dt.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp)
+{%- endmacro %}
+
+{#- The one-row table the pipeline writes the run's as_of into (cxloop.transform.dbt.RUN_CONTROL). -#}
+{% macro cxloop_run_control_relation() -%}
+    raw.cx_run_control
+{%- endmacro %}
+
+{#- on-run-start: with no as_of var, raw.cx_run_control must hold exactly one row. -#}
+{% macro cxloop_check_as_of() -%}
+    {%- if execute and (var('as_of', none) is none or (var('as_of') | string | trim) == '') -%}
+        {%- set rel = adapter.get_relation(database=target.database, schema='raw', identifier='cx_run_control') -%}
+        {%- set rows = run_query('select count(*) from ' ~ rel).columns[0].values()[0] if rel is not none else 0 -%}
+        {%- if rows != 1 -%}
+            {{ exceptions.raise_compiler_error(
+                "cxloop: no as_of for this run: raw.cx_run_control holds " ~ rows ~ " rows (the pipeline "
+                ~ "writes one before each dbt invocation); outside the pipeline pass it as a var, e.g. "
+                ~ "--vars '{as_of: \"2026-10-01T00:00:00\"}' (ISO timestamp in UTC, the exclusive end of the "
+                ~ "data window)") }}
+        {%- endif -%}
+    {%- endif -%}
+    select 1
 {%- endmacro %}

@@ -85,13 +85,15 @@ def test_the_configured_file_is_read_when_no_section_is_given(tmp_path):
     assert load_program(env={"CXLOOP_SOURCES_CONFIG": str(tmp_path / "none.yml")}).sla_clock == "calendar"
 
 
-def test_dbt_vars_hold_every_setting_as_of_and_explicit_extras_on_top():
+def test_dbt_vars_hold_every_setting_and_explicit_extras_on_top_but_not_the_as_of():
     program = load_program({"program": {"period_grain": "month", "min_n_group": 9}}, env={})
     out = dbt_vars(datetime(2026, 10, 1), {"sla_clock": "business"}, program)
-    assert out["as_of"] == "2026-10-01T00:00:00"
     assert out["period_grain"] == "month" and out["min_n_group"] == 9 and out["sla_clock"] == "business"
-    assert set(out) == {*SETTINGS, "as_of"}
+    # the as_of goes to raw.cx_run_control: vars that change with every run would cost dbt a
+    # whole-project re-parse each time
+    assert set(out) == set(SETTINGS)
     assert out["follow_up_passives"] is False and out["response_rate_target"] == 0.70
+    assert dbt_vars(datetime(2026, 10, 1), program=program) == dbt_vars(datetime(2027, 1, 1), program=program)
 
 
 def test_dbt_vars_read_the_environment_when_no_program_is_given(monkeypatch):

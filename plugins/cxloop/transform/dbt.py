@@ -48,12 +48,41 @@ class BuildResult:
         }
 
 
-def dbt_vars(as_of: datetime, extra: dict | None = None, program: Program | None = None) -> dict:
+#: The one-row table that carries the run's as_of to dbt (macros/as_of.sql reads it).
+RUN_CONTROL = "raw.cx_run_control"
+
+
+def dbt_vars(as_of: datetime | None = None, extra: dict | None = None, program: Program | None = None) -> dict:
     """The vars of one dbt invocation: the program settings (config file ``program:`` section
-    and CXLOOP_PROGRAM_* overrides, :mod:`cxloop.program`), the run's as_of, then ``extra``
-    (a test's or a caller's explicit override) on top."""
+    and CXLOOP_PROGRAM_* overrides, :mod:`cxloop.program`), then ``extra`` (a test's or a
+    caller's explicit override) on top.
+
+    The run's as_of is not among them: it goes to :data:`RUN_CONTROL` (:func:`write_run_control`).
+    dbt re-parses the whole project whenever ``--vars`` change (about 6 s of a build); with the
+    as_of kept out, the vars only change with the program settings, and each run reuses the
+    previous run's partial parse. ``as_of`` is accepted, and ignored, for the callers' symmetry."""
     program = program or load_program()
-    return {**program.dbt_vars(), "as_of": as_of.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})}
+    return {**program.dbt_vars(), **(extra or {})}
+
+
+def write_run_control(settings: Settings, as_of: datetime) -> None:
+    """Record the run's as_of in :data:`RUN_CONTROL` (one row, replaced each time), where the
+    models read it. The warehouse is the pipeline's single writer's at this point: dbt is
+    about to open it."""
+    from cxloop.store import open_store
+
+    store = open_store(settings)
+    try:
+        db = store.db
+        db.execute("CREATE SCHEMA IF NOT EXISTS raw")
+        db.execute(f"CREATE TABLE IF NOT EXISTS {RUN_CONTROL} (as_of TIMESTAMP NOT NULL, recorded_at TIMESTAMP NOT NULL)")
+        db.execute(f"DELETE FROM {RUN_CONTROL}")
+        db.execute(
+            f"INSERT INTO {RUN_CONTROL} VALUES (?, ?)",
+            [as_of.replace(tzinfo=None), datetime.now(UTC).replace(tzinfo=None)],
+        )
+    finally:
+        store.close()
 
 
 def dbt_args(
@@ -100,6 +129,8 @@ def run_dbt(
                 os.environ.pop(f"CXLOOP_PG_{key.upper()}", None)
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     started = datetime.now()
+    if command not in {"parse", "deps", "clean", "debug"}:
+        write_run_control(settings, as_of)
     args = dbt_args(
         command, settings, as_of, target=target, select=select, extra_vars=extra_vars, unit_tests=unit_tests,
         program=program,
