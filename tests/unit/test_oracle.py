@@ -302,7 +302,7 @@ def five_response_account() -> World:
 def test_role_weighted_and_waterfall_on_five_responses():
     m = five_response_account().marts()
     acc = rows(m["account_nps"], period_start=Q1, survey_type="relationship", account_id="a1")
-    assert sorted(acc["method"]) == ["pooled", "role_weighted", "waterfall"]
+    assert sorted(acc["method"]) == ["bayes", "pooled", "role_weighted", "waterfall"]
 
     pooled = one(acc, method="pooled")
     assert pooled["nps"] == pytest.approx(0.0)
