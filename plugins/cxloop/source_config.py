@@ -1,7 +1,8 @@
 """Which source feeds which domain: read from ``config/sources.yml`` plus environment overrides.
 
-The CRM domain (owners, accounts, contacts, follow-ups) and the survey domain (surveys,
-invitations, responses) each name one source. Switching the demo from Salesforce to HubSpot
+The CRM domain (owners, accounts, contacts, follow-ups, renewals) and the survey domain
+(surveys, invitations, responses) each name one source; which entity belongs to which domain is
+the landing contract's (:mod:`cxloop.contract`). Switching the demo from Salesforce to HubSpot
 or to file drops is a one-line change here, or ``CXLOOP_CRM_SOURCE=hubspot``.
 
 The ``limits:`` section bounds what one source may hand the extraction (see
@@ -19,11 +20,14 @@ from pathlib import Path
 import yaml
 
 from cxloop.config import project_home
+from cxloop.contract import ENTITIES, ENTITY_ORDER
 
 CRM_SOURCES = ("salesforce", "hubspot", "files")
 SURVEY_SOURCES = ("qualtrics", "files")
-CRM_ENTITIES = ("owners", "accounts", "contacts", "follow_ups")
-SURVEY_ENTITIES = ("surveys", "invitations", "responses")
+# in load order, from the contract: a new entity there is extracted by the DAGs without a
+# second list to forget (renewals once were: landed by the connectors, never asked for)
+CRM_ENTITIES = tuple(e for e in ENTITY_ORDER if ENTITIES[e].domain == "crm")
+SURVEY_ENTITIES = tuple(e for e in ENTITY_ORDER if ENTITIES[e].domain == "survey")
 DOMAINS = {"crm": CRM_ENTITIES, "survey": SURVEY_ENTITIES}
 
 

@@ -38,3 +38,16 @@ def test_bad_config_is_a_clear_error_naming_the_file(tmp_path, text, message):
     with pytest.raises(SourceConfigError, match=r"sources\.yml") as err:
         load_source_config({"CXLOOP_SOURCES_CONFIG": str(path)})
     assert message in str(err.value)
+
+
+def test_the_two_domains_cover_every_contract_entity_once_in_load_order():
+    # the DAGs extract DOMAINS[domain]: an entity missing here is landed by no run
+    from cxloop.contract import ENTITIES, ENTITY_ORDER
+    from cxloop.source_config import DOMAINS
+
+    listed = [e for entities in DOMAINS.values() for e in entities]
+    assert sorted(listed) == sorted(ENTITIES) and len(listed) == len(set(listed))
+    for domain, entities in DOMAINS.items():
+        assert all(ENTITIES[e].domain == domain for e in entities)
+        assert list(entities) == [e for e in ENTITY_ORDER if e in entities]
+    assert "renewals" in DOMAINS["crm"]
