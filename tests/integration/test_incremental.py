@@ -17,6 +17,7 @@ from cxloop.config import Settings, SourceSettings
 from cxloop.contract import ENTITIES, ENTITY_ORDER
 from cxloop.demo.generator import generate
 from cxloop.demo.server import DemoServer
+from cxloop.extract.registry import connector
 from cxloop.pipeline import extract, read_watermarks, validate_and_load
 
 AS_OF = datetime(2026, 10, 1)
@@ -130,7 +131,7 @@ def test_late_parents_release_quarantined_children(incremental):
 def test_watermarks_advance_and_a_rerun_changes_nothing(source, incremental):
     settings, _ = incremental
     marks = read_watermarks(settings, "salesforce")
-    assert set(marks) == {"owners", "accounts", "contacts", "follow_ups"}
+    assert set(marks) == set(connector("salesforce").entities)
     assert all(m < AS_OF for m in marks.values())
     before = table_fingerprints(settings.warehouse_path)
     run(settings, source, AS_OF)

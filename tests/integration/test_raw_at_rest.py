@@ -18,6 +18,7 @@ from cxloop.demo.generator import generate
 from cxloop.demo.hubspot_api import configure
 from cxloop.demo.server import DemoServer
 from cxloop.extract.frames import Landing
+from cxloop.extract.registry import connector
 from cxloop.extract.retention import batch_time, prune_raw
 from cxloop.extract.run import extract, new_batch_id
 
@@ -64,7 +65,10 @@ def test_raw_pages_and_landed_batches_are_private_whatever_the_umask(landed):
     dirs, files = modes(settings.landing_dir)
     raw = [f for f in files if "/raw/" in f]
     parquet = [f for f in files if f.endswith(".parquet")]
-    assert len(raw) > 20 and len(parquet) == 11  # 4 + 4 + 3 entities
+    # every entity of each connector lands one Parquet file (every_entity: empty ones too)
+    expected = sum(len(connector(b["source"]).entities) for b in batches)
+    assert all(connector(b["source"]).every_entity for b in batches)
+    assert len(raw) > 20 and len(parquet) == expected
     # the raw pages do hold personal data: e-mail addresses
     assert any(b"@" in Path(f).read_bytes() for f in raw if "contacts" in f.lower())
     assert {f: m for f, m in files.items() if m != 0o600} == {}

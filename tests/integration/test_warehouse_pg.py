@@ -155,7 +155,8 @@ def test_clean_batch_loads_fully(con, tmp_path):
         ("b1", "demo", dt.datetime(2025, 6, 30, 1, 0))
     ]
     batches = fetch(con, "SELECT entity, received, loaded, quarantined FROM raw.batches ORDER BY entity")
-    assert len(batches) == 7 and all(r[1] == r[2] and r[3] == 0 for r in batches)
+    assert len(batches) == len(CLEAN["frames"]) == len(ENTITY_ORDER)
+    assert all(r[1] == r[2] and r[3] == 0 for r in batches)
     assert fetch(con, "SELECT count(*) FROM raw.validation_results")[0][0] == len(out.results)
     assert (tmp_path / "q" / "quarantine_b1.parquet").exists()
     assert fetch(con, "SELECT renewal_date, arr FROM raw.accounts WHERE account_id = '001A'") == [
@@ -226,7 +227,7 @@ def test_quarantine_results_and_batches_rows(con, tmp_path):
     part = outcome({"responses": rows()["responses"]}, batch_id="b1", con=con)
     wh.load_outcome(con, part, extracted_at=EXTRACTED)
     assert fetch(con, "SELECT count(*) FROM raw.quarantine") == [(0,)]
-    assert fetch(con, "SELECT count(*) FROM raw.batches") == [(7,)]
+    assert fetch(con, "SELECT count(*) FROM raw.batches") == [(len(ENTITY_ORDER),)]
     assert fetch(con, "SELECT received, loaded, quarantined FROM raw.batches WHERE entity='responses'") == [(3, 3, 0)]
     assert fetch(con, "SELECT count(*) FROM raw.validation_results WHERE entity <> 'responses'") == others
     assert fetch(con, "SELECT count(*) FROM raw.validation_results WHERE entity = 'responses'") == [

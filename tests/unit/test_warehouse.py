@@ -74,7 +74,8 @@ def test_clean_batch_loads_fully(con, tmp_path):
     batches = con.execute(
         "SELECT entity, received, loaded, quarantined FROM raw.batches ORDER BY entity"
     ).fetchall()
-    assert len(batches) == 7 and all(r[1] == r[2] and r[3] == 0 for r in batches)
+    assert len(batches) == len(CLEAN["frames"]) == len(ENTITY_ORDER)
+    assert all(r[1] == r[2] and r[3] == 0 for r in batches)
     assert con.execute("SELECT count(*) FROM raw.validation_results").fetchall()[0][0] == len(out.results)
     assert (tmp_path / "q" / "quarantine_b1.parquet").exists()
     got = con.execute("SELECT renewal_date, arr FROM raw.accounts WHERE account_id = '001A'").fetchall()

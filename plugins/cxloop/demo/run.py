@@ -51,6 +51,7 @@ _GENERATED = (
     "source/salesforce/Account.json",
     "source/salesforce/Contact.json",
     "source/salesforce/Task.json",
+    "source/salesforce/Opportunity.json",
     "source/qualtrics/surveys.json",
     "source/qualtrics/directory_contacts.json",
     "source/qualtrics/distributions.json",
