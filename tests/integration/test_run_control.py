@@ -75,8 +75,8 @@ def test_without_a_var_or_a_run_control_row_the_run_fails_with_one_clear_line(pr
         con.execute("delete from raw.cx_run_control")
     finally:
         con.close()
-    from dbt.cli.main import dbtRunner
     from cxloop.transform.dbt import dbt_args
+    from dbt.cli.main import dbtRunner
 
     os.environ["CXLOOP_WAREHOUSE"] = str(private.warehouse_path)
     res = dbtRunner().invoke(dbt_args("run", private, datetime(2026, 10, 1), select=SELECT))

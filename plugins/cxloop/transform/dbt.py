@@ -75,7 +75,9 @@ def write_run_control(settings: Settings, as_of: datetime) -> None:
     try:
         db = store.db
         db.execute("CREATE SCHEMA IF NOT EXISTS raw")
-        db.execute(f"CREATE TABLE IF NOT EXISTS {RUN_CONTROL} (as_of TIMESTAMP NOT NULL, recorded_at TIMESTAMP NOT NULL)")
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {RUN_CONTROL} (as_of TIMESTAMP NOT NULL, recorded_at TIMESTAMP NOT NULL)"
+        )
         db.execute(f"DELETE FROM {RUN_CONTROL}")
         db.execute(
             f"INSERT INTO {RUN_CONTROL} VALUES (?, ?)",

@@ -6,7 +6,7 @@ scores as (
 
 ),
 
-prior as (
+segment_prior as (
 
     select * from {{ ref('account_nps_prior') }}
 
@@ -39,7 +39,11 @@ eligible_contacts as (
         contacts.contact_id,
         cast(coalesce(
             role_weights.weight,
-            (select other_weight.weight from role_weights as other_weight where other_weight.role = 'other')
+            (
+                select other_weight.weight
+                from role_weights as other_weight
+                where other_weight.role = 'other'
+            )
         ) as float8) as role_weight
     from {{ ref('int_contact_periods') }} as contacts
     left join role_weights
@@ -50,7 +54,11 @@ eligible_contacts as (
 
 counted as (
 
-    select period_start, survey_type, account_id, contact_id
+    select
+        period_start,
+        survey_type,
+        account_id,
+        contact_id
     from {{ ref('int_responses_counted') }}
 
 ),
@@ -71,10 +79,10 @@ non_responders as (
         on scores.period_start = eligible_contacts.period_start
         and scores.account_id = eligible_contacts.account_id
     left join counted
-        on counted.period_start = scores.period_start
-        and counted.survey_type = scores.survey_type
-        and counted.account_id = scores.account_id
-        and counted.contact_id = eligible_contacts.contact_id
+        on scores.period_start = counted.period_start
+        and scores.survey_type = counted.survey_type
+        and scores.account_id = counted.account_id
+        and eligible_contacts.contact_id = counted.contact_id
     where counted.contact_id is null
     group by scores.period_start, scores.survey_type, scores.account_id
 
@@ -96,17 +104,17 @@ bayes_inputs as (
         cast(scores.role_weighted_nps as float8) * cast(scores.sum_weight as float8) / 100.0 as s_resp,
         coalesce(non_responders.w_non, 0.0) as w_non,
         coalesce(non_responders.q_non, 0.0) as q_non,
-        coalesce(prior.alpha_promoter, {{ cxloop_bayes_default_alpha() }}) + scores.promoters as a_p,
-        coalesce(prior.alpha_passive, {{ cxloop_bayes_default_alpha() }}) + scores.passives as a_a,
-        coalesce(prior.alpha_detractor, {{ cxloop_bayes_default_alpha() }}) + scores.detractors as a_d
+        coalesce(segment_prior.alpha_promoter, {{ cxloop_bayes_default_alpha() }}) + scores.promoters as a_p,
+        coalesce(segment_prior.alpha_passive, {{ cxloop_bayes_default_alpha() }}) + scores.passives as a_a,
+        coalesce(segment_prior.alpha_detractor, {{ cxloop_bayes_default_alpha() }}) + scores.detractors as a_d
     from scores
     left join segments
         on scores.period_start = segments.period_start
         and scores.account_id = segments.account_id
-    left join prior
-        on scores.period_start = prior.period_start
-        and scores.survey_type = prior.survey_type
-        and coalesce(segments.segment, 'unknown') = prior.segment
+    left join segment_prior
+        on scores.period_start = segment_prior.period_start
+        and scores.survey_type = segment_prior.survey_type
+        and coalesce(segments.segment, 'unknown') = segment_prior.segment
     left join non_responders
         on scores.period_start = non_responders.period_start
         and scores.survey_type = non_responders.survey_type
