@@ -17,14 +17,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from _warehouse_fixture import built_warehouse, find_pii, pii_needles
-from cxloop.serve.exports import MARTS, export_marts
+from cxloop.serve.exports import MARTS, export_marts, min_n_group
 from cxloop.serve.publish import publish_snapshot
 from cxloop.serve.report import build_report
 from plotly.offline import get_plotlyjs
 
 pytestmark = pytest.mark.e2e
 
-CHART_IDS = ("chart-nps-trend", "chart-coverage", "chart-response-rate", "chart-sla")
+CHART_IDS = (
+    "chart-nps-trend", "chart-coverage", "chart-response-rate", "chart-sla", "chart-revenue", "chart-renewal",
+)
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -177,6 +179,33 @@ def _chromium(*args: str, user_data_dir: Path, timeout: int = 120) -> subprocess
     )
 
 
+def test_revenue_sections_show_the_marts_figures(report):
+    """The revenue at risk and renewal sections quote governance_kpis and nps_renewal_outcomes
+    as the warehouse holds them (the demo world has both a renewal window and decided renewals)."""
+    from cxloop.serve.reader import WarehouseReader
+
+    wh, path = report
+    text = path.read_text(encoding="utf-8")
+    with WarehouseReader(wh.settings) as reader:
+        kpi = reader.df(
+            """select value, n from marts.governance_kpis where kpi = 'arr_at_risk' and group_type = 'company'
+               order by period_start desc limit 1"""
+        )
+        outcome = reader.df(
+            """select renewal_rate, renewal_rate_ci_low, renewal_rate_ci_high, is_reportable
+               from marts.nps_renewal_outcomes where account_class = 'promoter_minus_detractor'"""
+        )
+    arr, n = float(kpi.value.iloc[0]), int(kpi.n.iloc[0])
+    diff = tuple(outcome.iloc[0]) if len(outcome) else None
+    assert arr > 0 and diff is not None and diff[3], "the demo world should have renewals to show"
+    if n >= min_n_group(wh.settings):
+        assert f"ARR at risk: {arr:,.0f} across {n} accounts renewing soon" in text
+    else:  # the governance rules suppress a KPI of fewer accounts than min_n, the figure too
+        assert f"ARR at risk: not shown ({n} accounts, fewer than the minimum group size)." in text
+        assert f"{arr:,.0f}" not in text.replace(get_plotlyjs(), "")
+    assert f"{100 * diff[0]:+.1f} points of renewal rate (95% Newcombe interval {100 * diff[1]:+.1f} to" in text
+
+
 def test_report_renders_offline_in_headless_chromium(report, tmp_path):
     _, path = report
     if not shutil.which("chromium"):
@@ -187,7 +216,7 @@ def test_report_renders_offline_in_headless_chromium(report, tmp_path):
     png = tmp_path / "report.png"
     netlog = tmp_path / "net.json"
     shot = _chromium(
-        f"--screenshot={png}", "--window-size=1400,3200", f"--log-net-log={netlog}", url,
+        f"--screenshot={png}", "--window-size=1400,4600", f"--log-net-log={netlog}", url,
         user_data_dir=tmp_path / "profile-shot",
     )
     assert png.exists(), shot.stderr[-3000:]
@@ -264,7 +293,7 @@ def test_the_render_check_catches_a_report_whose_charts_did_not_draw(report, tmp
     broken = tmp_path / "broken.html"
     broken.write_text(path.read_text(encoding="utf-8").replace(get_plotlyjs(), ""), encoding="utf-8")
     png = tmp_path / "broken.png"
-    shot = _chromium(f"--screenshot={png}", "--window-size=1400,3200", broken.as_uri(), user_data_dir=tmp_path / "p")
+    shot = _chromium(f"--screenshot={png}", "--window-size=1400,4600", broken.as_uri(), user_data_dir=tmp_path / "p")
     assert any(":CONSOLE" in line and "Uncaught" in line for line in shot.stderr.splitlines())
     bands = [b for b in _colour_bands(_decode_png(png.read_bytes())) if b[1] - b[0] >= 60]
     assert len(bands) < len(CHART_IDS)

@@ -25,13 +25,13 @@ from _warehouse_fixture import warehouse_copy
 from cxloop import pipeline
 from cxloop.serve.exports import MARTS
 from cxloop.serve.publish import manifest_path
+from cxloop.serve.report import REPORT_MARTS
 
 pytestmark = pytest.mark.e2e
 
 ALL_MARTS = (*MARTS, "follow_up_attainment")
 
 
-REPORT_MARTS = ("portfolio_nps", "response_rate", "governance_kpis", "at_risk_accounts")
 
 
 def _serve(settings, as_of, run_id: str, batch_ids=(), *, publish_and_report: bool = True) -> dict:

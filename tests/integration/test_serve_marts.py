@@ -27,10 +27,10 @@ from _warehouse_fixture import built_warehouse
 from cxloop import pipeline
 from cxloop.serve.exports import MARTS, min_n_group
 from cxloop.serve.publish import manifest_path, published_path
+from cxloop.serve.report import REPORT_MARTS
 
 pytestmark = pytest.mark.e2e
 
-REPORT_MARTS = ("portfolio_nps", "response_rate", "governance_kpis", "at_risk_accounts")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,11 @@ Sections:
    and responded in the latest period.
 3. Response rate by send cohort against its target, per survey type.
 4. Follow-up SLA attainment by owner (latest periods) against its target.
-5. The at-risk accounts table.
+5. Revenue at risk: ARR of the upcoming renewals by renewal quarter and account NPS class, the
+   ARR at risk within the renewal window (governance KPIs ``arr_at_risk`` / ``arr_at_risk_rate``).
+6. Does NPS predict renewal: renewal rate (Wilson interval) and net revenue retention by account
+   class, and the promoter-minus-detractor difference with its interval.
+7. The at-risk accounts table.
 
 Every value from the data is HTML-escaped, in the table and in every label handed to plotly
 (which renders a subset of HTML in names and axis labels). The page is deterministic for
@@ -41,6 +45,11 @@ log = logging.getLogger(__name__)
 ROLES = ("decision_maker", "influencer", "user", "other", "unknown")
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 PLOT_CONFIG = {"displaylogo": False, "responsive": True, "displayModeBar": False}
+# The marts the report reads (besides contact_coverage_by_role, read for one period), in the
+# order of cxloop.serve.exports.MARTS: the "Empty marts" line names them in this order.
+REPORT_MARTS = (
+    "portfolio_nps", "response_rate", "governance_kpis", "at_risk_accounts", "revenue_at_risk", "nps_renewal_outcomes",
+)
 RUN_BLOCK_START = "<!-- run metadata: the only part of this page that differs between runs on the same data -->"
 RUN_BLOCK_END = "<!-- end of run metadata -->"
 
@@ -238,6 +247,100 @@ def sla_figure(kpis: pd.DataFrame, min_n: int, n_periods: int = 4) -> go.Figure:
     return _layout(fig, f"{title} (latest {len(periods)} periods; groups with n < {min_n} not shown)")
 
 
+CLASS_COLOURS = {"promoter": "#2ca02c", "passive": "#ff7f0e", "detractor": "#d62728", "unclassified": "#9e9e9e"}
+
+
+def _company_kpi(kpis: pd.DataFrame, kpi: str) -> pd.Series | None:
+    """The latest company-level row of a governance KPI, if any."""
+    df = kpis[(kpis.kpi == kpi) & (kpis.group_type == "company")]
+    return None if df.empty else df.sort_values("period_start").iloc[-1]
+
+
+def revenue_figure(revenue: pd.DataFrame) -> go.Figure:
+    """ARR of the upcoming renewals by renewal quarter (stacked by account class), with the ARR
+    at risk of each quarter (renewing within the window with a risk signal) as markers."""
+    title = "ARR of upcoming renewals by renewal quarter and account NPS class"
+    if revenue.empty:
+        return _empty(title, "no upcoming renewal with ARR")
+    df = revenue[revenue.period_start == revenue.period_start.max()].copy()
+    df["quarter"] = _period_label(pd.to_datetime(df["renewal_quarter"]))
+    quarters = sorted(set(zip(pd.to_datetime(df["renewal_quarter"]), df["quarter"], strict=True)))
+    order = [label for _, label in quarters]
+    fig = go.Figure()
+    for cls, colour in CLASS_COLOURS.items():
+        g = df[df.account_class == cls].set_index("quarter").reindex(order)
+        if g["arr"].notna().any():
+            fig.add_trace(go.Bar(
+                x=order, y=g["arr"].fillna(0).tolist(), name=esc(cls), marker={"color": colour},
+                customdata=g[["n_accounts"]].fillna(0).to_numpy(),
+                hovertemplate=f"{esc(cls)} %{{x}}: %{{y:,.0f}} ARR (%{{customdata[0]:.0f}} accounts)<extra></extra>",
+            ))
+    at_risk = df.groupby("quarter")["arr_at_risk"].sum().reindex(order)
+    fig.add_trace(go.Scatter(
+        x=order, y=at_risk.fillna(0).tolist(), mode="markers", name="ARR at risk (within the window)",
+        marker={"color": "#111111", "symbol": "diamond", "size": 11},
+        hovertemplate="at risk %{x}: %{y:,.0f} ARR<extra></extra>",
+    ))
+    fig.update_layout(barmode="stack")
+    fig.update_xaxes(title="renewal quarter", type="category")
+    fig.update_yaxes(title="ARR", tickformat=",.0f")
+    return _layout(fig, title)
+
+
+def renewal_figure(outcomes: pd.DataFrame) -> go.Figure:
+    """Renewal rate with its Wilson interval and net revenue retention by account class of the
+    period before the renewal; suppressed classes (n_renewals < min_n) are not plotted."""
+    title = "Renewal rate and net revenue retention by account NPS class"
+    df = outcomes[outcomes.account_class.isin([*CLASS_COLOURS, "all"]) & outcomes.renewal_rate.notna()]
+    if df.empty:
+        return _empty(title, "no decided renewal in a reportable class")
+    df = df.set_index("account_class").reindex([c for c in (*CLASS_COLOURS, "all") if c in set(df.account_class)])
+    labels = [esc(c) for c in df.index]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(
+        x=labels, y=df.renewal_rate.tolist(), name="renewal rate (95% Wilson interval)",
+        marker={"color": [CLASS_COLOURS.get(c, PALETTE[0]) for c in df.index]},
+        error_y={"type": "data", "symmetric": False, "array": (df.renewal_rate_ci_high - df.renewal_rate).tolist(),
+                 "arrayminus": (df.renewal_rate - df.renewal_rate_ci_low).tolist()},
+        customdata=df[["n_renewals", "n_won"]].to_numpy(),
+        hovertemplate="%{x}: %{y:.0%} renewed (%{customdata[1]:.0f} of %{customdata[0]:.0f})<extra></extra>",
+    ))
+    fig.add_trace(go.Scatter(
+        x=labels, y=df.net_revenue_retention.tolist(), mode="markers", name="net revenue retention",
+        marker={"color": "#111111", "symbol": "diamond", "size": 11},
+        hovertemplate="%{x}: NRR %{y:.0%}<extra></extra>",
+    ))
+    fig.update_xaxes(title="account class in the period before the renewal", type="category")
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero", title="share of renewals / of ARR")
+    return _layout(fig, title)
+
+
+def revenue_note(kpis: pd.DataFrame, outcomes: pd.DataFrame) -> str:
+    """The headline figures under the two revenue charts, from governance_kpis and
+    nps_renewal_outcomes (never recomputed here)."""
+    parts = []
+    arr = _company_kpi(kpis, "arr_at_risk")
+    rate = _company_kpi(kpis, "arr_at_risk_rate")
+    if arr is not None and pd.notna(arr.value):
+        text = f"ARR at risk: {float(arr.value):,.0f} across {int(arr.n)} accounts renewing soon"
+        if rate is not None and pd.notna(rate.value):
+            text += f" ({float(rate.value):.1%} of the ARR renewing in the window)"
+        parts.append(text + ", with a detractor decision maker or no decision-maker response.")
+    elif arr is not None:
+        parts.append(f"ARR at risk: not shown ({int(arr.n)} accounts, fewer than the minimum group size).")
+    diff = outcomes[outcomes.account_class == "promoter_minus_detractor"]
+    if not diff.empty and pd.notna(diff.renewal_rate.iloc[0]):
+        d = diff.iloc[0]
+        parts.append(
+            f"Promoter minus detractor accounts: {100 * float(d.renewal_rate):+.1f} points of renewal rate "
+            f"(95% Newcombe interval {100 * float(d.renewal_rate_ci_low):+.1f} to "
+            f"{100 * float(d.renewal_rate_ci_high):+.1f})."
+        )
+    elif not outcomes.empty:
+        parts.append("Promoter minus detractor: not reportable (a class has fewer renewals than the minimum).")
+    return "".join(f'<p class="note">{esc(p)}</p>' for p in parts)
+
+
 def at_risk_table(at_risk: pd.DataFrame) -> str:
     if at_risk.empty:
         return '<p class="note">No account is at risk in the latest period.</p>'
@@ -277,6 +380,8 @@ def load_report_data(settings: Settings, as_of: datetime, min_n: int | None = No
         rates = reader.df("select * from marts.response_rate")
         kpis = reader.df("select * from marts.governance_kpis")
         at_risk = reader.df("select * from marts.at_risk_accounts")
+        revenue = reader.df("select * from marts.revenue_at_risk")
+        outcomes = reader.df("select * from marts.nps_renewal_outcomes")
         periods = reader.df(
             "select max(period_start) as p from marts.contact_coverage where period_start < ?", [as_of]
         )
@@ -286,18 +391,20 @@ def load_report_data(settings: Settings, as_of: datetime, min_n: int | None = No
         else:
             latest = pd.Timestamp(latest).date()  # a plain date binds in DuckDB and psycopg2 alike
             by_role = reader.df(COVERAGE_BY_ROLE_MART, [latest])
-    for frame in (portfolio, rates, kpis, at_risk):
+    for frame in (portfolio, rates, kpis, at_risk, revenue):
         frame["period_start"] = pd.to_datetime(frame["period_start"])
     return {
         "portfolio_nps": govern("portfolio_nps", portfolio, min_n),
         "response_rate": govern("response_rate", rates, min_n),
         "governance_kpis": govern("governance_kpis", kpis, min_n),
         "at_risk_accounts": govern("at_risk_accounts", at_risk, min_n),
+        "revenue_at_risk": govern("revenue_at_risk", revenue, min_n),
+        "nps_renewal_outcomes": govern("nps_renewal_outcomes", outcomes, min_n),
         "coverage_by_role": by_role,
         "coverage_period": latest,
         "min_n": min_n,
-        "empty": [name for name, frame in (("portfolio_nps", portfolio), ("response_rate", rates),
-                  ("governance_kpis", kpis), ("at_risk_accounts", at_risk)) if frame.empty],
+        "empty": [name for name, frame in zip(REPORT_MARTS, (portfolio, rates, kpis, at_risk, revenue, outcomes),
+                                              strict=True) if frame.empty],
     }
 
 
@@ -326,11 +433,16 @@ def render_report(data: dict, *, as_of: datetime, run_id: str, dbt_invocation_id
         ("coverage", "Contact coverage", coverage_heatmap_figure(data["coverage_by_role"], period_label)),
         ("response-rate", "Response rate", response_rate_figure(data["response_rate"])),
         ("sla", "Follow-up SLA", sla_figure(data["governance_kpis"], min_n)),
+        ("revenue", "Revenue at risk", revenue_figure(data["revenue_at_risk"])),
+        ("renewal", "Does NPS predict renewal?", renewal_figure(data["nps_renewal_outcomes"])),
     ]
+    notes = {"renewal": revenue_note(data["governance_kpis"], data["nps_renewal_outcomes"])}
     sections = []
     for div_id, heading, fig in figures:
         div = fig.to_html(full_html=False, include_plotlyjs=False, config=PLOT_CONFIG, div_id=f"chart-{div_id}")
-        sections.append(f'<section><h2>{esc(heading)}</h2><div class="chart">{div}</div></section>')
+        sections.append(
+            f'<section><h2>{esc(heading)}</h2><div class="chart">{div}</div>{notes.get(div_id, "")}</section>'
+        )
     sections.append(
         "<section><h2>At-risk accounts</h2>"
         '<p class="note">Active accounts renewing soon with a risk signal in the latest period, by ARR.</p>'
