@@ -19,7 +19,7 @@ import pytest
 from _warehouse_fixture import built_warehouse, find_pii, pii_needles
 from cxloop.serve.exports import MARTS, export_marts, min_n_group
 from cxloop.serve.publish import publish_snapshot
-from cxloop.serve.report import build_report
+from cxloop.serve.report import build_report, revenue_note
 from plotly.offline import get_plotlyjs
 
 pytestmark = pytest.mark.e2e
@@ -27,6 +27,7 @@ pytestmark = pytest.mark.e2e
 CHART_IDS = (
     "chart-nps-trend", "chart-coverage", "chart-response-rate", "chart-sla", "chart-revenue", "chart-renewal",
 )
+WINDOW_SIZE = "--window-size=1400,4600"  # every section of the page fits in one screenshot
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -206,6 +207,29 @@ def test_revenue_sections_show_the_marts_figures(report):
     assert f"{100 * diff[0]:+.1f} points of renewal rate (95% Newcombe interval {100 * diff[1]:+.1f} to" in text
 
 
+def test_revenue_note_quotes_a_reportable_kpi_and_names_a_suppressed_one():
+    """Both ways of the ARR-at-risk line, on governed rows as the report receives them."""
+    kpis = pd.DataFrame({
+        "kpi": ["arr_at_risk", "arr_at_risk_rate", "arr_at_risk"],
+        "group_type": ["company", "company", "segment"],
+        "period_start": pd.to_datetime(["2026-07-01"] * 3),
+        "value": [1573553.4, 0.381, 999.0],
+        "n": [26, 42, 3],
+    })
+    outcomes = pd.DataFrame({
+        "account_class": ["promoter_minus_detractor"], "renewal_rate": [0.698952],
+        "renewal_rate_ci_low": [0.526686], "renewal_rate_ci_high": [0.807598],
+    })
+    text = revenue_note(kpis, outcomes)
+    assert "ARR at risk: 1,573,553 across 26 accounts renewing soon (38.1% of the ARR renewing in the window)" in text
+    assert "+69.9 points of renewal rate (95% Newcombe interval +52.7 to +80.8)" in text
+    kpis.loc[0, "value"] = None  # what govern leaves of a KPI with n < min_n
+    outcomes.loc[0, "renewal_rate"] = None
+    text = revenue_note(kpis, outcomes)
+    assert "ARR at risk: not shown (26 accounts, fewer than the minimum group size)." in text
+    assert "1,573,553" not in text and "Promoter minus detractor: not reportable" in text
+
+
 def test_report_renders_offline_in_headless_chromium(report, tmp_path):
     _, path = report
     if not shutil.which("chromium"):
@@ -216,7 +240,7 @@ def test_report_renders_offline_in_headless_chromium(report, tmp_path):
     png = tmp_path / "report.png"
     netlog = tmp_path / "net.json"
     shot = _chromium(
-        f"--screenshot={png}", "--window-size=1400,4600", f"--log-net-log={netlog}", url,
+        f"--screenshot={png}", WINDOW_SIZE, f"--log-net-log={netlog}", url,
         user_data_dir=tmp_path / "profile-shot",
     )
     assert png.exists(), shot.stderr[-3000:]
@@ -293,7 +317,7 @@ def test_the_render_check_catches_a_report_whose_charts_did_not_draw(report, tmp
     broken = tmp_path / "broken.html"
     broken.write_text(path.read_text(encoding="utf-8").replace(get_plotlyjs(), ""), encoding="utf-8")
     png = tmp_path / "broken.png"
-    shot = _chromium(f"--screenshot={png}", "--window-size=1400,4600", broken.as_uri(), user_data_dir=tmp_path / "p")
+    shot = _chromium(f"--screenshot={png}", WINDOW_SIZE, broken.as_uri(), user_data_dir=tmp_path / "p")
     assert any(":CONSOLE" in line and "Uncaught" in line for line in shot.stderr.splitlines())
     bands = [b for b in _colour_bands(_decode_png(png.read_bytes())) if b[1] - b[0] >= 60]
     assert len(bands) < len(CHART_IDS)

@@ -45,8 +45,9 @@ log = logging.getLogger(__name__)
 ROLES = ("decision_maker", "influencer", "user", "other", "unknown")
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 PLOT_CONFIG = {"displaylogo": False, "responsive": True, "displayModeBar": False}
-# The marts the report reads (besides contact_coverage_by_role, read for one period), in the
-# order of cxloop.serve.exports.MARTS: the "Empty marts" line names them in this order.
+# The marts the report reads whole, each through the governance rules (contact_coverage_by_role
+# is read for one period besides), in the order of cxloop.serve.exports.MARTS: the "Empty
+# marts" line names them in this order.
 REPORT_MARTS = (
     "portfolio_nps", "response_rate", "governance_kpis", "at_risk_accounts", "revenue_at_risk", "nps_renewal_outcomes",
 )
@@ -376,12 +377,7 @@ def load_report_data(settings: Settings, as_of: datetime, min_n: int | None = No
 
     min_n = min_n_group(settings) if min_n is None else min_n
     with WarehouseReader(settings) as reader:
-        portfolio = reader.df("select * from marts.portfolio_nps")
-        rates = reader.df("select * from marts.response_rate")
-        kpis = reader.df("select * from marts.governance_kpis")
-        at_risk = reader.df("select * from marts.at_risk_accounts")
-        revenue = reader.df("select * from marts.revenue_at_risk")
-        outcomes = reader.df("select * from marts.nps_renewal_outcomes")
+        frames = {mart: reader.df(f"select * from marts.{mart}") for mart in REPORT_MARTS}
         periods = reader.df(
             "select max(period_start) as p from marts.contact_coverage where period_start < ?", [as_of]
         )
@@ -391,20 +387,15 @@ def load_report_data(settings: Settings, as_of: datetime, min_n: int | None = No
         else:
             latest = pd.Timestamp(latest).date()  # a plain date binds in DuckDB and psycopg2 alike
             by_role = reader.df(COVERAGE_BY_ROLE_MART, [latest])
-    for frame in (portfolio, rates, kpis, at_risk, revenue):
-        frame["period_start"] = pd.to_datetime(frame["period_start"])
+    for frame in frames.values():
+        if "period_start" in frame:
+            frame["period_start"] = pd.to_datetime(frame["period_start"])
     return {
-        "portfolio_nps": govern("portfolio_nps", portfolio, min_n),
-        "response_rate": govern("response_rate", rates, min_n),
-        "governance_kpis": govern("governance_kpis", kpis, min_n),
-        "at_risk_accounts": govern("at_risk_accounts", at_risk, min_n),
-        "revenue_at_risk": govern("revenue_at_risk", revenue, min_n),
-        "nps_renewal_outcomes": govern("nps_renewal_outcomes", outcomes, min_n),
+        **{mart: govern(mart, frame, min_n) for mart, frame in frames.items()},
         "coverage_by_role": by_role,
         "coverage_period": latest,
         "min_n": min_n,
-        "empty": [name for name, frame in zip(REPORT_MARTS, (portfolio, rates, kpis, at_risk, revenue, outcomes),
-                                              strict=True) if frame.empty],
+        "empty": [mart for mart, frame in frames.items() if frame.empty],
     }
 
 
