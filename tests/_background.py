@@ -24,6 +24,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -36,10 +37,14 @@ _BODIES: dict[str, Callable[[Any], Any]] = {}
 _FUTURES: dict[tuple[str, Any], Future] = {}
 _LOCK = threading.Lock()
 _POOL: list[ProcessPoolExecutor] = []
+# (fixture name, param) -> (seconds after the pool started when the body began, its seconds)
+TIMES: dict[tuple[str, Any], tuple[float, float]] = {}
+_STARTED: list[float] = []
 
 
 def _pool() -> ProcessPoolExecutor:
     if not _POOL:
+        _STARTED.append(time.time())
         _POOL.append(
             ProcessPoolExecutor(
                 max_workers=2,
@@ -49,6 +54,13 @@ def _pool() -> ProcessPoolExecutor:
             )
         )
     return _POOL[0]
+
+
+def _timed(body: Callable[[Any], Any], param: Any) -> tuple[Any, float, float]:
+    """In a worker: the body's value, with when it began (epoch seconds) and how long it took."""
+    began = time.time()
+    value = body(param)
+    return value, began, time.time() - began
 
 
 def _init_worker(env: dict[str, str], workdir: list[Path]) -> None:
@@ -78,13 +90,24 @@ def submit(fixture_name: str, param: Any = None) -> Future:
         if key not in _FUTURES:
             if not ENV:
                 snapshot_env()
-            _FUTURES[key] = _pool().submit(_BODIES[fixture_name], param)
+            _FUTURES[key] = _pool().submit(_timed, _BODIES[fixture_name], param)
         return _FUTURES[key]
 
 
 def result(fixture_name: str, param: Any = None) -> Any:
     """The fixture body's value for ``param``: started now unless it was started early."""
-    return submit(fixture_name, param).result()
+    value, began, seconds = submit(fixture_name, param).result()
+    TIMES[(fixture_name, param)] = (began - _STARTED[0], seconds)
+    return value
+
+
+def timings_report() -> list[str]:
+    """One line per body whose value a test took: when it began after the pool started, and how
+    long it ran (for tuning what starts when: the pytest process must not wait on these)."""
+    return [
+        f"{began:6.1f} s +{seconds:5.1f} s  {name}{'' if param is None else f'[{param}]'}"
+        for (name, param), (began, seconds) in sorted(TIMES.items(), key=lambda kv: kv[1][0])
+    ]
 
 
 def snapshot_env() -> None:

@@ -1,8 +1,9 @@
 """The session's demo warehouse, built once and shared by every test that only reads it.
 
 Generated demo data (seed 11, scale 0.2, as of 2026-10-01) -> demo HTTP sources (Salesforce,
-Qualtrics) -> pipeline.extract / validate_and_load / build, called directly (no Airflow), on
-first use in a session, in a temporary folder. Read by the serving tests (publish, exports,
+Qualtrics) -> pipeline.extract / validate_and_load / build, called directly (no Airflow), once per
+session, in a background process that conftest starts at collection (tests/_background.py),
+in a temporary folder. Read by the serving tests (publish, exports,
 report, serve_marts), test_parity (its DuckDB side, and the landed batches it loads into
 Postgres) and test_incremental (its one full extraction). The pytest fixture
 ``demo_warehouse`` (tests/conftest.py) returns it. Tests that change a warehouse work on a
@@ -13,11 +14,11 @@ copy (a DuckDB file copies in well under a second) or build their own with
 from __future__ import annotations
 
 import secrets
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import _background
 from cxloop.config import Settings, SourceSettings
 
 AS_OF = datetime(2026, 10, 1)
@@ -43,9 +44,6 @@ class BuiltWarehouse:
             SourceSettings(name="salesforce", base_url=base_url, token=self.token),
             SourceSettings(name="qualtrics", base_url=base_url, token=self.token, options=QUALTRICS_OPTIONS),
         ]
-
-
-_CACHE: dict[str, BuiltWarehouse] = {}
 
 
 def build_marts(settings: Settings, as_of: datetime) -> dict:
@@ -99,12 +97,18 @@ def _run_pipeline(settings: Settings, source_dir: Path, token: str, as_of: datet
     return batches, load_report, build_report, timings
 
 
+@_background.prestart("demo_warehouse")
+def _shared_build(_param=None) -> BuiltWarehouse:
+    """The shared warehouse's build: in a background process that tests/conftest.py starts at
+    collection (tests/_background.py), so the pytest process never spends its ~25 s."""
+    return new_warehouse(_background.workdir("cxloop-serving"))
+
+
 def built_warehouse() -> BuiltWarehouse:
-    """The session's shared warehouse (built on first use). Treat it as read-only: tests that
-    change the warehouse build their own with :func:`new_warehouse`."""
-    if "shared" not in _CACHE:
-        _CACHE["shared"] = new_warehouse(Path(tempfile.mkdtemp(prefix="cxloop-serving-")))
-    return _CACHE["shared"]
+    """The session's shared warehouse (the same object for every caller). Treat it as read-only:
+    tests that change the warehouse build their own with :func:`new_warehouse`. Ask for it
+    through the ``demo_warehouse`` fixture, so that conftest knows the test waits on it."""
+    return _background.result("demo_warehouse")
 
 
 def warehouse_copy(wh: BuiltWarehouse, var: Path) -> Settings:

@@ -29,8 +29,9 @@ for extra in (ROOT / "plugins", ROOT / "tests"):
 
 @pytest.fixture(scope="session")
 def demo_warehouse():
-    """The session's demo warehouse (tests/_warehouse_fixture.py): built on first use, once per
-    session, shared by every test that only reads it. Tests that change a warehouse take a copy."""
+    """The session's demo warehouse (tests/_warehouse_fixture.py): built once per session, in a
+    background process started at collection, shared by every test that only reads it. Tests
+    that change a warehouse take a copy."""
     from _warehouse_fixture import built_warehouse
 
     return built_warehouse()
@@ -38,11 +39,14 @@ def demo_warehouse():
 
 # -- expensive fixtures that work in subprocesses start early (tests/_background.py) -----------
 
+SHARED = "demo_warehouse"  # the fixture many modules wait on: its build is submitted first
+
 
 def pytest_collection_modifyitems(session, config, items):
     """Modules with a prestarted fixture run last, and their fixtures start now in background
     processes, in the order their tests will need them; the other tests run meanwhile."""
     import _background
+    import _warehouse_fixture  # noqa: F401 - registers the shared warehouse's build
 
     names = _background.registered()
     if not names:
@@ -53,16 +57,36 @@ def pytest_collection_modifyitems(session, config, items):
     def used(item) -> list[str]:
         return [n for n in getattr(item, "fixturenames", ()) if n in names]
 
-    late_modules = {item.module.__name__ for item in items if used(item)}
+    late_modules: dict[str, set[str]] = {}
+    for item in items:
+        if used(item):
+            late_modules.setdefault(item.module.__name__, set()).update(used(item))
     early = [item for item in items if item.module.__name__ not in late_modules]
-    late = [item for item in items if item.module.__name__ in late_modules]
+    # among the late ones, the modules that wait only on the shared warehouse (built first, in
+    # well under the early tests' time) run before those that wait on the longer Airflow runs
+    late = sorted(
+        (item for item in items if item.module.__name__ in late_modules),
+        key=lambda item: late_modules[item.module.__name__] != {SHARED},
+    )
     items[:] = early + late
     if config.option.collectonly:
         return
+    wanted = [(SHARED, None)] if any(SHARED in used(item) for item in late) else []
     for item in late:
         params = getattr(item, "callspec", None)
-        for name in used(item):
-            _background.submit(name, params.params.get(name) if params else None)
+        wanted += [(name, params.params.get(name) if params else None) for name in used(item)]
+    for name, param in wanted:
+        _background.submit(name, param)
+
+
+def pytest_terminal_summary(terminalreporter):
+    import _background
+
+    lines = _background.timings_report()
+    if lines:
+        terminalreporter.write_sep("-", "background fixtures (began after the pool started, ran for)")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def pytest_sessionfinish(session, exitstatus):

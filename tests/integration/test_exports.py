@@ -8,7 +8,6 @@ from datetime import datetime
 
 import pandas as pd
 import pytest
-from _warehouse_fixture import built_warehouse
 from cxloop.serve.exports import (
     GOVERNANCE,
     MARTS,
@@ -26,8 +25,8 @@ WATERMARKS = {"salesforce": {"contacts": "2026-09-30T23:00:00"}, "qualtrics": {"
 
 
 @pytest.fixture(scope="module")
-def pack(tmp_path_factory):
-    wh = built_warehouse()
+def pack(demo_warehouse, tmp_path_factory):
+    wh = demo_warehouse
     folder = export_marts(
         wh.settings,
         tmp_path_factory.mktemp("exports"),

@@ -59,12 +59,12 @@ def table_fingerprints(path) -> dict[str, tuple[int, str]]:
 
 
 @pytest.fixture(scope="module")
-def full(tmp_path_factory):
+def full(demo_warehouse, tmp_path_factory):
     """One full extraction at AS_OF: (a copy of) the session's demo warehouse, which is exactly
     run() of both sources at AS_OF on this world (then dbt, which writes no raw table)."""
-    from _warehouse_fixture import built_warehouse, warehouse_copy
+    from _warehouse_fixture import warehouse_copy
 
-    shared = built_warehouse()
+    shared = demo_warehouse
     assert shared.as_of == AS_OF
     settings = warehouse_copy(shared, tmp_path_factory.mktemp("full"))
     return settings, shared.load_report | {"batches": shared.batches}

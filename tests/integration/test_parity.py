@@ -85,14 +85,12 @@ def _drop_database(dbname: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(demo_warehouse, tmp_path_factory):
     """The DuckDB side is the session's demo warehouse (tests/_warehouse_fixture.py: generated,
     extracted once over HTTP, gated, loaded and built); its landed batches are gated, loaded and
     built again into a throwaway Postgres database."""
     _postgres_or_skip()
-    from _warehouse_fixture import built_warehouse
-
-    shared = built_warehouse()
+    shared = demo_warehouse
     assert shared.as_of == AS_OF
     root = tmp_path_factory.mktemp("parity")
     dbname = f"cx_parity_{uuid.uuid4().hex[:10]}"

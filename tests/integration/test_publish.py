@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from _warehouse_fixture import build_marts, built_warehouse, poll_published
+from _warehouse_fixture import build_marts, poll_published, warehouse_copy
 from cxloop.config import Settings
 from cxloop.serve.exports import MARTS
 from cxloop.serve.publish import PublishError, check_snapshot, manifest_path, publish_snapshot, published_path
@@ -26,25 +26,9 @@ N_READERS = 3
 
 
 @pytest.fixture(scope="module")
-def private(tmp_path_factory):
+def private(demo_warehouse, tmp_path_factory):
     """A copy of the shared demo warehouse in a var folder of its own (these tests rebuild it)."""
-    shared = built_warehouse()
-    var = tmp_path_factory.mktemp("publish-var")
-    settings = replace(
-        shared.settings,
-        var_dir=var,
-        warehouse_path=var / "warehouse" / "cx.duckdb",
-        landing_dir=var / "landing",
-        quarantine_dir=var / "quarantine",
-        exports_dir=var / "exports",
-        logs_dir=var / "logs",
-    )
-    settings.ensure_dirs()
-    con = duckdb.connect(str(shared.settings.warehouse_path))
-    con.execute("checkpoint")
-    con.close()
-    shutil.copy2(shared.settings.warehouse_path, settings.warehouse_path)
-    return settings, shared
+    return warehouse_copy(demo_warehouse, tmp_path_factory.mktemp("publish-var")), demo_warehouse
 
 
 def _open_paths() -> set[str]:

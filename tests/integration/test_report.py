@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from _warehouse_fixture import built_warehouse, find_pii, pii_needles
+from _warehouse_fixture import find_pii, pii_needles
 from cxloop.serve.exports import MARTS, export_marts, min_n_group
 from cxloop.serve.publish import publish_snapshot
 from cxloop.serve.report import build_report, revenue_note
@@ -49,8 +49,8 @@ BROWSER_HOSTS = re.compile(r"^https?://([a-z0-9-]+\.)*(google\.com|googleapis\.c
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    wh = built_warehouse()
+def report(demo_warehouse, tmp_path_factory):
+    wh = demo_warehouse
     out = tmp_path_factory.mktemp("report")
     path = build_report(wh.settings, wh.as_of, "scheduled__2026-10-01", out, wh.build_report["invocation_id"])
     return wh, path

@@ -13,14 +13,13 @@ from datetime import datetime
 
 import pytest
 from _serve_support import copy_warehouse
-from _warehouse_fixture import built_warehouse
 
 SELECT = ["int_periods"]
 
 
 @pytest.fixture
-def private(tmp_path):
-    return copy_warehouse(built_warehouse().settings, tmp_path / "var")
+def private(demo_warehouse, tmp_path):
+    return copy_warehouse(demo_warehouse.settings, tmp_path / "var")
 
 
 @pytest.fixture(autouse=True)

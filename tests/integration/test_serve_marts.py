@@ -23,7 +23,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from _serve_support import copy_warehouse, sql
-from _warehouse_fixture import built_warehouse
 from cxloop import pipeline
 from cxloop.serve.exports import MARTS, min_n_group
 from cxloop.serve.publish import manifest_path, published_path
@@ -34,8 +33,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def shared():
-    return built_warehouse()
+def shared(demo_warehouse):
+    return demo_warehouse
 
 
 @pytest.fixture

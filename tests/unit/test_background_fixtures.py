@@ -36,3 +36,15 @@ def test_every_prestarted_body_is_asked_for_by_a_fixture_of_its_name():
         missing = registered - fixtures
         assert not missing, f"{path.relative_to(TESTS)}: prestart({sorted(missing)}) has no fixture of that name"
     assert seen >= 4, "the check found no prestarted fixture: has the convention changed?"
+
+
+def test_a_body_registered_outside_the_test_files_has_its_fixture_in_conftest():
+    """The shared warehouse's build is registered in a helper module; its fixture is conftest's."""
+    _, conftest_fixtures = _prestarted_and_fixtures(TESTS / "conftest.py")
+    seen = 0
+    for path in sorted(TESTS.glob("_*.py")):
+        registered, _ = _prestarted_and_fixtures(path)
+        seen += len(registered)
+        missing = registered - conftest_fixtures
+        assert not missing, f"{path.name}: prestart({sorted(missing)}) has no fixture of that name in conftest.py"
+    assert seen >= 1, "no helper registers a prestarted body: is the shared warehouse built in the pytest process?"

@@ -950,13 +950,18 @@ def main(argv: list[str] | None = None) -> int:
     server = DemoServer(args.data, args.token, host=args.host, port=args.port, page_size=args.page_size)
     if args.preload:
         server.data.preload()
-    print(server.start(), flush=True)
 
     def on_term(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
+    # before the URL is printed: a caller that stops the server as soon as it has read the URL
+    # must get the clean exit, not the default SIGTERM death
     signal.signal(signal.SIGTERM, on_term)
-    server.serve_forever()
+    try:
+        print(server.start(), flush=True)
+        server.serve_forever()
+    except KeyboardInterrupt:  # a signal between the print and serve_forever's own handler
+        server.stop()
     return 0
 
 
