@@ -28,23 +28,28 @@ def _prestarted_and_fixtures(path: Path) -> tuple[set[str], set[str]]:
     return registered, fixtures
 
 
-def test_every_prestarted_body_is_asked_for_by_a_fixture_of_its_name():
-    seen = 0
-    for path in sorted(TESTS.rglob("test_*.py")):
-        registered, fixtures = _prestarted_and_fixtures(path)
+def _unmatched(paths, fixtures_for) -> tuple[int, list[str]]:
+    """(bodies registered in ``paths``, one line per file whose bodies have no fixture of their
+    name among ``fixtures_for(own fixtures of the file)``)."""
+    seen, problems = 0, []
+    for path in paths:
+        registered, own = _prestarted_and_fixtures(path)
         seen += len(registered)
-        missing = registered - fixtures
-        assert not missing, f"{path.relative_to(TESTS)}: prestart({sorted(missing)}) has no fixture of that name"
+        missing = registered - fixtures_for(own)
+        if missing:
+            problems.append(f"{path.relative_to(TESTS)}: prestart({sorted(missing)}) has no fixture of that name")
+    return seen, problems
+
+
+def test_every_prestarted_body_is_asked_for_by_a_fixture_of_its_name():
+    seen, problems = _unmatched(sorted(TESTS.rglob("test_*.py")), lambda own: own)
+    assert problems == []
     assert seen >= 4, "the check found no prestarted fixture: has the convention changed?"
 
 
 def test_a_body_registered_outside_the_test_files_has_its_fixture_in_conftest():
     """The shared warehouse's build is registered in a helper module; its fixture is conftest's."""
     _, conftest_fixtures = _prestarted_and_fixtures(TESTS / "conftest.py")
-    seen = 0
-    for path in sorted(TESTS.glob("_*.py")):
-        registered, _ = _prestarted_and_fixtures(path)
-        seen += len(registered)
-        missing = registered - conftest_fixtures
-        assert not missing, f"{path.name}: prestart({sorted(missing)}) has no fixture of that name in conftest.py"
+    seen, problems = _unmatched(sorted(TESTS.glob("_*.py")), lambda own: conftest_fixtures)
+    assert problems == []
     assert seen >= 1, "no helper registers a prestarted body: is the shared warehouse built in the pytest process?"
