@@ -160,11 +160,14 @@ def new_warehouse(var: Path) -> BuiltWarehouse:
 # -- readers of the published snapshot (run in child processes by test_publish) -----------------
 
 
-def poll_published(path: str, stop, results, reader_no: int, hold_every: int = 4, hold_s: float = 0.15) -> None:
+def poll_published(
+    path: str, stop, results, reader_no: int, progress=None, hold_every: int = 4, hold_s: float = 0.15
+) -> None:
     """Poll the published snapshot until ``stop`` is set: open read-only, check every mart's
     row count against the snapshot's own published_marts, close. Every ``hold_every``-th poll
     keeps its connection open for ``hold_s`` between reading the bookkeeping and counting, so
-    swaps happen while readers hold the old file. Puts one summary dict on ``results``."""
+    swaps happen while readers hold the old file. Puts one summary dict on ``results``, and
+    ``(reader_no, run_id)`` on ``progress`` (when given) the first time it sees a run."""
     import time
 
     import duckdb
@@ -188,6 +191,8 @@ def poll_published(path: str, stop, results, reader_no: int, hold_every: int = 4
             else:
                 check = check_snapshot(path)
                 run_id, problems = check["run_id"], check["problems"]
+            if run_id not in seen and progress is not None:
+                progress.put((reader_no, run_id))
             seen[run_id] = seen.get(run_id, 0) + 1
             if problems:
                 incomplete.append(f"{run_id}: {problems}")

@@ -110,13 +110,24 @@ def test_readers_polling_during_consecutive_runs_see_no_lock_errors_and_only_com
 
     ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
-    results = ctx.Queue()
-    readers = [ctx.Process(target=poll_published, args=(str(path), stop, results, i)) for i in range(N_READERS)]
+    results, progress = ctx.Queue(), ctx.Queue()
+    readers = [
+        ctx.Process(target=poll_published, args=(str(path), stop, results, i, progress)) for i in range(N_READERS)
+    ]
+    first_seen: dict[str, set[int]] = {}
+
+    def wait_until_every_reader_saw(run_id: str) -> None:
+        """Instead of a fixed sleep: every reader has polled this run's snapshot at least once."""
+        deadline = time.monotonic() + 60
+        while len(first_seen.get(run_id, ())) < N_READERS:
+            reader_no, seen_run = progress.get(timeout=max(0.1, deadline - time.monotonic()))
+            first_seen.setdefault(seen_run, set()).add(reader_no)
+
     for proc in readers:
         proc.start()
     expected_counts: dict[str, dict[str, int]] = {}
     try:
-        time.sleep(3)  # let the readers start polling run-0
+        wait_until_every_reader_saw("run-0")  # the readers have started polling
 
         # the warehouse before run-1's rebuild: run-3 goes back to it by a file copy (what a
         # second dbt build at the shared as_of would rebuild, at a fraction of the cost)
@@ -138,7 +149,7 @@ def test_readers_polling_during_consecutive_runs_see_no_lock_errors_and_only_com
             publish_snapshot(settings, as_of or shared.as_of, run_id, target=path)
             timings[run_id] = time.perf_counter() - started
             expected_counts[run_id] = _writer_counts(settings)
-            time.sleep(1.5)
+            wait_until_every_reader_saw(run_id)  # no reader misses a run
 
         run("run-1", as_of=datetime(2026, 7, 1))  # an earlier window: other row counts
         run("run-2", edit="delete from marts.data_quality where rowid % 3 = 0")
@@ -163,7 +174,8 @@ def test_readers_polling_during_consecutive_runs_see_no_lock_errors_and_only_com
     assert errors == []
     assert incomplete == []
     assert polls >= 50 * N_READERS
-    assert {"run-0", "run-1", "run-3", "run-5"} <= seen, f"readers only saw {sorted(seen)}"
+    assert seen == {f"run-{i}" for i in range(6)}, f"readers only saw {sorted(seen)}"
+    assert all(set(s["seen"]) == seen for s in summaries), "every reader saw every run"
     assert len({json.dumps(c, sort_keys=True) for c in expected_counts.values()}) >= 3, "runs should differ"
     final = check_snapshot(path)
     assert final["run_id"] == "run-5" and final["counts"] == expected_counts["run-5"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import _background
 import duckdb
 import pandas as pd
 import pytest
@@ -32,15 +33,28 @@ MARTS = (*MART_KEYS, "governance_kpis", "at_risk_accounts")
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    var = tmp_path_factory.mktemp("response-only")
+def response_only():
+    return _background.result("response_only")
+
+
+@_background.prestart("response_only")
+def _response_only(_param=None) -> dict:
+    """The drop written, extracted, gated, loaded and built (in a background process while other
+    tests run: tests/_background.py); small values only, the tests read the warehouse."""
+    var = _background.workdir("response-only")
     generate(var / "demo", seed=SEED, scale=SCALE, as_of=AS_OF)
     written = write_response_only_drop(var / "demo", var / "drop")
     settings = Settings.from_env({"CXLOOP_VAR": str(var / "var")})
     batch = pipeline.extract(SourceSettings("files", "", "", {"drop_dir": str(var / "drop")}), settings, AS_OF)
-    load_report = pipeline.validate_and_load([batch], settings, AS_OF)
+    pipeline.validate_and_load([batch], settings, AS_OF)
     build_marts(settings, AS_OF)
-    con = duckdb.connect(str(settings.warehouse_path))  # the pipeline's configuration
+    return {"written": written, "var": var, "warehouse": settings.warehouse_path}
+
+
+@pytest.fixture(scope="module")
+def built(response_only):
+    var = response_only["var"]
+    con = duckdb.connect(str(response_only["warehouse"]), read_only=True)  # the pipeline's warehouse
     try:
         marts = {m: con.execute(f"select * from marts.{m}").df() for m in MARTS}
         raw = {e: con.execute(f"select count(*) from raw.{e}").fetchone()[0] for e in ENTITY_ORDER}
@@ -52,8 +66,7 @@ def built(tmp_path_factory):
     truth["invitations"] = truth["invitations"].iloc[0:0]
     truth["responses"] = truth["responses"].assign(invitation_id=None)
     return {
-        "written": written,
-        "load_report": load_report,
+        "written": response_only["written"],
         "marts": marts,
         "raw": raw,
         "linked": linked,
@@ -67,6 +80,16 @@ def oracle_marts(built):
     import oracle
 
     return oracle.compute_marts(built["truth"], AS_OF)
+
+
+def test_the_warehouse_is_free_for_another_process_once_the_build_returned(response_only):
+    """dbt ran in the background process, which is still alive: its DuckDB lock was released
+    when dbt returned (transform.dbt), so this process can open the warehouse for writing."""
+    con = duckdb.connect(str(response_only["warehouse"]))
+    try:
+        assert con.execute("select count(*) from marts.account_nps").fetchone()[0] > 0
+    finally:
+        con.close()
 
 
 def test_the_drop_has_no_invitations_and_nothing_is_lost(built):

@@ -20,6 +20,7 @@ import secrets
 import uuid
 from pathlib import Path
 
+import _background
 import psycopg2
 import pytest
 from cxloop import pipeline
@@ -69,12 +70,33 @@ def test_redact_hides_dsn_passwords_and_url_credentials():
 
 
 @pytest.fixture(scope="module")
-def postgres_run(tmp_path_factory):
+def secrets_run():
+    value = _background.result("secrets_run")
+    if "skip" in value:
+        pytest.skip(value["skip"])
+    return value
+
+
+@pytest.fixture(scope="module")
+def postgres_run(secrets_run):
+    return secrets_run
+
+
+@pytest.fixture(scope="module")
+def publish_dag_run(secrets_run):
+    return secrets_run["publish_rc"], secrets_run["publish_output"]
+
+
+@_background.prestart("secrets_run")
+def _secrets_run(_param=None) -> dict:
+    """The canary run, then cx_publish through Airflow on its warehouse, then its database
+    dropped: in a background process while other tests run (tests/_background.py). Returns what
+    the tests scan: the run's folder, its log records, its summary and the DAG run's output."""
     try:
         psycopg2.connect(_admin_dsn(), connect_timeout=3).close()
     except psycopg2.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL reachable ({redact(_admin_dsn())}): {str(exc).strip()}")
-    root = tmp_path_factory.mktemp("secrets")
+        return {"skip": f"no PostgreSQL reachable ({redact(_admin_dsn())}): {str(exc).strip()}"}
+    root = _background.workdir("secrets")
     canaries = {
         "CXLOOP_PG_PASSWORD": "pgcanary" + secrets.token_hex(8),
         "source token": "tokcanary" + secrets.token_hex(8),
@@ -116,7 +138,9 @@ def postgres_run(tmp_path_factory):
         exported = pipeline.export(settings, AS_OF, run_id, None)
         pipeline.report(settings, AS_OF, run_id, None)
         summary = pipeline.summarise(settings, AS_OF, None, exported)
-        yield {"root": root, "settings": settings, "canaries": canaries, "logs": collect, "summary": summary}
+        publish_rc, publish_output = _publish_dag_run(settings, canaries)
+        return {"root": root, "settings": settings, "canaries": canaries, "logs": collect.lines, "summary": summary,
+                "publish_rc": publish_rc, "publish_output": publish_output}
     finally:
         root_logger.removeHandler(collect)
         root_logger.setLevel(old_level)
@@ -149,19 +173,17 @@ def test_no_canary_in_any_file_under_var_or_any_log_record(postgres_run):
     written = sorted(p.relative_to(var).parts[0] for p in var.rglob("*") if p.is_file())
     assert {"logs", "exports", "landing"} <= set(written), "the run should have written its files under var/"
     assert (var / "logs" / "last_run_summary.txt").exists() and (var / "logs" / "last_run_summary.json").exists()
-    records = postgres_run["logs"].lines
+    records = postgres_run["logs"]
     assert len(records) > 20, "the run's log records should have been collected"
     assert scan(var, canaries, {"log records": "\n".join(records)}) == []
 
 
-@pytest.fixture(scope="module")
-def publish_dag_run(postgres_run):
+def _publish_dag_run(settings: Settings, canaries: dict[str, str]) -> tuple[int, str]:
     """cx_publish through Airflow on the canary run's Postgres warehouse (task logs in var/)."""
     from cxloop.airflow_home import airflow_env
     from cxloop.cli import run_dags
 
-    settings, canaries = postgres_run["settings"], postgres_run["canaries"]
-    env = airflow_env(settings, dict(os.environ))
+    env = airflow_env(settings, dict(_background.ENV))  # the environment before any test changed it
     env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
     env.update(
         {

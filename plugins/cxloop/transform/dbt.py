@@ -111,6 +111,21 @@ def dbt_args(
     return args
 
 
+def _release_duckdb() -> None:
+    """Close the DuckDB database dbt-duckdb keeps open in this process after an invocation, so
+    the warehouse file's lock is free for other processes (the publish step's readers, the next
+    task, a BI tool) as soon as dbt returns, not when this process exits. The next invocation
+    opens it again. dbt-duckdb has no public call for this; without the class, nothing to do."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:
+        return
+    with DuckDBConnectionManager._LOCK:
+        env, DuckDBConnectionManager._ENV = DuckDBConnectionManager._ENV, None
+    if env is not None:
+        env.close()
+
+
 def run_dbt(
     command: str, settings: Settings, as_of: datetime, *, target: str | None = None,
     select: list[str] | None = None, extra_vars: dict | None = None, unit_tests: bool = False,
@@ -138,7 +153,10 @@ def run_dbt(
         program=program,
     )
     log.info("dbt %s", " ".join(args))
-    res = dbtRunner().invoke(args)
+    try:
+        res = dbtRunner().invoke(args)
+    finally:
+        _release_duckdb()
     elapsed = (datetime.now() - started).total_seconds()
     nodes: list[NodeResult] = []
     invocation_id = get_invocation_id()  # dbt's id of the invocation that just ran
