@@ -44,7 +44,42 @@ def test_folder_is_dated_and_holds_every_mart_in_both_formats(pack):
     assert folder.name == "scheduled__2026-10-01T00_00_00_00_00"
     names = {f["file"] for f in manifest["files"]}
     assert names == {f"{m}.{ext}" for m in MARTS for ext in ("parquet", "csv")}
-    assert {p.name for p in folder.iterdir()} == names | {"manifest.json"}
+    assert {p.name for p in folder.iterdir()} == names | {"manifest.json", "README.md", "SHA256SUMS"}
+
+
+def test_sha256sum_accepts_the_folder_and_catches_a_changed_or_missing_file(pack, tmp_path):
+    """What a reviewer runs: coreutils' sha256sum -c, in the folder, on every data file and the README."""
+    import shutil
+    import subprocess
+
+    _, folder, manifest = pack
+    listed = [line.split("  ", 1)[1] for line in (folder / "SHA256SUMS").read_text().splitlines()]
+    assert sorted(listed) == sorted([f["file"] for f in manifest["files"]] + ["README.md"])
+    ok = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=folder, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.count(": OK") == len(listed)
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    target = copy / "account_nps.csv"
+    target.write_bytes(target.read_bytes() + b"x")
+    (copy / "README.md").unlink()
+    bad = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=copy, capture_output=True, text=True)
+    assert bad.returncode != 0
+    assert "account_nps.csv: FAILED" in bad.stdout and "README.md: FAILED open or read" in bad.stdout
+
+
+def test_the_readme_names_every_file_with_its_grain_rows_and_rule(pack):
+    _, folder, manifest = pack
+    text = (folder / "README.md").read_text(encoding="utf-8")
+    assert text.startswith("# cxloop governance export, as of 2026-10-01\n")
+    for mart, info in manifest["marts"].items():
+        row = next(line for line in text.splitlines() if line.startswith(f"| {mart} |"))
+        cells = [c.strip() for c in row.strip("|").split(" | ")]
+        assert cells[1] == f"`{mart}.parquet` `{mart}.csv`" and cells[2] == str(info["rows"]), row
+        assert cells[3] == ", ".join(GOVERNANCE[mart].keys)
+    assert f"below {manifest['suppression']['min_n']} (the program setting `min_n_group`)" in text
+    assert "sha256sum -c SHA256SUMS" in text
+    assert manifest["run_id"] not in text, "the README must not change from run to run"
 
 
 def test_manifest_carries_contract_version_invocation_watermarks_and_rule(pack):

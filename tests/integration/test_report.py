@@ -308,8 +308,9 @@ def test_no_email_or_contact_name_in_any_export_the_report_or_the_snapshot(repor
     found[snapshot.name] = find_pii(dump, internal)
     leaks = {name: hits[:5] for name, hits in found.items() if hits}
     assert leaks == {}, json.dumps(leaks, indent=2)
-    # every export file (CSV and Parquet of each mart), the manifest, the report, the snapshot
-    assert len(found) == 2 * len(MARTS) + 1 + 1 + 1
+    # every export file (CSV and Parquet of each mart), the manifest, README and SHA256SUMS, the
+    # report, the snapshot
+    assert len(found) == 2 * len(MARTS) + 3 + 1 + 1
 
 
 def test_the_render_check_catches_a_report_whose_charts_did_not_draw(report, tmp_path):

@@ -51,7 +51,7 @@ def _three_runs(_param=None):
 
 def test_every_export_file_but_the_manifest_is_byte_identical_across_three_runs(three_runs):
     sums = [checksums(Path(r["exports"])) for r in three_runs]
-    assert len(sums[0]) == 20, sorted(sums[0])  # 10 marts x (parquet, csv)
+    assert len(sums[0]) == 22, sorted(sums[0])  # 10 marts x (parquet, csv), README.md, SHA256SUMS
     for i, other in enumerate(sums[1:], start=1):
         differ = sorted(name for name in sums[0] if sums[0][name] != other.get(name))
         assert other.keys() == sums[0].keys() and not differ, f"run {i} differs from run 0 in {differ}"

@@ -33,6 +33,11 @@ check times) lives in ``manifest.json`` alone: ``data_quality`` names each batch
 label (``<source>#<n>``, n counting the source's batches in check order) that the manifest
 maps to its batch id and check time.
 
+For a reviewer the folder carries ``README.md`` (what each file is, its grain and row count, the
+suppression rule, how to verify) and ``SHA256SUMS`` (``sha256sum -c SHA256SUMS`` checks every
+data file and the README). Both are as deterministic as the data files; the manifest, which
+changes with every run, is not listed in SHA256SUMS and checksums the data files itself.
+
 CSV cells are neutralised against formula injection (OWASP): a text cell starting with
 ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is written as ``'<value>`` and quoted.
 Numeric columns are never touched (``-5`` stays a number) and Parquet keeps the exact value.
@@ -521,8 +526,66 @@ def export_marts(
         "files": files,
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+    readme = folder / "README.md"
+    readme.write_text(reviewer_readme(as_of, min_n, marts, files), encoding="utf-8")
+    checked = [*(f["file"] for f in files), readme.name]
+    sums = "".join(f"{sha256_file(folder / name)}  {name}\n" for name in checked)
+    (folder / "SHA256SUMS").write_text(sums, encoding="utf-8")
     log.info("exported %d files to %s", len(files), folder)
     return folder
+
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def reviewer_readme(as_of: datetime, min_n: int, marts: dict[str, dict], files: list[dict]) -> str:
+    """The folder's README.md for a governance reviewer. Built from the rule set, the mart row
+    counts and the file list only (never from cell values), so it is byte-identical whenever
+    the data files are."""
+    lines = [
+        f"# cxloop governance export, as of {as_of:%Y-%m-%d}",
+        "",
+        "Every mart of the metric contract (`docs/metric-contract.md` in the cxloop repository), each as",
+        "Parquet (exact values) and CSV (the same rows; floats with 9 decimals). One row per grain",
+        "below; rows are sorted on the grain, so two exports of the same data are byte-identical.",
+        "",
+        "| mart | files | rows | grain (one row per) | suppression and contents |",
+        "|---|---|---|---|---|",
+    ]
+    by_mart: dict[str, list[str]] = {}
+    for f in files:
+        by_mart.setdefault(f["mart"], []).append(f"`{f['file']}`")
+    for mart, info in marts.items():
+        grain = ", ".join(GOVERNANCE[mart].keys)
+        lines.append(
+            f"| {mart} | {' '.join(by_mart.get(mart, []))} | {info['rows']} | {_md_cell(grain)} | "
+            f"{_md_cell(info['rule'])}{' (empty: header only)' if info['empty'] else ''} |"
+        )
+    lines += [
+        "",
+        "## Suppression",
+        "",
+        f"A row whose group size is below {min_n} (the program setting `{MIN_N_VAR}`) keeps its keys and",
+        "its group size, has every metric derived from the answers set to null, and `suppressed = true`.",
+        "The table above names each mart's group size column.",
+        "",
+        "## Personal data",
+        "",
+        "No contact-level identifier, name, e-mail address or hash, and no free text. Accounts and",
+        "owners appear by CRM id only. Text cells that a spreadsheet would run as a formula (starting",
+        "with `=`, `+`, `-`, `@`, a tab or a carriage return) are written as `'<value>` in the CSV.",
+        "",
+        "## How to verify",
+        "",
+        "    sha256sum -c SHA256SUMS",
+        "",
+        "checks every data file and this README. `manifest.json` holds what changes from run to run",
+        "(run id, export time, dbt invocation, source watermarks, the data-quality batch ids) and a",
+        "checksum and row count per file; it is not listed in SHA256SUMS for that reason.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def verify_manifest(folder: Path) -> list[str]:
