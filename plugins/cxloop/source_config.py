@@ -7,13 +7,15 @@ or to file drops is a one-line change here, or ``CXLOOP_CRM_SOURCE=hubspot``.
 
 The ``limits:`` section bounds what one source may hand the extraction (see
 ``docs/file-drops.md``): each key has a safe default (:data:`LIMIT_DEFAULTS`) and an environment
-override ``CXLOOP_LIMIT_<KEY>`` (``CXLOOP_LIMIT_FILE_ROWS=500000``).
+override ``CXLOOP_LIMIT_<KEY>`` (``CXLOOP_LIMIT_FILE_ROWS=500000``). The ``retry:`` section is
+how the HTTP connectors retry a 5xx, a 429 or a dropped connection (:data:`RETRY_DEFAULTS`;
+override ``CXLOOP_RETRY_<KEY>``, e.g. ``CXLOOP_RETRY_MAX_RETRIES=8`` behind a flaky proxy).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +46,15 @@ LIMIT_DEFAULTS: dict[str, tuple[int, str]] = {
 }
 
 
+#: name -> (default, what it sets) of the HTTP connectors' retry policy (extract.http_client).
+RETRY_DEFAULTS: dict[str, tuple[float, str]] = {
+    "max_retries": (5, "retries of one request after its first attempt (0: never retry)"),
+    "backoff_base_seconds": (0.5, "first backoff; retry n waits base x 2^n, jittered down by up to half"),
+    "backoff_max_seconds": (30.0, "the longest backoff between two attempts"),
+    "retry_after_cap_seconds": (60.0, "the longest wait a server's Retry-After header may ask for"),
+}
+
+
 class SourceConfigError(ValueError):
     pass
 
@@ -57,6 +68,7 @@ TOP_LEVEL_KEYS = (
     "invitation_lookback_days",
     "options",
     "limits",
+    "retry",
     "mappings",
     "program",
 )
@@ -91,6 +103,9 @@ def unknown_keys(path: Path | str) -> list[str]:
     limits = data.get("limits")
     if isinstance(limits, dict):
         found += [f"limits.{k}" for k in limits if k not in LIMIT_DEFAULTS]
+    retry = data.get("retry")
+    if isinstance(retry, dict):
+        found += [f"retry.{k}" for k in retry if k not in RETRY_DEFAULTS]
     return found
 
 
@@ -108,31 +123,70 @@ class Limits:
     record_bytes: int = LIMIT_DEFAULTS["record_bytes"][0]
 
 
-def _limits(data: object, env: Mapping[str, str], path: Path) -> Limits:
+def _section(
+    section: str, data: object, env: Mapping[str, str], path: Path, defaults: Mapping[str, tuple[float, str]], *,
+    prefix: str, whole: Callable[[str], bool], minimum: float,
+) -> dict[str, float]:
+    """The numbers of one section of the file (``limits:``, ``retry:``): each from its environment
+    override ``<prefix><NAME>``, else the file, else its default. Whole numbers where
+    ``whole(name)``, else finite decimals, at least ``minimum``; an unknown key, a wrong type or a
+    value out of range is one line naming the key (or the variable) and the file."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise SourceConfigError(f"{path}: limits must be a mapping of limit name to a number")
-    unknown = set(data) - set(LIMIT_DEFAULTS)
+        raise SourceConfigError(f"{path}: {section} must be a mapping of setting name to a number")
+    unknown = set(data) - set(defaults)
     if unknown:
         raise SourceConfigError(
-            f"{path}: unknown limit(s) {', '.join(sorted(map(str, unknown)))}; known: {', '.join(LIMIT_DEFAULTS)}"
+            f"{path}: unknown {section} setting(s) {', '.join(sorted(map(str, unknown)))}; "
+            f"known: {', '.join(defaults)}"
         )
-    values = {}
-    for name, (default, _) in LIMIT_DEFAULTS.items():
-        var = f"CXLOOP_LIMIT_{name.upper()}"
+    values: dict[str, float] = {}
+    for name, (default, _) in defaults.items():
+        var = f"{prefix}{name.upper()}"
         raw = env.get(var)
-        where = var if raw else f"{path}: limits.{name}"
+        where = var if raw else f"{path}: {section}.{name}"
         if not raw:
             raw = data.get(name, default)
         try:
-            value = int(str(raw).replace("_", ""))
+            value = int(str(raw).replace("_", "")) if whole(name) else float(str(raw))
         except ValueError:
-            raise SourceConfigError(f"{where}: {raw!r} is not a whole number") from None
-        if value < 1:
-            raise SourceConfigError(f"{where}: must be at least 1 (got {value})")
+            kind = "a whole number" if whole(name) else "a number"
+            raise SourceConfigError(f"{where}: {raw!r} is not {kind}") from None
+        if not minimum <= value < float("inf"):
+            raise SourceConfigError(f"{where}: must be a finite number, at least {minimum:g} (got {raw!r})")
         values[name] = value
-    return Limits(**values)
+    return values
+
+
+def _limits(data: object, env: Mapping[str, str], path: Path) -> Limits:
+    return Limits(
+        **_section("limits", data, env, path, LIMIT_DEFAULTS, prefix="CXLOOP_LIMIT_", whole=lambda _: True, minimum=1)
+    )
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """The HTTP connectors' retry policy as configured (defaults :data:`RETRY_DEFAULTS`)."""
+
+    max_retries: int = int(RETRY_DEFAULTS["max_retries"][0])
+    backoff_base_seconds: float = RETRY_DEFAULTS["backoff_base_seconds"][0]
+    backoff_max_seconds: float = RETRY_DEFAULTS["backoff_max_seconds"][0]
+    retry_after_cap_seconds: float = RETRY_DEFAULTS["retry_after_cap_seconds"][0]
+
+
+def _retry(data: object, env: Mapping[str, str], path: Path) -> RetrySettings:
+    return RetrySettings(
+        **_section(
+            "retry", data, env, path, RETRY_DEFAULTS, prefix="CXLOOP_RETRY_", whole=lambda n: n == "max_retries",
+            minimum=0,
+        )
+    )
+
+
+def load_retry(env: Mapping[str, str] | None = None) -> RetrySettings:
+    """Only the ``retry:`` section (what the HTTP client needs)."""
+    return load_source_config(env).retry
 
 
 def load_limits(env: Mapping[str, str] | None = None) -> Limits:
@@ -149,6 +203,7 @@ class SourceConfig:
     options: dict[str, dict[str, str]] = field(default_factory=dict)
     path: Path | None = None
     limits: Limits = field(default_factory=Limits)
+    retry: RetrySettings = field(default_factory=RetrySettings)
 
     def source_for(self, domain: str) -> str:
         if domain not in DOMAINS:
@@ -194,4 +249,5 @@ def load_source_config(env: Mapping[str, str] | None = None) -> SourceConfig:
         options={k: {kk: str(vv) for kk, vv in (v or {}).items()} for k, v in options.items()},
         path=path,
         limits=_limits(data.get("limits"), env, path),
+        retry=_retry(data.get("retry"), env, path),
     )

@@ -184,8 +184,12 @@ def test_transient_faults_are_retried_without_loss(demo, clean, tmp_path, name, 
     assert_same_rows(landed_frames(batch), clean[name])
 
 
-def test_a_failure_mid_paging_fails_the_run_and_a_rerun_completes(demo, clean, tmp_path):
+def test_a_failure_mid_paging_fails_the_run_and_a_rerun_completes(demo, clean, tmp_path, monkeypatch):
     base_url, token = demo
+    # the retry policy of config/sources.yml's retry: section, through its environment override:
+    # three retries with short backoffs (the shipped 5 from 0.5 s wait about 15 s before giving up)
+    monkeypatch.setenv("CXLOOP_RETRY_MAX_RETRIES", "3")
+    monkeypatch.setenv("CXLOOP_RETRY_BACKOFF_BASE_SECONDS", "0.05")
     settings = Settings.from_env({"CXLOOP_VAR": str(tmp_path)})
     src = sources(base_url, token)
     validate_and_load([extract(src["salesforce"], settings, datetime(2025, 6, 1))], settings, datetime(2025, 6, 1))
@@ -198,6 +202,7 @@ def test_a_failure_mid_paging_fails_the_run_and_a_rerun_completes(demo, clean, t
             extract(sources(proxy.base_url, token)["salesforce"], settings, AS_OF)
     message = str(err.value)
     assert "HTTP 500" in message and "/queryAll/" in message
+    assert err.value.attempts == 4, "the configured policy: the first attempt and 3 retries"
     assert token not in message
     assert not list(settings.landing_dir.glob("source=salesforce/load_date=*/batch=*/_batch.json"))[1:], (
         "a failed extraction must not land a batch"

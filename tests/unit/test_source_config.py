@@ -51,3 +51,35 @@ def test_the_two_domains_cover_every_contract_entity_once_in_load_order():
         assert all(ENTITIES[e].domain == domain for e in entities)
         assert list(entities) == [e for e in ENTITY_ORDER if e in entities]
     assert "renewals" in DOMAINS["crm"]
+
+
+def test_the_retry_policy_comes_from_the_file_and_the_environment(tmp_path):
+    from cxloop.source_config import RETRY_DEFAULTS, RetrySettings, unknown_keys
+
+    shipped = load_source_config({}).retry
+    assert shipped == RetrySettings() and shipped.max_retries == RETRY_DEFAULTS["max_retries"][0] == 5
+    path = tmp_path / "sources.yml"
+    path.write_text("retry:\n  max_retries: 2\n  backoff_base_seconds: 0.25\n")
+    env = {"CXLOOP_SOURCES_CONFIG": str(path), "CXLOOP_RETRY_BACKOFF_MAX_SECONDS": "4"}
+    assert load_source_config(env).retry == RetrySettings(2, 0.25, 4.0, 60.0)
+    path.write_text("retry:\n  max_retrys: 2\n")
+    assert unknown_keys(path) == ["retry.max_retrys"]
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ("retry: 3\n", {}, "retry must be a mapping"),
+        ("retry:\n  max_retrys: 2\n", {}, "unknown retry setting(s) max_retrys"),
+        ("retry:\n  max_retries: 2.5\n", {}, "retry.max_retries: 2.5 is not a whole number"),
+        ("retry:\n  backoff_base_seconds: -1\n", {}, "retry.backoff_base_seconds: must be a finite number"),
+        ("", {"CXLOOP_RETRY_BACKOFF_MAX_SECONDS": "nan"}, "CXLOOP_RETRY_BACKOFF_MAX_SECONDS: must be a finite"),
+        ("", {"CXLOOP_RETRY_MAX_RETRIES": "lots"}, "CXLOOP_RETRY_MAX_RETRIES: 'lots' is not a whole number"),
+    ],
+)
+def test_a_bad_retry_setting_is_one_clear_line(tmp_path, text, env, message):
+    path = tmp_path / "sources.yml"
+    path.write_text(text)
+    with pytest.raises(SourceConfigError) as err:
+        load_source_config({"CXLOOP_SOURCES_CONFIG": str(path), **env})
+    assert message in str(err.value) and "\n" not in str(err.value)

@@ -179,6 +179,19 @@ class RetryPolicy:
     retry_after_cap: float = 60.0
     jitter: float = 0.5  # the delay is drawn from [d * (1 - jitter), d]
 
+    @classmethod
+    def configured(cls) -> RetryPolicy:
+        """The policy of ``config/sources.yml``'s ``retry:`` section (and CXLOOP_RETRY_*)."""
+        from cxloop.source_config import load_retry
+
+        r = load_retry()
+        return cls(
+            max_retries=r.max_retries,
+            backoff_base=r.backoff_base_seconds,
+            backoff_max=r.backoff_max_seconds,
+            retry_after_cap=r.retry_after_cap_seconds,
+        )
+
     def backoff(self, retry_number: int, rng: random.Random) -> float:
         delay = min(self.backoff_max, self.backoff_base * (2**retry_number))
         return delay * (1 - self.jitter * rng.random())
@@ -222,7 +235,7 @@ class HttpClient:
         self._token = token or ""
         self.source = source
         self.timeout = (connect_timeout, read_timeout)
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or RetryPolicy.configured()
         self.error_parser = error_parser or _default_error_parser
         self._sleep = sleep
         self._rng = rng or random.Random()

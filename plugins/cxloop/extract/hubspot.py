@@ -392,7 +392,7 @@ class HubSpotClient:
     ):
         if not 1 <= page_size <= SEARCH_PAGE_MAX:
             raise ValueError(f"page_size must be 1..{SEARCH_PAGE_MAX}")
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or RetryPolicy.configured()
         self.search_limiter = RateLimiter(*search_rate, sleep=sleep) if search_rate else None
         self.request_limiter = RateLimiter(*request_rate, sleep=sleep) if request_rate else None
         limiters: list[tuple[Callable[[str, str], bool], RateLimiter]] = []
