@@ -79,7 +79,7 @@ def scripted():
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
     httpd.daemon_threads = True
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()
     script.base = f"http://127.0.0.1:{httpd.server_address[1]}/api/"
     yield script

@@ -566,8 +566,10 @@ class DemoServer:
         host, port = self._httpd.server_address[:2]
         self.port = port
         self.base_url = f"http://{host}:{port}"
+        # shutdown() waits for serve_forever's next poll: at the default 0.5 s every stop took
+        # up to half a second (a test suite starts and stops hundreds of these)
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="cxloop-demo-server", daemon=True
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="cxloop-demo-server", daemon=True
         )
         self._thread.start()
         return self.base_url
