@@ -35,6 +35,12 @@ from cxloop_airflow import (
     source_settings,
 )
 
+# the one line the Airflow UI shows in its DAG list
+DESCRIPTIONS = {
+    "crm": "Extract the CRM (owners, accounts, contacts with buying roles, follow-ups, renewals), gate and load it",
+    "survey": "Extract the surveys, invitations and responses, gate them and load them",
+}
+
 
 def make_ingest_dag(domain: str):
     @dag(
@@ -45,6 +51,7 @@ def make_ingest_dag(domain: str):
         max_active_runs=1,
         tags=[*TAGS, "ingest", domain],
         doc_md=__doc__,
+        description=DESCRIPTIONS[domain],
         params=AS_OF_PARAM,
         default_args=DEFAULT_ARGS,
     )

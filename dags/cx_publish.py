@@ -39,6 +39,7 @@ from cxloop_airflow import (
     max_active_runs=1,
     tags=[*TAGS, "publish", "governance"],
     doc_md=__doc__,
+    description="Publish the BI snapshot, write the governance exports and report, print the run summary",
     params=AS_OF_PARAM,
     default_args=DEFAULT_ARGS,
 )

@@ -39,6 +39,7 @@ from cxloop_airflow import (
     max_active_runs=1,
     tags=[*TAGS, "dbt"],
     doc_md=__doc__,
+    description="dbt build of the CX marts (models and every data and unit test) for the run's as_of",
     params=AS_OF_PARAM,
     default_args=DEFAULT_ARGS,
 )

@@ -271,19 +271,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def airflow_ui_env(settings: Settings, port: int, host: str = "127.0.0.1") -> dict[str, str]:
+    """The environment of `cxloop airflow`: the demo home, its port, and the address its API
+    server binds. Airflow's own default is 0.0.0.0, every interface; the demo's UI listens on
+    the loopback unless told otherwise (``--host 0.0.0.0``)."""
+    from cxloop.airflow_home import airflow_env
+
+    env = airflow_env(settings)
+    env["AIRFLOW__API__HOST"] = host
+    env["AIRFLOW__API__PORT"] = str(port)
+    env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = "admin:admin"
+    return env
+
+
 def cmd_airflow(args: argparse.Namespace) -> int:
     """Airflow's UI on the embedded demo home (SQLite, standalone: every component in one go)."""
-    from cxloop.airflow_home import airflow_bin, airflow_env
+    from cxloop.airflow_home import airflow_bin
 
     settings = Settings.from_env()
     settings.ensure_dirs()
     ensure_pii_key(settings)
-    env = airflow_env(settings)
-    env["AIRFLOW__API__PORT"] = str(args.port)
-    env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = "admin:admin"
+    env = airflow_ui_env(settings, args.port, args.host)
     password_file = settings.var_dir / "airflow" / "simple_auth_manager_passwords.json.generated"
+    shown = "127.0.0.1" if args.host in {"0.0.0.0", "::"} else args.host
     print(
-        f"Airflow UI: http://127.0.0.1:{args.port}  (user admin; password in {password_file}, "
+        f"Airflow UI: http://{shown}:{args.port}  (listening on {args.host}; user admin; password in {password_file}, "
         "written on first start). Ctrl-C stops.",
         flush=True,
     )
@@ -394,10 +406,8 @@ def _one_line(text: str) -> str:
     return " ".join(redact(text).split())
 
 
-def _main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=os.environ.get("CXLOOP_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
-    )
+def build_parser() -> argparse.ArgumentParser:
+    """Every command with its options (what `cxloop --help` and `cxloop <command> --help` show)."""
     parser = _Parser(prog="cxloop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="run the whole pipeline on demo data through Airflow")
@@ -430,7 +440,11 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("--token", default=None)
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("airflow", help="start the Airflow UI on the demo home (standalone)")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=int, default=8080, help="the UI's port (default: 8080)")
+    p.add_argument(
+        "--host", default="127.0.0.1",
+        help="the address the UI binds (default: 127.0.0.1, this machine only; 0.0.0.0 for every interface)",
+    )
     p.set_defaults(func=cmd_airflow)
     p = sub.add_parser("init", help="write a commented configuration skeleton for your own sources")
     p.add_argument("--dir", default=".", help="folder to write sources.yml into (default: here)")
@@ -448,7 +462,14 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print what would be deleted, delete nothing")
     p.add_argument("--days", type=int, default=None, help="retention in days (default CXLOOP_RAW_RETENTION_DAYS, 30)")
     p.set_defaults(func=cmd_prune)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=os.environ.get("CXLOOP_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
+    )
+    args = build_parser().parse_args(argv)
     if args.command in NEEDS_PROJECT and (problem := project_problem()):
         print(problem, file=sys.stderr)
         return 2

@@ -33,6 +33,8 @@ def test_every_dag_has_tags_doc_and_owner(dagbag):
     for dag_id, dag in dagbag.dags.items():
         assert dag.tags, f"{dag_id} has no tags"
         assert dag.doc_md and len(dag.doc_md.strip()) > 80, f"{dag_id} has no doc_md"
+        # the one line of the UI's DAG list: present, one line, and short enough to read there
+        assert dag.description and "\n" not in dag.description and 20 < len(dag.description) <= 120, dag_id
         for t in dag.tasks:
             assert t.owner and t.owner != "airflow", f"{dag_id}.{t.task_id} has no owner"
             assert t.on_failure_callback, f"{dag_id}.{t.task_id} has no failure callback"
