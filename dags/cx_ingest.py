@@ -31,6 +31,7 @@ from cxloop_airflow import (
     TAGS,
     WAREHOUSE_POOL,
     fail_fast,
+    load_event_extra,
     resolve_as_of,
     source_settings,
 )
@@ -96,11 +97,14 @@ def make_ingest_dag(domain: str):
                 )
 
         @task(pool=WAREHOUSE_POOL, retries=0, outlets=[RAW_ASSETS[domain]])
-        def validate_and_load(batch: dict, as_of: str) -> dict:
+        def validate_and_load(batch: dict, as_of: str, *, outlet_events=None) -> dict:
             from cxloop.config import Settings, parse_as_of
             from cxloop.pipeline import validate_and_load as run
 
-            return run([batch], Settings.from_env(), parse_as_of(as_of))
+            report = run([batch], Settings.from_env(), parse_as_of(as_of))
+            if outlet_events is not None:  # the asset event carries the row counts and the as_of
+                outlet_events[RAW_ASSETS[domain]].extra = load_event_extra(report, as_of)
+            return report
 
         as_of = run_as_of()
         validate_and_load(extract(as_of, read_watermarks()), as_of)

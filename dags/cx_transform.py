@@ -26,6 +26,7 @@ from cxloop_airflow import (
     TAGS,
     WAREHOUSE,
     WAREHOUSE_POOL,
+    build_event_extra,
     fail_fast,
     resolve_as_of,
 )
@@ -50,11 +51,14 @@ def cx_transform():
             return resolve_as_of(params, fallback=WAREHOUSE)
 
     @task(pool=WAREHOUSE_POOL, retries=1, outlets=[MARTS_ASSET])
-    def dbt_build(as_of: str) -> dict:
+    def dbt_build(as_of: str, *, outlet_events=None) -> dict:
         from cxloop.config import Settings, parse_as_of
         from cxloop.pipeline import build
 
-        return build(Settings.from_env(), parse_as_of(as_of))
+        result = build(Settings.from_env(), parse_as_of(as_of))
+        if outlet_events is not None:  # the asset event names the build and its as_of
+            outlet_events[MARTS_ASSET].extra = build_event_extra(result, as_of)
+        return result
 
     dbt_build(run_as_of())
 

@@ -110,6 +110,33 @@ def source_settings(name: str):
 # How a run without an `as_of` param finds its window end: a scheduled ingestion takes its
 # data interval end; an asset-triggered transform or publish has no interval and takes the
 # window the warehouse is complete up to (the extraction windows the ingestions recorded).
+def load_event_extra(report: dict, as_of: str) -> dict:
+    """What a raw-layer asset event says (Airflow's asset view, and any DAG it schedules): the
+    run's as_of, its batches, and per entity the rows received, loaded and quarantined. Counts
+    and ids only, never a row's content."""
+    return {
+        "as_of": as_of,
+        "batch_ids": list(report.get("batch_ids", [])),
+        "rows": {
+            entity: {k: int(c[k]) for k in ("received", "loaded", "quarantined")}
+            for entity, c in sorted(report.get("counts", {}).items())
+        },
+        "failed_expectations": int(report.get("failed_expectations", 0)),
+    }
+
+
+def build_event_extra(result: dict, as_of: str) -> dict:
+    """What the marts' asset event says: the as_of the marts were built for, dbt's invocation
+    id (raw.dbt_results and the exports' manifest carry the same), and its nodes by status."""
+    return {
+        "as_of": as_of,
+        "dbt_invocation_id": result.get("invocation_id"),
+        "success": bool(result.get("success")),
+        "nodes": {status: int(n) for status, n in sorted(result.get("counts", {}).items())},
+        "elapsed_s": round(float(result.get("elapsed_s") or 0.0), 1),
+    }
+
+
 INTERVAL = "interval"
 WAREHOUSE = "warehouse"
 

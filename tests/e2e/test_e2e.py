@@ -23,6 +23,7 @@ from cxloop.contract import ENTITY_ORDER
 from cxloop.demo.run import DemoOptions, demo_drop_dir, prepare
 from cxloop.demo.server import DemoServer
 from cxloop.serve.exports import MARTS, verify_manifest
+from cxloop.source_config import CRM_ENTITIES, SURVEY_ENTITIES
 
 pytestmark = pytest.mark.e2e
 
@@ -198,3 +199,31 @@ def test_the_demo_left_the_users_drop_folders_alone(demo_run):
     manifests = list((settings.landing_dir / "source=files" / "raw").glob("*/_files.json"))
     for manifest in manifests:
         assert str(demo_drop_dir(settings)) in manifest.read_text() and "my-drop" not in manifest.read_text()
+
+
+def test_asset_events_carry_the_as_of_and_the_row_counts(demo_run):
+    """The events Airflow recorded for the three assets (its metadata database): the raw layers'
+    name the run's as_of and, per entity, rows received, loaded and quarantined, matching the
+    warehouse's load log; the marts' names the dbt invocation."""
+    import sqlite3
+
+    settings, _, _ = demo_run
+    con = sqlite3.connect(settings.var_dir / "airflow" / "airflow.db")
+    try:
+        rows = con.execute(
+            "select a.name, e.extra from asset_event e join asset a on a.id = e.asset_id order by e.id"
+        ).fetchall()
+    finally:
+        con.close()
+    events = {name: json.loads(extra) for name, extra in rows}
+    assert sorted(events) == ["cxloop_marts", "cxloop_raw_crm", "cxloop_raw_survey"], rows
+    for name, domain in (("cxloop_raw_crm", CRM_ENTITIES), ("cxloop_raw_survey", SURVEY_ENTITIES)):
+        extra = events[name]
+        assert extra["as_of"] == AS_OF.isoformat() and len(extra["batch_ids"]) == 1
+        assert set(extra["rows"]) <= set(domain) and {"accounts", "responses"} & set(extra["rows"]), extra
+        for entity, c in extra["rows"].items():
+            assert c["received"] == c["loaded"] + c["quarantined"], (entity, c)
+        assert sum(c["loaded"] for c in extra["rows"].values()) > 100
+    marts = events["cxloop_marts"]
+    assert marts["as_of"] == AS_OF.isoformat() and marts["success"] is True
+    assert marts["dbt_invocation_id"] and marts["nodes"].get("success", 0) + marts["nodes"].get("pass", 0) > 100
