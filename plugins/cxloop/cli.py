@@ -303,6 +303,37 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def cmd_docs(args: argparse.Namespace) -> int:
+    """dbt docs of the configured warehouse, generated under var/dbt/target; --serve serves them."""
+    from cxloop.pipeline import data_as_of
+    from cxloop.program import load_program
+    from cxloop.transform.dbt import generate_docs
+
+    settings = Settings.from_env()
+    settings.ensure_dirs()
+    as_of = parse_as_of(args.as_of) if args.as_of else data_as_of(settings)
+    if as_of is None:
+        print("cxloop docs: no run has loaded this warehouse yet; run `make run` or `cxloop run` first",
+              file=sys.stderr)
+        return 2
+    index = generate_docs(settings, as_of, load_program())
+    print(f"dbt docs of the warehouse as of {as_of.isoformat()}: {index}", flush=True)
+    if not args.serve:
+        return 0
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(index.parent))
+    with ThreadingHTTPServer((args.host, args.port), handler) as httpd:
+        host, port = httpd.server_address[:2]
+        print(f"serving them on http://{host}:{port}/ ; Ctrl-C stops", flush=True)
+        try:
+            httpd.serve_forever(poll_interval=0.05)
+        except KeyboardInterrupt:
+            return 0
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from cxloop.demo.generator import generate
 
@@ -357,7 +388,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 # The commands that read the project folder (dbt project, expectation suites, config/, dags/).
-NEEDS_PROJECT = ("demo", "airflow", "run")
+NEEDS_PROJECT = ("demo", "airflow", "run", "docs")
 
 
 def project_problem() -> str | None:
@@ -446,6 +477,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the address the UI binds (default: 127.0.0.1, this machine only; 0.0.0.0 for every interface)",
     )
     p.set_defaults(func=cmd_airflow)
+    p = sub.add_parser("docs", help="generate dbt's documentation of the warehouse (models, columns, lineage)")
+    p.add_argument("--as-of", default=None, help="the window's end (ISO; default: the warehouse's complete window)")
+    p.add_argument("--serve", action="store_true", help="serve the site after generating it (Ctrl-C stops)")
+    p.add_argument("--host", default="127.0.0.1", help="the address --serve binds (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8081, help="the port --serve listens on (default: 8081; 0: any free)")
+    p.set_defaults(func=cmd_docs)
     p = sub.add_parser("init", help="write a commented configuration skeleton for your own sources")
     p.add_argument("--dir", default=".", help="folder to write sources.yml into (default: here)")
     p.set_defaults(func=cmd_init)

@@ -227,3 +227,51 @@ def test_asset_events_carry_the_as_of_and_the_row_counts(demo_run):
     marts = events["cxloop_marts"]
     assert marts["as_of"] == AS_OF.isoformat() and marts["success"] is True
     assert marts["dbt_invocation_id"] and marts["nodes"].get("success", 0) + marts["nodes"].get("pass", 0) > 100
+
+
+def test_cxloop_docs_generates_and_serves_the_dbt_docs_from_any_directory(tmp_path):
+    """`cxloop docs` from /, on the Salesforce + Qualtrics run's warehouse: dbt's site with the
+    warehouse's catalog of every mart and the exposures; --serve answers on the loopback."""
+    import subprocess
+    import sys
+
+    import requests
+    from cxloop.config import project_home
+
+    settings, _, rc = _background.result("demo_run", ("salesforce", "qualtrics"))
+    assert rc == 0
+    cxloop = Path(sys.executable).with_name("cxloop")
+    env = {
+        **_background.ENV, "CXLOOP_VAR": str(settings.var_dir), "CXLOOP_HOME": str(project_home()),
+        "CXLOOP_PII_KEY": _background.ENV["CXLOOP_PII_KEY"],
+    }
+    done = subprocess.run([str(cxloop), "docs"], cwd="/", env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    target = settings.var_dir / "dbt" / "target"
+    assert f"as of {AS_OF.isoformat()}: {target / 'index.html'}" in done.stdout
+    catalog = json.loads((target / "catalog.json").read_text())
+    manifest = json.loads((target / "manifest.json").read_text())
+    cataloged = {n["metadata"]["name"] for n in catalog["nodes"].values()}
+    assert set(MARTS) <= cataloged, sorted(set(MARTS) - cataloged)
+    exposures = {e["name"]: e for e in manifest["exposures"].values()}
+    assert {"governance_report", "governance_export", "bi_marts_snapshot"} <= set(exposures)
+    assert all(e["owner"]["name"] and e["owner"]["email"] for e in exposures.values())
+    url = exposures["governance_report"]["url"]  # where the run wrote its report
+    assert url == f"file://{settings.exports_dir.resolve()}/reports/", url
+    assert list((settings.exports_dir / "reports").glob("governance-report-*.html"))
+    serving = subprocess.Popen(
+        [str(cxloop), "docs", "--serve", "--port", "0"], cwd="/", env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        line = ""
+        for _ in range(5000):  # dbt's own log lines come first
+            line = serving.stdout.readline()
+            if not line or line.startswith("serving them on "):
+                break
+        assert line.startswith("serving them on http://127.0.0.1:"), line
+        url = line.split()[3]
+        page = requests.get(url + "index.html", timeout=10)
+        assert page.status_code == 200 and "dbt" in page.text.lower()
+    finally:
+        serving.terminate()
+        serving.wait(timeout=30)

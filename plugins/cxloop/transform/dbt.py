@@ -93,7 +93,7 @@ def dbt_args(
     program: Program | None = None,
 ) -> list[str]:
     args = [
-        command,
+        *command.split(),  # "build", or a command with its subcommand: "docs generate"
         "--project-dir", str(settings.dbt_project_dir),
         "--profiles-dir", str(settings.dbt_project_dir),
         "--target", target or settings.dbt_target,
@@ -136,6 +136,7 @@ def run_dbt(
     from dbt_common.invocation import get_invocation_id
 
     os.environ["CXLOOP_WAREHOUSE"] = str(settings.warehouse_path)
+    os.environ["CXLOOP_DBT_EXPORTS_DIR"] = str(settings.exports_dir.resolve())  # the report exposure's url
     if (target or settings.dbt_target) == "postgres":
         # profiles.yml reads the Postgres connection from CXLOOP_PG_*: export this run's
         # settings (and drop keys it does not set, so a stale value cannot leak in)
@@ -180,6 +181,14 @@ def run_dbt(
         detail = "; ".join(build.to_dict()["failures"]) or repr(res.exception)
         raise DbtBuildFailed(f"dbt {command} failed: {detail} (full log: {settings.logs_dir / 'dbt'})")
     return build
+
+
+def generate_docs(settings: Settings, as_of: datetime, program: Program | None = None) -> Path:
+    """dbt's documentation site of this warehouse (``dbt docs generate``: models, columns, tests,
+    exposures and lineage, with the warehouse's catalog), from any working directory: the
+    profile reaches the warehouse through these settings, as in a build. Returns index.html."""
+    run_dbt("docs generate", settings, as_of, program=program)
+    return settings.var_dir / "dbt" / "target" / "index.html"
 
 
 def manifest_path(settings: Settings) -> Path:
