@@ -181,3 +181,40 @@ def test_readers_polling_during_consecutive_runs_see_no_lock_errors_and_only_com
     assert final["run_id"] == "run-5" and final["counts"] == expected_counts["run-5"]
     leftovers = [p.name for p in path.parent.iterdir() if p.name not in {"cx.duckdb", "cx.json"}]
     assert leftovers == []
+
+
+def test_the_snapshot_opens_in_the_duckdb_1x_command_line_client(private, tmp_path, monkeypatch):
+    """What BI drivers and the CLI of DuckDB 1.x read: the registry's duckdb-cli (1.5) opens the
+    snapshot and counts what the warehouse holds; the same marts in DuckDB's newest format are
+    what it cannot open, which is why the snapshot is written in v1.4.0's."""
+    import subprocess
+    import sys
+
+    from cxloop.serve.publish import STORAGE_ENV
+
+    settings, shared = private
+    cli = Path(sys.executable).with_name("duckdb")  # the console script of the duckdb-cli package
+    version = subprocess.run([str(cli), "--version"], capture_output=True, text=True, check=True).stdout
+    assert version.startswith("v1."), version
+
+    def count_in_cli(path: Path) -> subprocess.CompletedProcess:
+        sql = "select count(*) from marts.account_nps"
+        return subprocess.run([str(cli), "-readonly", "-csv", "-noheader", str(path), "-c", sql],
+                              capture_output=True, text=True, timeout=60)
+
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+    path = publish_snapshot(settings, shared.as_of, "cli", target=tmp_path / "compatible" / "cx.duckdb")
+    opened = count_in_cli(path)
+    assert opened.returncode == 0, opened.stderr
+    assert int(opened.stdout.strip()) == _writer_counts(settings)["account_nps"] > 0
+    assert json.loads(manifest_path(path).read_text())["duckdb_storage_version"] == "v1.4.0"
+
+    monkeypatch.setenv(STORAGE_ENV, "latest")
+    newest = publish_snapshot(settings, shared.as_of, "cli", target=tmp_path / "newest" / "cx.duckdb")
+    refused = count_in_cli(newest)
+    assert refused.returncode != 0 and "version number" in refused.stderr, refused.stderr
+
+    monkeypatch.setenv(STORAGE_ENV, "1.4; drop table x")
+    with pytest.raises(PublishError, match=f"^{STORAGE_ENV}: .* is not a DuckDB version like v1.4.0"):
+        publish_snapshot(settings, shared.as_of, "cli", target=tmp_path / "bad" / "cx.duckdb")
+    assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").iterdir())

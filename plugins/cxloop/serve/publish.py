@@ -20,6 +20,11 @@ publishes a separate file that only readers open, always with ``read_only=True``
    a partial file; a reader that already had the old file open keeps its inode until it
    closes. The process that writes never opens the published path itself.
 
+The file is written in DuckDB's storage format of ``v1.4.0`` (``CXLOOP_SNAPSHOT_STORAGE_VERSION``
+sets another, e.g. ``latest``): the DuckDB this pipeline runs (2.x) would otherwise write its
+own newest format, which the DuckDB 1.x releases embedded in BI drivers and the 1.x CLI cannot
+open ("Trying to read a database file with version number ..."). 1.4, 1.5 and 2.x read v1.4.0.
+
 Only the marts are published (no raw, staging or seed tables): the raw layer carries account
 and owner names and quarantined source records, which BI users do not need.
 
@@ -45,6 +50,9 @@ log = logging.getLogger(__name__)
 
 PUBLISHED_ENV = "CXLOOP_PUBLISHED"
 SNAPSHOT_ALIAS = "cx_snapshot"
+STORAGE_ENV = "CXLOOP_SNAPSHOT_STORAGE_VERSION"
+#: the oldest DuckDB whose readers open the snapshot: 1.4 and 1.5 (BI drivers, the CLI) and 2.x
+DEFAULT_STORAGE_VERSION = "v1.4.0"
 
 
 class PublishError(RuntimeError):
@@ -55,6 +63,17 @@ def published_path(settings: Settings) -> Path:
     """Where the BI snapshot lives: ``$CXLOOP_PUBLISHED`` or ``<var>/published/cx.duckdb``."""
     value = os.environ.get(PUBLISHED_ENV)
     return Path(value).expanduser().resolve() if value else settings.var_dir / "published" / "cx.duckdb"
+
+
+def storage_version(env: dict[str, str] | None = None) -> str:
+    """The DuckDB storage format the snapshot is written in (``$CXLOOP_SNAPSHOT_STORAGE_VERSION``,
+    default :data:`DEFAULT_STORAGE_VERSION`): ``vMAJOR.MINOR.PATCH`` or ``latest``."""
+    import re
+
+    value = ((os.environ if env is None else env).get(STORAGE_ENV) or DEFAULT_STORAGE_VERSION).strip()
+    if value != "latest" and not re.fullmatch(r"v\d{1,3}\.\d{1,3}\.\d{1,3}", value):
+        raise PublishError(f"{STORAGE_ENV}: {value[:40]!r} is not a DuckDB version like v1.4.0 (or latest)")
+    return value
 
 
 def manifest_path(path: Path) -> Path:
@@ -135,10 +154,13 @@ def _writer_marts(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [*MARTS, *sorted(tables - set(MARTS))]
 
 
-def _copy_marts(con: duckdb.DuckDBPyConnection, tmp: Path, meta: dict, marts: list[str]) -> dict[str, int]:
-    """Write the marts and the bookkeeping tables into a new database file ``tmp``."""
+def _copy_marts(
+    con: duckdb.DuckDBPyConnection, tmp: Path, meta: dict, marts: list[str], storage: str
+) -> dict[str, int]:
+    """Write the marts and the bookkeeping tables into a new database file ``tmp``, in DuckDB's
+    storage format ``storage``."""
     counts: dict[str, int] = {}
-    con.execute(f"attach {_quote_literal(str(tmp))} as {SNAPSHOT_ALIAS}")
+    con.execute(f"attach {_quote_literal(str(tmp))} as {SNAPSHOT_ALIAS} (storage_version {_quote_literal(storage)})")
     try:
         con.execute(f"create schema {SNAPSHOT_ALIAS}.marts")
         for mart in marts:
@@ -242,6 +264,7 @@ def publish_snapshot(
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.resolve() == Path(settings.warehouse_path).resolve():
         raise PublishError("the published path must not be the warehouse itself")
+    storage = storage_version()  # a bad setting fails before anything is written
     clean_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     _remove(tmp)
@@ -258,7 +281,7 @@ def publish_snapshot(
         con.execute("checkpoint")
         marts = _writer_marts(con)
         writer_counts = {mart: con.execute(f"select count(*) from marts.{mart}").fetchone()[0] for mart in marts}
-        counts = _copy_marts(con, tmp, meta, marts)
+        counts = _copy_marts(con, tmp, meta, marts, storage)
     except Exception:
         _remove(tmp)
         raise
@@ -288,6 +311,7 @@ def publish_snapshot(
         "published_at": meta["published_at"].isoformat() + "Z",
         "dbt_invocation_id": dbt_invocation_id,
         "metric_contract_version": METRIC_CONTRACT_VERSION,
+        "duckdb_storage_version": storage,
         "row_counts": counts,
         "bytes": path.stat().st_size,
         "seconds": round(elapsed, 3),
