@@ -218,3 +218,33 @@ def test_the_snapshot_opens_in_the_duckdb_1x_command_line_client(private, tmp_pa
     with pytest.raises(PublishError, match=f"^{STORAGE_ENV}: .* is not a DuckDB version like v1.4.0"):
         publish_snapshot(settings, shared.as_of, "cli", target=tmp_path / "bad" / "cx.duckdb")
     assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").iterdir())
+
+
+def test_a_long_lived_process_sees_the_newest_snapshot_through_open_latest(private, tmp_path):
+    """DuckDB caches a database instance per path and process: while one connection to the
+    snapshot lives, duckdb.connect(path) keeps returning the first snapshot's data. open_latest
+    reads the file the path names now. Both halves are checked, so the test fails if either the
+    caching goes away unnoticed (the docs would then say too much) or the helper stops working."""
+    from cxloop.serve.publish import open_latest
+
+    settings, shared = private
+    path = tmp_path / "published" / "cx.duckdb"
+    publish_snapshot(settings, shared.as_of, "run-old", target=path)
+    held = duckdb.connect(str(path), read_only=True)  # e.g. a notebook's connection, kept open
+    try:
+        publish_snapshot(settings, shared.as_of, "run-new", target=path)
+        again = duckdb.connect(str(path), read_only=True)
+        try:
+            assert again.execute("select run_id from main.published").fetchone()[0] == "run-old"
+        finally:
+            again.close()
+        latest = open_latest(path)
+        try:
+            assert latest.execute("select run_id from main.published").fetchone()[0] == "run-new"
+            assert latest.execute("select count(*) from marts.account_nps").fetchone()[0] > 0
+            with pytest.raises(duckdb.Error):
+                latest.execute("create table marts.x as select 1")
+        finally:
+            latest.close()
+    finally:
+        held.close()

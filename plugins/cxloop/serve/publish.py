@@ -214,6 +214,24 @@ def _copy_comments(con: duckdb.DuckDBPyConnection, marts: list[str]) -> None:
             )
 
 
+def open_latest(path: Path | str, alias: str = "cx") -> duckdb.DuckDBPyConnection:
+    """A connection that sees the snapshot published last, for processes that live across runs
+    (notebooks, dashboards' Python back ends, services). ``duckdb.connect(path)`` hands back
+    the database instance the process already has open for that path, so while any connection
+    to it lives, every new one keeps seeing the snapshot of the first; this opens a fresh
+    in-memory database and attaches the file read-only under ``alias`` (the marts are
+    ``<alias>.marts.<mart>``), which reads whatever file the path names now. Close it when
+    done; call again for the next query batch."""
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute(f"attach {_quote_literal(str(path))} as {_quote_ident(alias)} (read_only)")
+        con.execute(f"use {_quote_ident(alias)}")  # unqualified marts.<mart> reads the snapshot
+    except Exception:
+        con.close()
+        raise
+    return con
+
+
 def check_snapshot(path: Path | str) -> dict:
     """Open a published file read-only and check it is complete: every mart of the contract
     is listed in ``published_marts``, and every listed mart holds exactly the rows recorded.
