@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 from _warehouse_fixture import build_marts, poll_published, warehouse_copy
 from cxloop.config import Settings
@@ -89,7 +90,13 @@ def test_publish_writes_a_verified_read_only_copy_of_the_marts(private, tmp_path
     manifest = json.loads(manifest_path(path).read_text())
     assert manifest["row_counts"] == check["counts"] and manifest["run_id"] == "run-1"
     assert manifest["dbt_invocation_id"] == "inv-1"
-    assert sorted(p.name for p in path.parent.iterdir()) == ["cx.duckdb", "cx.json"], "temp files left behind"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["cx.duckdb", "cx.json", "marts"], "temp files left"
+    # every mart also as Parquet at a stable path, with the snapshot's rows, read-only on disk
+    parquet = {f.stem: f for f in (path.parent / "marts").iterdir()}
+    assert set(parquet) == set(check["counts"]), sorted(parquet)
+    assert {m: pq.read_metadata(f).num_rows for m, f in parquet.items()} == check["counts"]
+    assert manifest["parquet"] == {m: f"marts/{m}.parquet" for m in check["counts"]}
+    assert all(not stat.S_IMODE(f.stat().st_mode) & 0o222 for f in parquet.values())
     assert str(path) not in _open_paths(), "the writer must not hold the published file"
 
 
@@ -179,8 +186,12 @@ def test_readers_polling_during_consecutive_runs_see_no_lock_errors_and_only_com
     assert len({json.dumps(c, sort_keys=True) for c in expected_counts.values()}) >= 3, "runs should differ"
     final = check_snapshot(path)
     assert final["run_id"] == "run-5" and final["counts"] == expected_counts["run-5"]
-    leftovers = [p.name for p in path.parent.iterdir() if p.name not in {"cx.duckdb", "cx.json"}]
+    leftovers = [p.name for p in path.parent.iterdir() if p.name not in {"cx.duckdb", "cx.json", "marts"}]
+    leftovers += [p.name for p in (path.parent / "marts").iterdir() if not p.name.endswith(".parquet")]
     assert leftovers == []
+    assert pq.read_metadata(path.parent / "marts" / "account_nps.parquet").num_rows == expected_counts["run-5"][
+        "account_nps"
+    ], "the Parquet files are the last run's"
 
 
 def test_the_snapshot_opens_in_the_duckdb_1x_command_line_client(private, tmp_path, monkeypatch):

@@ -244,11 +244,19 @@ def test_publish_cleans_temporaries_of_killed_publishes_and_nothing_else(shared,
         ]
         for name in stale + kept:
             (target.parent / name).write_text("x")
+        marts_dir = target.parent / "marts"  # the Parquet copies' temporaries
+        marts_dir.mkdir(exist_ok=True)
+        stale_parquet = [f".account_nps.parquet.{dead.pid}.tmp"]
+        kept_parquet = [f".account_nps.parquet.{alive.pid}.tmp", "mine.txt"]
+        for name in stale_parquet + kept_parquet:
+            (marts_dir / name).write_text("x")
         assert pipeline.publish(private, shared.as_of, "r-clean", "inv") == str(target)
         left = {p.name for p in target.parent.iterdir()}
         assert not left & set(stale), left
         assert set(kept) <= left
-        assert left == set(kept) | {"cx.duckdb", "cx.json"}
+        assert left == set(kept) | {"cx.duckdb", "cx.json", "marts"}
+        left_parquet = {p.name for p in marts_dir.iterdir() if not p.name.endswith(".parquet")}
+        assert left_parquet == set(kept_parquet), left_parquet
     finally:
         alive.kill()
         alive.wait()

@@ -15,7 +15,12 @@ publishes a separate file that only readers open, always with ``read_only=True``
    ``main.published_marts`` (mart, rows). It is checkpointed and closed.
 3. The temp file is opened again read-only and verified: every mart present, row counts equal
    to the writer's.
-4. ``os.replace`` renames it onto the published path. The rename is atomic on one file
+4. Each mart is also written as Parquet at a stable path, ``marts/<mart>.parquet`` next to the
+   snapshot, for tools that read Parquet rather than DuckDB: copied from the verified temp
+   file into ``.<mart>.parquet.<pid>.tmp`` and renamed over the previous one (one rename per
+   file: a reader of several files during a publish may mix two runs; ``cx.json``, written
+   last, names the run they all belong to once the publish is done).
+5. ``os.replace`` renames it onto the published path. The rename is atomic on one file
    system: a reader opening the path sees either the previous snapshot or the new one, never
    a partial file; a reader that already had the old file open keeps its inode until it
    closes. The process that writes never opens the published path itself.
@@ -122,7 +127,39 @@ def stale_temporaries(path: Path) -> list[Path]:
             continue
         if int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"])) and candidate.is_file():
             stale.append(candidate)
+    for candidate in sorted(parquet_dir(path).glob(".*.parquet.*.tmp")):
+        m = pattern.match(candidate.name)
+        if m and int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"])) and candidate.is_file():
+            stale.append(candidate)
     return stale
+
+
+def parquet_dir(path: Path) -> Path:
+    """Where the marts are published as Parquet: ``marts/`` next to the snapshot."""
+    return Path(path).parent / "marts"
+
+
+def _publish_parquet(snapshot: Path, marts: list[str], folder: Path) -> dict[str, str]:
+    """Every mart of the (verified, not yet swapped in) ``snapshot`` as ``folder/<mart>.parquet``,
+    each written to a temporary name and renamed over the previous file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    con = duckdb.connect(str(snapshot), read_only=True)
+    try:
+        for mart in marts:
+            final = folder / f"{mart}.parquet"
+            tmp = folder / f".{mart}.parquet.{os.getpid()}.tmp"
+            try:
+                con.execute(f"copy marts.{_quote_ident(mart)} to {_quote_literal(str(tmp))} (format parquet)")
+                tmp.chmod(0o444)
+                os.replace(tmp, final)
+            except Exception:
+                _remove(tmp)
+                raise
+            written[mart] = f"{folder.name}/{final.name}"
+    finally:
+        con.close()
+    return written
 
 
 def clean_stale_temporaries(path: Path) -> list[Path]:
@@ -314,6 +351,7 @@ def publish_snapshot(
             problems.append("the snapshot left a WAL file behind")
         if problems:
             raise PublishError("snapshot did not verify: " + "; ".join(problems))
+        parquet = _publish_parquet(tmp, marts, parquet_dir(path))
         # Read-only on disk too: a BI tool that forgets read_only cannot open it for writing
         # (for non-root users), and nothing ever writes to a published file in place.
         tmp.chmod(0o444)
@@ -330,6 +368,7 @@ def publish_snapshot(
         "dbt_invocation_id": dbt_invocation_id,
         "metric_contract_version": METRIC_CONTRACT_VERSION,
         "duckdb_storage_version": storage,
+        "parquet": parquet,
         "row_counts": counts,
         "bytes": path.stat().st_size,
         "seconds": round(elapsed, 3),
