@@ -312,6 +312,8 @@ def test_data_docs_are_written(tmp_path):
     index = build_data_docs(out, tmp_path / "docs")
     text = index.read_text(encoding="utf-8")
     assert "responses.html" in text and "expect_column_values_to_be_between" in text
+    # table-level checks name the table, not a missing column (pandas would print nan)
+    assert "<td>(whole table)</td>" in text and ">nan<" not in text and ">None<" not in text
     page = (tmp_path / "docs" / "responses.html").read_text(encoding="utf-8")
     assert "nps_score" in page and "GX rendering failed" not in page
 

@@ -113,7 +113,8 @@ def _summary_html(outcome: ValidationOutcome, pages: Mapping[str, str | None]) -
     parts.append("</tr>")
     for r in outcome.results.itertuples(index=False):
         cls = "" if r.success else (" class='fail'" if r.severity == "error" else " class='warn'")
-        cells = [r.entity, r.expectation, r.column, r.severity, r.success, r.rows_checked, r.unexpected_count]
+        column = r.column if isinstance(r.column, str) and r.column else "(whole table)"  # not NaN/None
+        cells = [r.entity, r.expectation, column, r.severity, r.success, r.rows_checked, r.unexpected_count]
         parts.append(f"<tr{cls}>" + "".join(f"<td>{esc(str(x))}</td>" for x in cells) + "</tr>")
     parts.append("</table><h2>Quarantine (first 200 rows)</h2><table><tr>")
     qcols = ["entity", "primary_key", "row_number", "field", "expectation", "reason"]
