@@ -237,6 +237,7 @@ def test_cxloop_docs_generates_and_serves_the_dbt_docs_from_any_directory(tmp_pa
 
     import requests
     from cxloop.config import project_home
+    from cxloop.transform.dbt import target_dir
 
     settings, _, rc = _background.result("demo_run", ("salesforce", "qualtrics"))
     assert rc == 0
@@ -247,7 +248,7 @@ def test_cxloop_docs_generates_and_serves_the_dbt_docs_from_any_directory(tmp_pa
     }
     done = subprocess.run([str(cxloop), "docs"], cwd="/", env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    target = settings.var_dir / "dbt" / "target"
+    target = target_dir(settings)
     assert f"as of {AS_OF.isoformat()}: {target / 'index.html'}" in done.stdout
     catalog = json.loads((target / "catalog.json").read_text())
     manifest = json.loads((target / "manifest.json").read_text())

@@ -77,16 +77,6 @@ def secrets_run():
     return value
 
 
-@pytest.fixture(scope="module")
-def postgres_run(secrets_run):
-    return secrets_run
-
-
-@pytest.fixture(scope="module")
-def publish_dag_run(secrets_run):
-    return secrets_run["publish_rc"], secrets_run["publish_output"]
-
-
 @_background.prestart("secrets_run")
 def _secrets_run(_param=None) -> dict:
     """The canary run, then cx_publish through Airflow on its warehouse, then its database
@@ -158,8 +148,8 @@ def _secrets_run(_param=None) -> dict:
         admin.close()
 
 
-def test_the_scan_finds_a_planted_canary(postgres_run, tmp_path):
-    canaries = postgres_run["canaries"]
+def test_the_scan_finds_a_planted_canary(secrets_run, tmp_path):
+    canaries = secrets_run["canaries"]
     planted = tmp_path / "planted" / "deep" / "x.log"
     planted.parent.mkdir(parents=True)
     planted.write_text("connecting: host=h password=" + canaries["CXLOOP_PG_PASSWORD"] + "\n")
@@ -167,13 +157,13 @@ def test_the_scan_finds_a_planted_canary(postgres_run, tmp_path):
     assert scan(tmp_path, canaries, {"log": "x " + canaries["source token"]})[-1] == "log: source token"
 
 
-def test_no_canary_in_any_file_under_var_or_any_log_record(postgres_run):
-    canaries = postgres_run["canaries"]
-    var = Path(postgres_run["settings"].var_dir)
+def test_no_canary_in_any_file_under_var_or_any_log_record(secrets_run):
+    canaries = secrets_run["canaries"]
+    var = Path(secrets_run["settings"].var_dir)
     written = sorted(p.relative_to(var).parts[0] for p in var.rglob("*") if p.is_file())
     assert {"logs", "exports", "landing"} <= set(written), "the run should have written its files under var/"
     assert (var / "logs" / "last_run_summary.txt").exists() and (var / "logs" / "last_run_summary.json").exists()
-    records = postgres_run["logs"]
+    records = secrets_run["logs"]
     assert len(records) > 20, "the run's log records should have been collected"
     assert scan(var, canaries, {"log records": "\n".join(records)}) == []
 
@@ -199,18 +189,18 @@ def _publish_dag_run(settings: Settings, canaries: dict[str, str]) -> tuple[int,
     return rc, (settings.logs_dir / "airflow-dags-test.log").read_text()
 
 
-def test_the_publish_dag_task_logs_hold_no_canary(postgres_run, publish_dag_run):
-    rc, output = publish_dag_run
+def test_the_publish_dag_task_logs_hold_no_canary(secrets_run):
+    rc, output = secrets_run["publish_rc"], secrets_run["publish_output"]
     assert rc == 0, output[-4000:]
-    var = Path(postgres_run["settings"].var_dir)
+    var = Path(secrets_run["settings"].var_dir)
     # `airflow dags test` runs the tasks in its own process and prints their logs: that output is
     # the task log of this run (kept as var/logs/airflow-dags-test.log, scanned with var/ below)
     assert "cxloop run summary" in output, "the summarise task prints the summary into its log"
     assert "password=***" in output
-    assert scan(var, postgres_run["canaries"], {"airflow dags test output": output}) == []
+    assert scan(var, secrets_run["canaries"], {"airflow dags test output": output}) == []
 
 
-def test_the_summary_names_the_postgres_warehouse_with_its_password_redacted(postgres_run):
-    text = postgres_run["summary"]["text"]  # also what the cx_publish task prints into its log
+def test_the_summary_names_the_postgres_warehouse_with_its_password_redacted(secrets_run):
+    text = secrets_run["summary"]["text"]  # also what the cx_publish task prints into its log
     assert "postgres: host=" in text and "password=***" in text
-    assert postgres_run["canaries"]["CXLOOP_PG_PASSWORD"] not in text
+    assert secrets_run["canaries"]["CXLOOP_PG_PASSWORD"] not in text

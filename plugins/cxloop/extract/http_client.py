@@ -184,7 +184,11 @@ class RetryPolicy:
         """The policy of ``config/sources.yml``'s ``retry:`` section (and CXLOOP_RETRY_*)."""
         from cxloop.source_config import load_retry
 
-        r = load_retry()
+        return cls.from_settings(load_retry())
+
+    @classmethod
+    def from_settings(cls, r) -> RetryPolicy:
+        """From a :class:`cxloop.source_config.RetrySettings`."""
         return cls(
             max_retries=r.max_retries,
             backoff_base=r.backoff_base_seconds,
@@ -235,15 +239,18 @@ class HttpClient:
         self._token = token or ""
         self.source = source
         self.timeout = (connect_timeout, read_timeout)
-        self.retry = retry or RetryPolicy.configured()
+        if retry is None or max_response_bytes is None:  # one read of config/sources.yml for both
+            from cxloop.source_config import load_source_config
+
+            config = load_source_config()
+            retry = retry or RetryPolicy.from_settings(config.retry)
+            if max_response_bytes is None:
+                max_response_bytes = config.limits.response_bytes
+        self.retry = retry
         self.error_parser = error_parser or _default_error_parser
         self._sleep = sleep
         self._rng = rng or random.Random()
         self.stats = RequestStats()
-        if max_response_bytes is None:
-            from cxloop.source_config import load_limits
-
-            max_response_bytes = load_limits().response_bytes
         self.max_response_bytes = int(max_response_bytes)
         own_session = session is None
         self.session = session or requests.Session()

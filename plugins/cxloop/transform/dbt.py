@@ -97,7 +97,7 @@ def dbt_args(
         "--project-dir", str(settings.dbt_project_dir),
         "--profiles-dir", str(settings.dbt_project_dir),
         "--target", target or settings.dbt_target,
-        "--target-path", str(settings.var_dir / "dbt" / "target"),
+        "--target-path", str(target_dir(settings)),
         "--log-path", str(settings.logs_dir / "dbt"),
         "--vars", json.dumps(dbt_vars(as_of, extra_vars, program)),
     ]
@@ -188,11 +188,16 @@ def generate_docs(settings: Settings, as_of: datetime, program: Program | None =
     exposures and lineage, with the warehouse's catalog), from any working directory: the
     profile reaches the warehouse through these settings, as in a build. Returns index.html."""
     run_dbt("docs generate", settings, as_of, program=program)
-    return settings.var_dir / "dbt" / "target" / "index.html"
+    return target_dir(settings) / "index.html"
 
 
 def manifest_path(settings: Settings) -> Path:
-    return settings.var_dir / "dbt" / "target" / "manifest.json"
+    return target_dir(settings) / "manifest.json"
+
+
+def target_dir(settings: Settings) -> Path:
+    """dbt's target folder of this var dir (manifest, run results, the docs site)."""
+    return settings.var_dir / "dbt" / "target"
 
 
 RESULTS_DDL = """
