@@ -23,7 +23,7 @@ from cxloop.contract import ENTITIES, ENTITY_ORDER
 from cxloop.gate.coerce import coerce_column
 from cxloop.gate.data_docs import build_data_docs
 from cxloop.gate.outcome import BatchRejected, ValidationOutcome
-from cxloop.gate.suites import build_suite, load_suite_config
+from cxloop.gate.suites import build_suite, load_suite_config, memoised_configurations
 from cxloop.gate.validation import validate_batch
 from cxloop.store.base import QUARANTINE_COLUMNS, RESULT_COLUMNS
 
@@ -425,6 +425,28 @@ def test_bad_input_case(case_name, bad_input_outcomes):
                 assert hit[k].iloc[0] == r[k], k
     if "record_json_max_chars" in expect:
         assert out.quarantine.record_json.str.len().max() <= expect["record_json_max_chars"]
+
+
+def test_configuration_memo_lives_for_one_validation_only():
+    """The gate memoises GX's Expectation.configuration for one validate call
+    (cxloop.gate.suites.memoised_configurations): one object inside the block, a fresh one
+    outside it, and a suite parameter ($max_timestamp, from as_of) substituted in one
+    validation never sticks to the next: a response 2 days after as_of is quarantined as
+    future, not at a later as_of, and again at the first."""
+    expectation = build_suite(load_suite_config("responses")).expectations[0]
+    with memoised_configurations():
+        assert expectation.configuration is expectation.configuration
+    assert expectation.configuration is not expectation.configuration
+    assert expectation.configuration == expectation.configuration
+
+    rows = clean_rows()
+    rows["responses"][0]["recorded_at"] = (AS_OF + dt.timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    future = [run(rows, as_of=as_of) for as_of in (AS_OF, AS_OF + dt.timedelta(days=5), AS_OF)]
+    flagged = [
+        set(o.quarantine.loc[(o.quarantine.entity == "responses") & (o.quarantine.field == "recorded_at"), "row_number"])
+        for o in future
+    ]
+    assert flagged == [{1}, set(), {1}]
 
 
 def test_bad_input_corpus_is_big_enough():

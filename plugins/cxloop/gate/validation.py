@@ -82,7 +82,7 @@ from cxloop.gate.outcome import (
     ValidationOutcome,
     results_frame,
 )
-from cxloop.gate.suites import build_suite, gx_context, load_suite_config
+from cxloop.gate.suites import build_suite, gx_context, load_suite_config, memoised_configurations
 from cxloop.store.base import QUARANTINE_COLUMNS, RESULT_COLUMNS, KnownKeys, SetKnownKeys
 
 DEFAULT_FUTURE_SKEW = dt.timedelta(hours=1)
@@ -442,9 +442,10 @@ class Gate:
         self._tick("references", t0)
         t0 = time.perf_counter()
         batch = run.batch_definition.get_batch(batch_parameters={"dataframe": _gx_vectorisable(frame)})
-        result = batch.validate(
-            run.suite, result_format=_GX_RESULT_FORMAT, expectation_parameters={"max_timestamp": self.max_ts}
-        )
+        with memoised_configurations():
+            result = batch.validate(
+                run.suite, result_format=_GX_RESULT_FORMAT, expectation_parameters={"max_timestamp": self.max_ts}
+            )
         key = name if run.chunks == 1 else f"{name}.{run.chunks}"
         self.gx_results[key] = result
         self._tick(f"gx_{name}", t0)
