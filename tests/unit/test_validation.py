@@ -443,8 +443,8 @@ def test_configuration_memo_lives_for_one_validation_only():
     rows["responses"][0]["recorded_at"] = (AS_OF + dt.timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     future = [run(rows, as_of=as_of) for as_of in (AS_OF, AS_OF + dt.timedelta(days=5), AS_OF)]
     flagged = [
-        set(o.quarantine.loc[(o.quarantine.entity == "responses") & (o.quarantine.field == "recorded_at"), "row_number"])
-        for o in future
+        set(q.loc[(q.entity == "responses") & (q.field == "recorded_at"), "row_number"])
+        for q in (o.quarantine for o in future)
     ]
     assert flagged == [{1}, set(), {1}]
 
