@@ -1,17 +1,6 @@
-"""The ``cxloop`` command line.
-
-cxloop demo [--scale X] [--seed N] [--keep]   generate demo data, serve it, run the DAG
-                                              through Airflow, print the summary
-cxloop generate --out DIR [--scale X]         demo data only
-cxloop serve --data DIR                       the demo source server only
-cxloop init [--dir D]                         write a commented configuration skeleton (D/sources.yml)
-cxloop check [--config FILE]                  one line per check: configuration, credentials, sources
-                                              reachable, drop folder, warehouse, PII key
-cxloop run [--as-of T] [--config FILE]        run the DAGs through Airflow on your own sources
-                                              (as_of default: the start of the current UTC day)
-cxloop summary                                print the last run's summary again
-cxloop prune [--dry-run] [--days N]           delete raw pages older than the retention
-                                              (CXLOOP_RAW_RETENTION_DAYS, default 30)
+"""The ``cxloop`` command line (click): ``cxloop --help`` lists the commands, ``cxloop COMMAND
+--help`` their options with defaults; ``cxloop completion bash|zsh|fish`` prints the shell
+completion script. An argument or configuration error is one line on stderr and exit 2.
 """
 
 from __future__ import annotations
@@ -404,13 +393,6 @@ def project_problem() -> str | None:
     return f"cxloop: no project folder: set CXLOOP_HOME to the folder holding {needs} ({Path.cwd()} has none)"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, with an argument error as one line (no usage block) and exit 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message} (see `{self.prog} --help`)")
-
-
 def main(argv: list[str] | None = None) -> int:
     """The command line; an argument or configuration error is one line on stderr and exit 2,
     any other error one line and exit 1: never a traceback (CXLOOP_LOG_LEVEL=DEBUG shows it)."""
@@ -437,76 +419,141 @@ def _one_line(text: str) -> str:
     return " ".join(redact(text).split())
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Every command with its options (what `cxloop --help` and `cxloop <command> --help` show)."""
-    parser = _Parser(prog="cxloop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="run the whole pipeline on demo data through Airflow")
-    p.add_argument("--scale", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--as-of", default=DEMO_AS_OF)
-    p.add_argument("--keep", action="store_true", help="keep the existing warehouse instead of starting fresh")
-    p.add_argument("--crm", choices=("salesforce", "hubspot", "files"), default=None, help="CRM source")
-    p.add_argument("--survey", choices=("qualtrics", "files"), default=None, help="survey source")
-    p.add_argument(
-        "--program",
-        choices=("standard", "response-only"),
-        default="standard",
-        help="response-only: responses recorded without invitations, from a file drop",
+CLI_HELP = (
+    "cxloop: the open-source B2B Net Promoter warehouse. Extract survey and CRM data, validate "
+    "every batch, build the marts with dbt, publish the governance pack (README.md)."
+)
+
+
+def _option(name: str, help: str, default=None, **kw):
+    import click
+
+    return click.Option([name], default=default, help=help, show_default=default not in (None, False), **kw)
+
+
+def _flag(name: str, help: str):
+    import click
+
+    return click.Option([name], is_flag=True, default=False, help=help)
+
+
+def _commands() -> list[tuple[str, object, str, list]]:
+    """(name, function, help, options) of every command: what `cxloop --help` lists."""
+    import click
+
+    scale = _option("--scale", "size of the demo world (1.0: 200 accounts)", 1.0, type=float)
+    seed = _option("--seed", "seed of the demo world (same seed, same data)", 42, type=int)
+    demo_as_of = _option("--as-of", "the demo's as_of: end of the data window (ISO)", DEMO_AS_OF)
+    config = _option("--config", "the configuration file  [default: CXLOOP_SOURCES_CONFIG or config/sources.yml]")
+    programs = click.Choice(("standard", "response-only"))
+    return [
+        ("demo", cmd_demo, "Run the whole pipeline on demo data through Airflow and print the summary.", [
+            scale, seed, demo_as_of,
+            _flag("--keep", "keep the existing warehouse instead of starting fresh"),
+            _option("--crm", "CRM source  [default: config/sources.yml]",
+                    type=click.Choice(("salesforce", "hubspot", "files"))),
+            _option("--survey", "survey source  [default: config/sources.yml]",
+                    type=click.Choice(("qualtrics", "files"))),
+            _option("--program", "response-only: responses recorded without invitations, from a file drop",
+                    "standard", type=programs),
+        ]),
+        ("generate", cmd_generate, "Write demo source data.", [
+            _option("--out", "the folder to write into", required=True), scale, seed, demo_as_of,
+            _option("--program", "response-only: also write OUT/drop, a file drop with responses and no invitations",
+                    "standard", type=programs),
+        ]),
+        ("serve", cmd_serve, "Serve demo data over the Qualtrics, Salesforce and HubSpot protocols.", [
+            _option("--data", "the generator's source/ folder", required=True),
+            _option("--port", "the port to listen on (0: any free port)", 0, type=int),
+            _option("--token", "the bearer token clients must send  [default: a new random one]"),
+        ]),
+        ("airflow", cmd_airflow, "Start the Airflow UI on the demo home (standalone).", [
+            _option("--port", "the UI's port", 8080, type=int),
+            _option("--host", "the address the UI binds (127.0.0.1: this machine only; 0.0.0.0: every interface)",
+                    "127.0.0.1"),
+        ]),
+        ("docs", cmd_docs, "Generate dbt's documentation of the warehouse (models, columns, lineage).", [
+            _option("--as-of", "the window's end (ISO)  [default: the warehouse's complete window]"),
+            _flag("--serve", "serve the site after generating it (Ctrl-C stops)"),
+            _option("--host", "the address --serve binds", "127.0.0.1"),
+            _option("--port", "the port --serve listens on (0: any free)", 8081, type=int),
+        ]),
+        ("init", cmd_init, "Write a commented configuration skeleton for your own sources.", [
+            _option("--dir", "the folder to write sources.yml into", "."),
+        ]),
+        ("check", cmd_check, "Check the configuration, credentials, sources, warehouse and PII key.", [config]),
+        ("run", cmd_run, "Run the pipeline through Airflow on your own sources.", [
+            _option("--as-of", "end of the data window (ISO)  [default: today 00:00 UTC]"), config,
+        ]),
+        ("summary", cmd_summary, "Print the last run's summary.", []),
+        ("prune", cmd_prune, "Delete raw pages (personal data) older than the retention.", [
+            _flag("--dry-run", "print what would be deleted, delete nothing"),
+            _option("--days", "retention in days  [default: CXLOOP_RAW_RETENTION_DAYS or 30]", type=int),
+        ]),
+        ("completion", cmd_completion, "Print the shell completion script (eval \"$(cxloop completion bash)\").", [
+            click.Argument(["shell"], type=click.Choice(("bash", "zsh", "fish"))),
+        ]),
+    ]
+
+
+def build_cli():
+    """The click group of every command. A command's callback returns its arguments as a
+    Namespace (``command``, ``func`` and one attribute per option); :func:`_main` runs it."""
+    import click
+
+    def command(name: str, func, help_text: str, params: list):
+        def callback(**values) -> argparse.Namespace:
+            return argparse.Namespace(command=name, func=func, **values)
+
+        return click.Command(name, callback=callback, params=params, help=help_text, short_help=help_text)
+
+    group = click.Group(
+        "cxloop",
+        help=CLI_HELP,
+        epilog="`cxloop COMMAND --help` shows a command's options and their defaults.",
+        commands=[command(*spec) for spec in _commands()],
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
     )
-    p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("generate", help="write demo source data")
-    p.add_argument("--out", required=True)
-    p.add_argument("--scale", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--as-of", default=DEMO_AS_OF)
-    p.add_argument(
-        "--program", choices=("standard", "response-only"), default="standard",
-        help="response-only: also write OUT/drop, a file drop with responses and no invitations",
-    )
-    p.set_defaults(func=cmd_generate)
-    p = sub.add_parser("serve", help="serve demo data over the Qualtrics and Salesforce protocols")
-    p.add_argument("--data", required=True, help="the generator's source/ folder")
-    p.add_argument("--port", type=int, default=0)
-    p.add_argument("--token", default=None)
-    p.set_defaults(func=cmd_serve)
-    p = sub.add_parser("airflow", help="start the Airflow UI on the demo home (standalone)")
-    p.add_argument("--port", type=int, default=8080, help="the UI's port (default: 8080)")
-    p.add_argument(
-        "--host", default="127.0.0.1",
-        help="the address the UI binds (default: 127.0.0.1, this machine only; 0.0.0.0 for every interface)",
-    )
-    p.set_defaults(func=cmd_airflow)
-    p = sub.add_parser("docs", help="generate dbt's documentation of the warehouse (models, columns, lineage)")
-    p.add_argument("--as-of", default=None, help="the window's end (ISO; default: the warehouse's complete window)")
-    p.add_argument("--serve", action="store_true", help="serve the site after generating it (Ctrl-C stops)")
-    p.add_argument("--host", default="127.0.0.1", help="the address --serve binds (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8081, help="the port --serve listens on (default: 8081; 0: any free)")
-    p.set_defaults(func=cmd_docs)
-    p = sub.add_parser("init", help="write a commented configuration skeleton for your own sources")
-    p.add_argument("--dir", default=".", help="folder to write sources.yml into (default: here)")
-    p.set_defaults(func=cmd_init)
-    p = sub.add_parser("check", help="check the configuration, credentials, sources, warehouse and PII key")
-    p.add_argument("--config", default=None, help="the configuration file (default: CXLOOP_SOURCES_CONFIG)")
-    p.set_defaults(func=cmd_check)
-    p = sub.add_parser("run", help="run the pipeline through Airflow on your own sources")
-    p.add_argument("--as-of", default=None, help="end of the data window (ISO; default: today 00:00 UTC)")
-    p.add_argument("--config", default=None, help="the configuration file (default: CXLOOP_SOURCES_CONFIG)")
-    p.set_defaults(func=cmd_run)
-    p = sub.add_parser("summary", help="print the last run's summary")
-    p.set_defaults(func=cmd_summary)
-    p = sub.add_parser("prune", help="delete raw pages (personal data) older than the retention")
-    p.add_argument("--dry-run", action="store_true", help="print what would be deleted, delete nothing")
-    p.add_argument("--days", type=int, default=None, help="retention in days (default CXLOOP_RAW_RETENTION_DAYS, 30)")
-    p.set_defaults(func=cmd_prune)
-    return parser
+    return group
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace | int:
+    """The command and its options, or the exit code when there is nothing to run (--help).
+    A usage error raises UsageError with one line naming the command's --help."""
+    import click
+
+    group = build_cli()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        parsed = group.main(args=argv, prog_name="cxloop", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx is not None else CLI_HELP)
+        return 2
+    except click.UsageError as exc:
+        named = next((a for a in argv if not a.startswith("-")), None)
+        where = f"cxloop {named}" if named in group.commands else "cxloop"
+        raise UsageError(f"{where}: {exc.format_message()} (see `{where} --help`)") from None
+    except click.Abort:
+        raise KeyboardInterrupt from None
+    return parsed if isinstance(parsed, argparse.Namespace) else int(parsed or 0)
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    """The completion script click generates for this command line (bash, zsh or fish)."""
+    from click.shell_completion import get_completion_class
+
+    complete = get_completion_class(args.shell)(build_cli(), {}, "cxloop", "_CXLOOP_COMPLETE")
+    print(complete.source())
+    return 0
 
 
 def _main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=os.environ.get("CXLOOP_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
     )
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
+    if isinstance(args, int):  # --help, or no command: click printed what there is
+        return args
     if args.command in NEEDS_PROJECT and (problem := project_problem()):
         print(problem, file=sys.stderr)
         return 2

@@ -102,7 +102,7 @@ def test_cxloop_help_works_from_the_root_directory(installed):
     assert installed["cxloop"].exists(), "the console script was not installed"
     run = _run([installed["cxloop"], "--help"], cwd=Path("/"), env=_clean_env())
     assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.startswith("usage: cxloop")
+    assert run.stdout.startswith("Usage: cxloop")
     for command in ("demo", "generate", "serve", "summary", "airflow"):
         assert command in run.stdout
 

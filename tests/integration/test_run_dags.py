@@ -31,11 +31,11 @@ def test_the_demo_ui_binds_the_loopback_unless_told_otherwise(tmp_path):
     import subprocess
     import sys
 
-    from cxloop.cli import airflow_ui_env, build_parser
+    from cxloop.cli import airflow_ui_env, parse_args
 
     settings = Settings.from_env({"CXLOOP_VAR": str(tmp_path / "var")})
     settings.ensure_dirs()
-    args = build_parser().parse_args(["airflow"])
+    args = parse_args(["airflow"])
     assert (args.host, args.port) == ("127.0.0.1", 8080)
     probe = "from airflow.configuration import conf; print(conf.get('api', 'host'), conf.getint('api', 'port'))"
     for host, port in ((args.host, args.port), ("0.0.0.0", 8793)):

@@ -77,8 +77,12 @@ def _main(argv: list[str], capsys) -> tuple[int, str, str]:
     ("argv", "expected"),
     [
         (["run", "--as-of", "2999-01-01"], "cxloop: as_of 2999-01-01T00:00:00 is more than 24 h in the future"),
-        (["run", "--bogus"], "cxloop: unrecognized arguments: --bogus"),
-        (["frobnicate"], "cxloop: argument command: invalid choice: 'frobnicate'"),
+        (["run", "--bogus"], "cxloop run: No such option '--bogus'. (see `cxloop run --help`)"),
+        (["frobnicate"], "cxloop: No such command 'frobnicate'. (see `cxloop --help`)"),
+        (["prune", "--days"], "cxloop prune: Option '--days' requires an argument. (see `cxloop prune --help`)"),
+        (["prune", "--days", "soon"], "cxloop prune: Invalid value for '--days': 'soon' is not a valid integer."),
+        (["demo", "--crm", "<script>"], "cxloop demo: Invalid value for '--crm': '<script>' is not one of"),
+        (["completion", "tcsh"], "cxloop completion: Invalid value for '{bash|zsh|fish}': 'tcsh' is not one of"),
         (["check", "--config", "/nonexistent/sources.yml"], "cxloop: --config /nonexistent/sources.yml: no such file"),
     ],
 )
@@ -86,7 +90,39 @@ def test_argument_errors_are_one_line_exit_2(argv, expected, capsys):
     rc, out, err = _main(argv, capsys)
     assert rc == 2
     assert err.startswith(expected) and err.count("\n") == 1, err
-    assert "Traceback" not in out + err and "usage:" not in err
+    assert "Traceback" not in out + err and "usage:" not in err.lower()
+
+
+def test_every_option_has_help_and_shows_its_default(capsys):
+    """`cxloop COMMAND --help` explains every option; one with a default shows it."""
+    group = cli.build_cli()
+    for name, command in group.commands.items():
+        for param in command.params:
+            if param.param_type_name != "option" or param.name == "help":
+                continue
+            assert param.help, f"cxloop {name} {param.opts[0]} has no help text"
+            has_default = param.default not in (None, False)
+            assert has_default == bool(param.show_default) or "[default:" in param.help, (name, param.opts)
+        rc, out, err = _main([name, "--help"], capsys)
+        assert rc == 0 and err == "" and out.startswith(f"Usage: cxloop {name}"), (name, err)
+    rc, out, _ = _main(["demo", "--help"], capsys)
+    assert "[default: 42]" in out and "[default: 2026-10-01T00:00:00]" in out
+
+
+def test_shell_completion_script_and_completions():
+    """`cxloop completion bash` prints click's script; the script's protocol (the
+    _CXLOOP_COMPLETE variable the entry point answers) completes commands and options."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(cli.__file__).parents[1])}
+    script = subprocess.run(
+        [sys.executable, "-m", "cxloop.cli", "completion", "bash"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert script.returncode == 0 and "_CXLOOP_COMPLETE=bash_complete" in script.stdout, script.stderr
+    for words, cword, expected in (("cxloop de", "1", "plain,demo"), ("cxloop demo --cr", "2", "plain,--crm")):
+        done = subprocess.run(
+            [sys.executable, "-m", "cxloop.cli"], capture_output=True, text=True, timeout=60,
+            env={**env, "_CXLOOP_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": cword},
+        )
+        assert done.stdout.split() == [expected], (words, done.stdout, done.stderr)
 
 
 def test_a_rejected_configuration_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
