@@ -329,8 +329,9 @@ def publish_snapshot(
         "published_at": datetime.now(UTC).replace(tzinfo=None),
         "dbt_invocation_id": dbt_invocation_id,
     }
-    # The pipeline's own connection config (not read_only), as in exports: under
-    # `airflow dags test` dbt-duckdb may still hold this database open in the same process.
+    # The pipeline's own connection config (not read_only), as in exports: DuckDB refuses a
+    # connection with another configuration to a file this process already holds open (tasks
+    # share one process under `airflow dags test`; dbt releases it after each invocation).
     con = duckdb.connect(str(settings.warehouse_path))
     try:
         con.execute("checkpoint")

@@ -20,8 +20,8 @@ class WarehouseReader:
             import duckdb
 
             # The pipeline's connection config (not read_only): under `airflow dags test` all
-            # tasks share one process, where dbt-duckdb may still hold the file open and
-            # DuckDB refuses a second connection with another configuration.
+            # tasks share one process, and DuckDB refuses a second connection with another
+            # configuration to a file the process already holds open.
             self._con = duckdb.connect(str(settings.warehouse_path))
         else:
             import psycopg2
