@@ -3,19 +3,21 @@
 A host project is written in a temporary folder: packages.yml installs this checkout's
 dbt_project/ with `local:`, its dbt_project.yml sets the package's vars under `vars: {cxloop:
 ...}` (raw schema `landing`, every raw table renamed `cx_<entity>`, schema prefix `pkg_`, the
-as_of), and it has a model of its own reading a cxloop mart plus a model that evaluates every
-engine-specific cxloop macro both as dispatched on the adapter and as its portable default__.
+as_of), it has a model of its own on a cxloop mart, and on DuckDB it overrides every
+engine-specific cxloop macro (its own `dispatch` search order) with the package's portable
+default__, the SQL that adapters without a spelling of their own get.
 The raw layer (a generated world, the canonical tables of plugins/cxloop/contract.py with
 their lineage columns) is written twice: as cxloop's own `raw.<entity>` into one DuckDB file,
-built by the cxloop project as the root project (the reference), and as `landing.cx_<entity>`
-into another DuckDB file that the host attaches read-only as database `landed` (var
-cxloop_raw_database) and into a throwaway Postgres database. `dbt deps` and `dbt build` of the
-host then run on both adapters.
+built by the cxloop project as the root project with its native macros (the reference), and as
+`landing.cx_<entity>` into another DuckDB file that the host attaches read-only as database
+`landed` (var cxloop_raw_database), and into a throwaway Postgres database. `dbt deps` and
+`dbt build` of the host then run on both adapters.
 
-The tests check: every mart of the host's build equals the cxloop project's own mart on the
-same data (DuckDB), and the Postgres build equals the DuckDB one; the sources, the schemas, the
-seeds and the snapshots are the host's; the portable default__ macros agree with the adapters'
-own. The dbt runs happen in a background body (tests/_background.py) while other tests run.
+The tests check: every mart of the host's DuckDB build equals the cxloop project's own mart on
+the same data, value for value, and the Postgres build (native postgres__ macros) equals it
+within 1e-9; the sources, schemas, seeds and snapshots are the host's; the raw database is
+left as it was. The dbt runs happen in a background body (tests/_background.py) while other
+tests run.
 """
 
 from __future__ import annotations
