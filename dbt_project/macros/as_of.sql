@@ -31,22 +31,41 @@
     cast('{{ dt.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp)
 {%- endmacro %}
 
-{#- The one-row table the pipeline writes the run's as_of into (cxloop.transform.dbt.RUN_CONTROL). -#}
-{% macro cxloop_run_control_relation() -%}
-    raw.cx_run_control
+{#- The one-row table the pipeline writes the run's as_of into (cxloop.transform.dbt.RUN_CONTROL):
+    raw.cx_run_control by default; a project that installs cxloop as a package and keeps its
+    as_of in a table names it with vars cxloop_run_control_database / _schema / _identifier
+    (falling back to cxloop_raw_database / cxloop_raw_schema, docs/dbt-package.md). The database
+    is only written out when a var names it, so the pipeline's compiled SQL stays as it was. -#}
+{% macro cxloop_run_control_parts() -%}
+    {%- set database = var('cxloop_run_control_database', var('cxloop_raw_database', none)) -%}
+    {%- set schema = var('cxloop_run_control_schema', var('cxloop_raw_schema', 'raw')) -%}
+    {%- set identifier = var('cxloop_run_control_identifier', 'cx_run_control') -%}
+    {{ return({'database': database, 'schema': schema, 'identifier': identifier}) }}
 {%- endmacro %}
 
-{#- on-run-start: with no as_of var, raw.cx_run_control must hold exactly one row. -#}
+{% macro cxloop_run_control_relation() -%}
+    {%- set parts = cxloop_run_control_parts() -%}
+    {%- if parts.database is none -%}
+        {{ parts.schema }}.{{ parts.identifier }}
+    {%- else -%}
+        {{ api.Relation.create(database=parts.database, schema=parts.schema, identifier=parts.identifier) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- on-run-start: with no as_of var, the run-control table must hold exactly one row. As a hook of
+    an installed package it runs in the host project's invocations too (each of them needs an as_of). -#}
 {% macro cxloop_check_as_of() -%}
     {%- if execute and (var('as_of', none) is none or (var('as_of') | string | trim) == '') -%}
-        {%- set rel = adapter.get_relation(database=target.database, schema='raw', identifier='cx_run_control') -%}
+        {%- set parts = cxloop_run_control_parts() -%}
+        {%- set rel = adapter.get_relation(
+            database=parts.database or target.database, schema=parts.schema, identifier=parts.identifier) -%}
         {%- set rows = run_query('select count(*) from ' ~ rel).columns[0].values()[0] if rel is not none else 0 -%}
         {%- if rows != 1 -%}
             {{ exceptions.raise_compiler_error(
-                "cxloop: no as_of for this run: raw.cx_run_control holds " ~ rows ~ " rows (the pipeline "
-                ~ "writes one before each dbt invocation); outside the pipeline pass it as a var, e.g. "
-                ~ "--vars '{as_of: \"2026-10-01T00:00:00\"}' (ISO timestamp in UTC, the exclusive end of the "
-                ~ "data window)") }}
+                "cxloop: no as_of for this run: " ~ parts.schema ~ "." ~ parts.identifier ~ " holds " ~ rows
+                ~ " rows (the pipeline writes one before each dbt invocation); outside the pipeline pass it as a "
+                ~ "var, e.g. --vars '{as_of: \"2026-10-01T00:00:00\"}' (ISO timestamp in UTC, the exclusive end "
+                ~ "of the data window)") }}
         {%- endif -%}
     {%- endif -%}
     select 1

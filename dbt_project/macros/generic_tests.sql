@@ -31,13 +31,14 @@
 
 {#- none of the columns holds a null: one pass over the model for all of them, instead of one
     not_null test (one more scan of a view, one more dbt node) per column. A failure returns a
-    row per column that has nulls; the failure count is the number of null values. -#}
+    row per column that has nulls; the failure count is the number of null values. count(case ...)
+    rather than count(*) filter (where ...): Snowflake and BigQuery have no filter clause. -#}
 {% test not_null_columns(model, columns) %}
     {{ config(fail_calc = 'coalesce(sum(null_rows), 0)') }}
     with null_counts as (
         select
             {% for c in columns %}
-                count(*) filter (where {{ c }} is null) as null_{{ loop.index }}{{ "," if not loop.last }}
+                count(case when {{ c }} is null then 1 end) as null_{{ loop.index }}{{ "," if not loop.last }}
             {% endfor %}
         from {{ model }}
     )

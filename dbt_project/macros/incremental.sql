@@ -12,9 +12,16 @@
 {#- Post-hook of every model: on Postgres, refresh the planner's statistics of a table just
     built. Without them Postgres takes a fresh 80k-row table for 5 rows and plans nested loops
     (at_risk_accounts on the large bench: 65 s instead of well under one). DuckDB keeps its
-    statistics itself: nothing to do. -#}
+    statistics itself, and any other adapter does nothing either (default__). -#}
 {% macro cxloop_analyze_table() -%}
-    {%- if target.type == 'postgres' and config.get('materialized') in ('table', 'incremental') -%}
+    {{ return(adapter.dispatch('cxloop_analyze_table', 'cxloop')()) }}
+{%- endmacro %}
+
+{% macro default__cxloop_analyze_table() -%}
+{%- endmacro %}
+
+{% macro postgres__cxloop_analyze_table() -%}
+    {%- if config.get('materialized') in ('table', 'incremental') -%}
         analyze {{ this }}
     {%- endif -%}
 {%- endmacro %}

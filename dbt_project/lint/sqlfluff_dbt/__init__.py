@@ -3,7 +3,8 @@
 sqlfluff renders the models with plain Jinja plus its dbt builtins (ref, source, config, is_incremental,
 return); the project's macros also use var, adapter.dispatch, exceptions, modules, execute and
 target. This package gives them just enough to render the real macros as dbt would on DuckDB: the
-vars of dbt_project.yml (plus as_of) and the default__ implementation of every dispatched macro.
+vars of dbt_project.yml (plus as_of) and the duckdb__ (else default__) implementation of every
+dispatched macro.
 Nothing here runs in dbt.
 """
 

@@ -66,7 +66,7 @@ classed as (
 
     select
         latest_period.period_start,
-        cast(date_trunc('quarter', cast(upcoming.renewal_date as timestamp)) as date) as renewal_quarter,
+        {{ cxloop_period_start('cast(upcoming.renewal_date as timestamp)', 'quarter') }} as renewal_quarter,
         coalesce({{ cxloop_score_class('scores.weighted_mean_score') }}, 'unclassified') as account_class,
         upcoming.arr,
         upcoming.is_in_window,
