@@ -46,25 +46,20 @@
     also a bare `dbt build` that no freshness run came before. The same table as
     cxloop.transform.dbt.FRESHNESS_DDL. -#}
 {% macro cxloop_ensure_source_freshness() -%}
-    {%- if execute -%}
-        {%- call statement('cxloop_ensure_source_freshness') -%}
-            create schema if not exists raw;
-            create table if not exists raw.source_freshness (
-                as_of timestamp not null,
-                source_name varchar not null,
-                table_name varchar not null,
-                source_system varchar,
-                batch_id varchar,
-                status varchar not null,
-                loaded_up_to timestamp,
-                reference_at timestamp,
-                age_hours double precision,
-                warn_after_hours integer,
-                error_after_hours integer,
-                invocation_id varchar,
-                recorded_at timestamp not null
-            )
-        {%- endcall -%}
-    {%- endif -%}
-    select 1
+    create schema if not exists raw;
+    create table if not exists raw.source_freshness (
+        as_of timestamp not null,
+        source_name varchar not null,
+        table_name varchar not null,
+        source_system varchar,
+        batch_id varchar,
+        status varchar not null,
+        loaded_up_to timestamp,
+        reference_at timestamp,
+        age_hours double precision,
+        warn_after_hours integer,
+        error_after_hours integer,
+        invocation_id varchar,
+        recorded_at timestamp not null
+    )
 {%- endmacro %}

@@ -317,6 +317,9 @@ def test_openlineage_events_for_every_task(demo_run):
         by_job.setdefault((e["job"]["name"], e["eventType"]), []).append(e)
     runs = dict(_metadata(settings, "select dag_id, run_id from dag_run"))
     for dag_id in PIPELINE_DAGS:
+        dag_complete = by_job.get((dag_id, "COMPLETE"), [])
+        assert len(dag_complete) == 1, (dag_id, len(dag_complete))
+        assert dag_complete[0]["run"]["facets"]["airflowDagRun"]["dagRun"]["run_id"] == runs[dag_id]
         tasks = [t for t in tis if t["dag_id"] == dag_id]
         for task_id in sorted({t["task_id"] for t in tasks}):
             n = sum(1 for t in tasks if t["task_id"] == task_id)
@@ -325,14 +328,13 @@ def test_openlineage_events_for_every_task(demo_run):
             assert len(starts) == len(completes) == n, (job, len(starts), len(completes), n)
             for e in starts + completes:
                 facets = e["run"]["facets"]
-                assert facets["parent"]["job"] == {"namespace": LINEAGE_NAMESPACE, "name": dag_id}, facets["parent"]
+                parent = facets["parent"]
+                assert (parent["job"]["namespace"], parent["job"]["name"]) == (LINEAGE_NAMESPACE, dag_id), parent
+                assert parent["run"]["runId"] == dag_complete[0]["run"]["runId"], parent  # the DAG run's event
                 dag_run = facets["airflow"]["dagRun"]
                 assert dag_run["run_id"] == runs[dag_id] and dag_run["conf"] == {"as_of": AS_OF.isoformat()}
                 assert facets["airflow"]["taskInstance"]["try_number"] >= 1
             assert {e["run"]["runId"] for e in starts} == {e["run"]["runId"] for e in completes}, job
-        dag_complete = by_job.get((dag_id, "COMPLETE"), [])
-        assert len(dag_complete) == 1, (dag_id, len(dag_complete))
-        assert dag_complete[0]["run"]["facets"]["airflowDagRun"]["dagRun"]["run_id"] == runs[dag_id]
     assert not [e for e in events if e["eventType"] == "FAIL"]
 
 
