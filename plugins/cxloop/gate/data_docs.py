@@ -137,8 +137,9 @@ def offline_page(page: str) -> str:
     images removed (the logo becomes text), the styles inlined."""
     page = _EXTERNAL.sub("", page)
     page = _CSS_URL.sub("none", page)  # GX's logo as a background, on its web server
-    page = re.sub(r"<a\b[^>]*>\s*</a>", "<span class='cx-brand'>cxloop data docs (Great Expectations)</span>", page,
-                  count=1)
+    page = re.sub(
+        r"<a\b[^>]*>\s*</a>", "<span class='cx-brand'>cxloop data docs (Great Expectations)</span>", page, count=1
+    )
     style = "<style>" + _LAYOUT_CSS + "\n" + _CSS_URL.sub("none", _gx_styles()) + "</style>"
     return page.replace("</head>", style + "</head>", 1) if "</head>" in page else style + page
 
