@@ -1,10 +1,17 @@
 """The embedded Airflow home: SQLite metadata inside the project, this project's DAGs and plugins.
 
 Only environment variables are produced here; Airflow itself runs in a subprocess.
+
+OpenLineage (the Airflow provider): every task's START and COMPLETE (or FAIL) event and each DAG
+run's are written, one JSON document a line, to ``var/lineage/events.jsonl`` (the provider's
+file transport; namespace ``cxloop``). A deployment sends them to a lineage backend instead by
+setting ``AIRFLOW__OPENLINEAGE__TRANSPORT`` itself (e.g. ``{"type": "http", "url": ...}``):
+a value already in the environment is kept.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -16,6 +23,12 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
     env = dict(os.environ if base is None else base)
     home = settings.var_dir / "airflow"
     home.mkdir(parents=True, exist_ok=True)
+    lineage = lineage_path(settings)
+    lineage.parent.mkdir(parents=True, exist_ok=True)
+    env.setdefault(
+        "AIRFLOW__OPENLINEAGE__TRANSPORT", json.dumps({"type": "file", "log_file_path": str(lineage), "append": True})
+    )
+    env.setdefault("AIRFLOW__OPENLINEAGE__NAMESPACE", LINEAGE_NAMESPACE)
     env.update(
         {
             "AIRFLOW_HOME": str(home),
@@ -26,6 +39,8 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(settings.logs_dir / "airflow"),
+            # plain text in the console log and in the task log files the UI shows (no ANSI codes)
+            "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
             "AIRFLOW__CORE__UNIT_TEST_MODE": env.get("AIRFLOW__CORE__UNIT_TEST_MODE", "False"),
             "CXLOOP_HOME": str(settings.home),
             "CXLOOP_VAR": str(settings.var_dir),
@@ -41,6 +56,14 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
     plugins = str(settings.home / "plugins")
     env["PYTHONPATH"] = plugins + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
+
+
+LINEAGE_NAMESPACE = "cxloop"
+
+
+def lineage_path(settings: Settings) -> Path:
+    """The demo home's OpenLineage events (JSON lines, appended by every Airflow process)."""
+    return settings.var_dir / "lineage" / "events.jsonl"
 
 
 def airflow_bin() -> Path:

@@ -177,19 +177,44 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
     return report
 
 
-def build(settings: Settings, as_of: datetime) -> dict:
+def check_freshness(settings: Settings, as_of: datetime, program=None) -> dict:
+    """``dbt source freshness`` of the landed sources for this as_of (judged against it, never the
+    wall clock), kept in raw.source_freshness (marts.data_quality shows it after the build); a
+    source in error (its data window lags the as_of by freshness_error_hours or more, or was never
+    loaded) is posted to the alert webhook. A stale source does not fail the run: the marts are
+    still built, as of the data there is."""
+    from cxloop.alerts import freshness_alert
+    from cxloop.program import load_program
+    from cxloop.transform.dbt import record_freshness, run_freshness
+
+    program = program or load_program()
+    report = run_freshness(settings, as_of, program=program)
+    record_freshness(settings, report)
+    errors = report.errors()
+    if errors:
+        freshness_alert(as_of.isoformat(), [(t.name, t.status, t.age_hours) for t in errors])
+    return report.to_dict()
+
+
+def build(settings: Settings, as_of: datetime, *, freshness: bool = True) -> dict:
     """dbt build with the program settings as vars (config ``program:`` section and
-    CXLOOP_PROGRAM_* overrides); every node's result is logged and kept in ``raw.dbt_results``."""
+    CXLOOP_PROGRAM_* overrides); every node's result is logged and kept in ``raw.dbt_results``.
+    First (unless ``freshness=False``: cx_transform runs it as a task of its own) the sources'
+    freshness, :func:`check_freshness`, so marts.data_quality carries it."""
     from cxloop.program import load_program
     from cxloop.transform.dbt import record_results, run_dbt
 
     program = load_program()
     log.info("program settings: %s", "; ".join(program.describe()))
+    checked = check_freshness(settings, as_of, program) if freshness else None
     result = run_dbt("build", settings, as_of, program=program)
     record_results(settings, result, as_of)
     with open_store(settings) as store:
         store.grant_bi_access()  # Postgres: the BI role reads marts, and nothing else
-    return {**result.to_dict(), "program": program.dbt_vars()}
+    out = {**result.to_dict(), "program": program.dbt_vars()}
+    if checked is not None:
+        out["freshness"] = checked
+    return out
 
 
 def last_invocation_id(settings: Settings) -> str | None:

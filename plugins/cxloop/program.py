@@ -47,6 +47,12 @@ SETTINGS: dict[str, Setting] = {
     "at_risk_renewal_days": Setting(120, "int", "at_risk_accounts: renewal within this many days of as_of"),
     "default_coverage_tier": Setting("C", "choice", "coverage tier of an account without one", ("A", "B", "C")),
     "business_calendar_days_after": Setting(120, "int", "days the business calendar extends past as_of"),
+    "freshness_warn_hours": Setting(
+        48, "int", "dbt source freshness: a source whose data window lags the run's as_of this many hours warns"
+    ),
+    "freshness_error_hours": Setting(
+        168, "int", "... and this many hours is an error (alerted); more than freshness_warn_hours"
+    ),
 }
 
 _TRUE = {"true", "1", "yes", "on"}
@@ -188,4 +194,9 @@ def load_program(raw: Mapping | None = None, env: Mapping[str, str] | None = Non
             values[name], sources[name] = _coerce(name, section[name], origin), origin
         else:
             values[name], sources[name] = setting.default, "default"
+    if values["freshness_error_hours"] <= values["freshness_warn_hours"]:
+        raise ValueError(
+            f"freshness_error_hours = {values['freshness_error_hours']} ({sources['freshness_error_hours']}) must be "
+            f"more than freshness_warn_hours = {values['freshness_warn_hours']} ({sources['freshness_warn_hours']})"
+        )
     return Program(values=values, sources=sources)

@@ -127,13 +127,16 @@ def load_event_extra(report: dict, as_of: str) -> dict:
 
 def build_event_extra(result: dict, as_of: str) -> dict:
     """What the marts' asset event says: the as_of the marts were built for, dbt's invocation
-    id (raw.dbt_results and the exports' manifest carry the same), and its nodes by status."""
+    id (raw.dbt_results and the exports' manifest carry the same), its nodes by status, and the
+    source tables by freshness status (``dbt source freshness`` of the same as_of)."""
+    freshness = result.get("freshness") or {}
     return {
         "as_of": as_of,
         "dbt_invocation_id": result.get("invocation_id"),
         "success": bool(result.get("success")),
         "nodes": {status: int(n) for status, n in sorted(result.get("counts", {}).items())},
         "elapsed_s": round(float(result.get("elapsed_s") or 0.0), 1),
+        "freshness": {status: int(n) for status, n in sorted((freshness.get("counts") or {}).items())},
     }
 
 

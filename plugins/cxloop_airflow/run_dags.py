@@ -9,6 +9,11 @@ of a pass through Airflow's own command-line functions in one process pays both 
 once per DAG. What runs is exactly ``airflow db migrate``, ``airflow pools set`` and ``airflow
 dags test`` (same parser, same functions, same logs); only the process boundary changes.
 
+``airflow dags test`` runs each task in this process and logs it to the console only, so the
+UI's log view said "Log file not found": every task's log is also written (:func:`keep_task_logs`)
+where the API server's log reader looks for it, ``[logging] base_log_folder`` / the run's log
+filename template (``dag_id=<dag>/run_id=<run>/task_id=<task>/attempt=<n>.log``).
+
 Stops at the first DAG whose run fails. Prints ``[cxloop] dag <id> starting`` before each DAG
 so a caller reading the output can show progress. Exit status: 0 when every DAG succeeded, 1
 when one failed, 2 on bad arguments.
@@ -17,9 +22,99 @@ when one failed, 2 on bad arguments.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 MARKER = "[cxloop] dag "
+
+
+class _Tee:
+    """The console, with every write also copied into the running task's log file (``copy``, set
+    while a task runs). Installed once as sys.stdout and as the root logging handlers' stream: the
+    loggers Airflow caches on first use keep the stream they were created with."""
+
+    def __init__(self, console):
+        self._console = console
+        self.copy = None
+
+    def write(self, text):
+        if self.copy is not None:
+            self.copy.write(text)
+        return self._console.write(text)
+
+    def flush(self):
+        if self.copy is not None:
+            self.copy.flush()
+        self._console.flush()
+
+    def isatty(self):
+        return False
+
+    def __getattr__(self, name):
+        return getattr(self._console, name)
+
+
+def task_log_path(ti_id, try_number: int) -> Path:
+    """Where the API server's log reader (Airflow's FileTaskHandler) looks for a task instance's
+    log: ``[logging] base_log_folder`` / the run's log filename template, rendered by Airflow."""
+    from airflow.configuration import conf
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.log.file_task_handler import FileTaskHandler
+    from airflow.utils.session import create_session
+
+    base = conf.get("logging", "base_log_folder")
+    with create_session() as session:
+        ti = session.get(TaskInstance, ti_id)
+        relative = FileTaskHandler(base_log_folder=base)._render_filename(ti, try_number, session=session)
+    return Path(base) / relative
+
+
+def _install_tee() -> _Tee:
+    if isinstance(sys.stdout, _Tee):
+        return sys.stdout
+    tee = _Tee(sys.stdout)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(tee)
+    sys.stdout = tee
+    return tee
+
+
+@contextmanager
+def _teed(tee: _Tee, path: Path):
+    """The console's output copied into ``path`` while the block runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        tee.copy = fh
+        try:
+            yield
+        finally:
+            tee.copy = None
+
+
+def keep_task_logs() -> None:
+    """Make ``dags test`` write each task's log file (see the module doc): wraps the Task SDK's
+    in-process runner, which ``dag.test`` looks up at each task."""
+    import airflow.sdk.execution_time.supervisor as supervisor
+
+    original = supervisor.run_task_in_process
+    if getattr(original, "_cxloop_logs", False):
+        return
+    tee = _install_tee()
+
+    def run_task_in_process(ti, task, client=None):
+        try:
+            path = task_log_path(ti.id, ti.try_number)
+        except Exception as exc:  # noqa: BLE001 - a log file must never fail the task
+            print(f"[cxloop] no log file for task {ti.task_id}: {type(exc).__name__}: {exc}", flush=True)
+            return original(ti, task, client)
+        with _teed(tee, path):
+            return original(ti, task, client)
+
+    run_task_in_process._cxloop_logs = True
+    supervisor.run_task_in_process = run_task_in_process
 
 
 def _run(parser, argv: list[str]) -> None:
@@ -39,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     from airflow.configuration import write_default_airflow_configuration_if_needed
 
     write_default_airflow_configuration_if_needed()
+    keep_task_logs()
     parser = cli_parser.get_parser()
     if not ours.no_migrate:
         _run(parser, ["db", "migrate"])

@@ -276,3 +276,105 @@ def test_cxloop_docs_generates_and_serves_the_dbt_docs_from_any_directory(tmp_pa
     finally:
         serving.terminate()
         serving.wait(timeout=30)
+
+
+def _metadata(settings, query: str) -> list[tuple]:
+    import sqlite3
+
+    con = sqlite3.connect(settings.var_dir / "airflow" / "airflow.db")
+    try:
+        return con.execute(query).fetchall()
+    finally:
+        con.close()
+
+
+def _task_instances(settings) -> list[dict]:
+    """Every task instance of the demo's DAG runs, with the log filename template of its run (what
+    the API server's log reader, Airflow's FileTaskHandler, renders to find the log file)."""
+    rows = _metadata(
+        settings,
+        "select ti.dag_id, ti.task_id, ti.run_id, ti.map_index, ti.try_number, ti.state, lt.filename "
+        "from task_instance ti join dag_run dr on dr.dag_id = ti.dag_id and dr.run_id = ti.run_id "
+        "join log_template lt on lt.id = dr.log_template_id order by ti.dag_id, ti.task_id, ti.map_index",
+    )
+    names = ("dag_id", "task_id", "run_id", "map_index", "try_number", "state", "template")
+    return [dict(zip(names, r, strict=True)) for r in rows]
+
+
+def test_openlineage_events_for_every_task(demo_run):
+    """The OpenLineage provider's file transport (the demo home: var/lineage/events.jsonl): a START
+    and a COMPLETE event for every task instance, named <dag>.<task> in namespace cxloop, whose
+    run facets name the DAG run, its as_of conf and the parent DAG; a COMPLETE per DAG run."""
+    from cxloop.airflow_home import LINEAGE_NAMESPACE, lineage_path
+
+    settings, _, _ = demo_run
+    events = [json.loads(line) for line in lineage_path(settings).read_text().splitlines() if line.strip()]
+    tis = _task_instances(settings)
+    assert {t["dag_id"] for t in tis} == set(PIPELINE_DAGS) and all(t["state"] == "success" for t in tis), tis
+    by_job: dict[tuple[str, str], list[dict]] = {}
+    for e in events:
+        assert e["job"]["namespace"] == LINEAGE_NAMESPACE, e["job"]
+        by_job.setdefault((e["job"]["name"], e["eventType"]), []).append(e)
+    runs = dict(_metadata(settings, "select dag_id, run_id from dag_run"))
+    for dag_id in PIPELINE_DAGS:
+        dag_complete = by_job.get((dag_id, "COMPLETE"), [])
+        assert len(dag_complete) == 1, (dag_id, len(dag_complete))
+        assert dag_complete[0]["run"]["facets"]["airflowDagRun"]["dagRun"]["run_id"] == runs[dag_id]
+        tasks = [t for t in tis if t["dag_id"] == dag_id]
+        for task_id in sorted({t["task_id"] for t in tasks}):
+            n = sum(1 for t in tasks if t["task_id"] == task_id)
+            job = f"{dag_id}.{task_id}"
+            starts, completes = by_job.get((job, "START"), []), by_job.get((job, "COMPLETE"), [])
+            assert len(starts) == len(completes) == n, (job, len(starts), len(completes), n)
+            for e in starts + completes:
+                facets = e["run"]["facets"]
+                parent = facets["parent"]
+                assert (parent["job"]["namespace"], parent["job"]["name"]) == (LINEAGE_NAMESPACE, dag_id), parent
+                assert parent["run"]["runId"] == dag_complete[0]["run"]["runId"], parent  # the DAG run's event
+                dag_run = facets["airflow"]["dagRun"]
+                assert dag_run["run_id"] == runs[dag_id] and dag_run["conf"] == {"as_of": AS_OF.isoformat()}
+                assert facets["airflow"]["taskInstance"]["try_number"] >= 1
+            assert {e["run"]["runId"] for e in starts} == {e["run"]["runId"] for e in completes}, job
+    assert not [e for e in events if e["eventType"] == "FAIL"]
+
+
+def test_every_task_log_is_where_the_ui_reads_it(demo_run):
+    """`airflow dags test` logs to the console only; cxloop_airflow.run_dags also writes each task's
+    log to [logging] base_log_folder / the run's filename template, the file the API server's log
+    reader opens. Each holds that task's lines and no other task's."""
+    from types import SimpleNamespace
+
+    import jinja2
+
+    settings, _, _ = demo_run
+    base = settings.logs_dir / "airflow"
+    tis = _task_instances(settings)
+    assert len(tis) >= 10
+    for t in tis:
+        ti = SimpleNamespace(**{k: t[k] for k in ("dag_id", "task_id", "run_id", "map_index", "try_number")})
+        path = base / jinja2.Template(t["template"]).render(ti=ti, try_number=t["try_number"])
+        assert path.is_file(), f"{t['dag_id']}.{t['task_id']}: no log file {path}"
+        text = path.read_text()
+        assert "Task instance state updated" in text and "new_state=success" in text, path
+        others = {o["task_id"] for o in tis if o["dag_id"] == t["dag_id"] and o["task_id"] != t["task_id"]}
+        assert not [o for o in others if f"[DAG TEST] starting task_id={o} " in text], path
+        if (t["dag_id"], t["task_id"]) == ("cx_transform", "source_freshness"):
+            assert "freshness pass" in text and "dbt source freshness" in text
+        if (t["dag_id"], t["task_id"]) == ("cx_transform", "dbt_build"):
+            assert "Completed successfully" in text
+
+
+def test_source_freshness_ran_in_cx_transform(demo_run, warehouse):
+    """The transform's source_freshness task judged every landed table fresh at the run's as_of
+    (marts.data_quality), and the marts' asset event counts them."""
+    from cxloop.contract import ENTITIES
+
+    settings, _, _ = demo_run
+    rows = warehouse.execute(
+        "select entity, freshness_status, loaded_up_to, reference_at, age_hours from marts.data_quality "
+        "where check_kind = 'freshness' order by entity"
+    ).fetchall()
+    assert rows == [(e, "pass", AS_OF, AS_OF, 0.0) for e in sorted(ENTITIES)], rows
+    query = "select e.extra from asset_event e join asset a on a.id = e.asset_id where a.name = 'cxloop_marts'"
+    extra = json.loads(_metadata(settings, query)[0][0])
+    assert extra["freshness"] == {"pass": len(ENTITIES)}, extra

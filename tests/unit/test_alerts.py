@@ -57,3 +57,19 @@ def test_a_dead_webhook_never_raises(monkeypatch, caplog):
     with caplog.at_level("WARNING", logger="cxloop.alerts"):
         on_failure(context(RuntimeError("boom")))
     assert "alert webhook failed" in caplog.text
+
+
+def test_a_freshness_error_names_each_table_and_its_lag(webhook, monkeypatch):
+    from cxloop.alerts import freshness_alert
+
+    url, received = webhook
+    monkeypatch.setenv(WEBHOOK_ENV, url)
+    payload = freshness_alert(
+        "2026-10-11T00:00:00", [("survey.responses", "error", 240.0), ("crm.owners", "error", None)]
+    )
+    assert received == [payload]
+    assert payload["text"] == (
+        "cxloop: source freshness error as of 2026-10-11T00:00:00: crm.owners (never loaded), "
+        "survey.responses (240.0 h behind)"
+    )
+    assert [t["table"] for t in payload["tables"]] == ["crm.owners", "survey.responses"]

@@ -308,6 +308,33 @@ def test_data_docs_escape_every_value_from_data(tmp_path):
         assert v[:SHOW_VALUE_MAX_CHARS] in shown, v
 
 
+def test_data_docs_need_nothing_from_the_network_and_name_the_batch_and_entity(tmp_path):
+    """GX's pages load Bootstrap, jQuery and a logo from the web: offline they were unstyled, with a
+    broken image and "Data asset: None". Every page now carries its styles inline and loads nothing
+    (a link to a web page may stay: it loads nothing until clicked), and names source, entity and
+    batch; the index shows no nan."""
+    import re
+
+    out = _hostile_outcome()
+    build_data_docs(out, tmp_path)
+    for page in sorted(tmp_path.glob("*.html")):
+        text = page.read_text(encoding="utf-8")
+        parser = _Elements()
+        parser.feed(text)
+        for tag, attrs in parser.elements:
+            loads = [attrs.get("src")] if tag in ("img", "script", "iframe") else []
+            loads += [attrs.get("href")] if tag == "link" else []
+            assert not [u for u in loads if u and re.match(r"(?i)\s*(https?:)?//", u)], (page.name, tag, attrs)
+        assert not re.search(r"(?i)url\(\s*['\"]?(https?:)?//", text), page.name  # no background from the web
+        assert not re.search(r"(?i)@import", text), page.name
+        assert "<style>" in text and ("border-collapse" in text), page.name
+        assert "nan" not in "".join(parser.text).lower().split(), page.name
+        if page.stem in out.gx_results:
+            assert "Data asset: None" not in text and "Data asset:" in text, page.name
+            shown = " ".join(" ".join(parser.text).split())
+            assert f"Data asset: {out.source} / {page.stem} (batch b?script?alert??xss5????script?)" in shown, page.name
+
+
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="chromium not installed")
 def test_data_docs_run_no_script_from_data_in_chromium(tmp_path):
     out = _hostile_outcome()

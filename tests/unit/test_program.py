@@ -112,3 +112,15 @@ def test_report_period_labels_follow_the_grain(monkeypatch):
     assert _period_label(periods) == ["2026-Q3", "2026-08"]
     monkeypatch.setenv("CXLOOP_PROGRAM_PERIOD_GRAIN", "month")
     assert _period_label(periods) == ["2026-07", "2026-08"]  # a month that starts a quarter is a month
+
+
+def test_freshness_thresholds_come_from_the_file_or_the_environment_and_error_must_exceed_warn():
+    env = {"CXLOOP_PROGRAM_FRESHNESS_ERROR_HOURS": "36"}
+    program = load_program({"program": {"freshness_warn_hours": 12}}, env=env)
+    assert (program.freshness_warn_hours, program.freshness_error_hours) == (12, 36)
+    assert program.sources["freshness_warn_hours"] == "config: program.freshness_warn_hours"
+    assert program.dbt_vars()["freshness_error_hours"] == 36  # the sources' yml reads the var
+    with pytest.raises(ValueError, match=r"^freshness_error_hours = 24 \(CXLOOP_PROGRAM_FRESHNESS_ERROR_HOURS\) must "):
+        load_program({"program": {"freshness_warn_hours": 48}}, env={"CXLOOP_PROGRAM_FRESHNESS_ERROR_HOURS": "24"})
+    with pytest.raises(ValueError, match="freshness_warn_hours.*a whole number"):
+        load_program({"program": {"freshness_warn_hours": 1.5}}, env={})

@@ -116,10 +116,11 @@ def headline(reader: WarehouseReader, as_of: datetime, grain: str | None = None)
 
 def quality_warnings(reader: WarehouseReader, batch_ids: list[str]) -> list[dict]:
     """The failed ``warn`` checks of the given batches (marts.data_quality): entity, column,
-    expectation and counts only, never a value."""
+    expectation and counts only, never a value. A source's freshness (rows ``source_freshness``)
+    is not a check of a batch's rows and is not listed here."""
     dq = reader.df(
         "select batch_id, source, entity, expectation, column_name, rows_checked, unexpected_count, checked_at "
-        "from marts.data_quality where severity = 'warn' and not success"
+        "from marts.data_quality where severity = 'warn' and not success and expectation <> 'source_freshness'"
     )
     # A source that handed over nothing (an empty drop) loads no data window, so its batch is
     # not among batch_ids: its warning counts when it is the source's latest check.
