@@ -112,3 +112,16 @@ def test_two_exports_of_the_same_data_give_identical_worklists(hostile_exports):
     left = {p.name: p.read_bytes() for p in (a / "worklists").iterdir()}
     right = {p.name: p.read_bytes() for p in (b / "worklists").iterdir()}
     assert left == right and len(left) >= 2
+
+
+def test_the_mart_equals_the_independent_computation(demo_warehouse, worklist):
+    """Against tests/oracle.py (oracle_worklist) computed from the generator's truth tables."""
+    import oracle
+    from _mart_compare import compare_with_oracle
+    from cxloop.contract import ENTITY_ORDER
+
+    truth = demo_warehouse.source_dir.parent / "truth"
+    tables = {e: pd.read_parquet(truth / f"{e}.parquet") for e in ENTITY_ORDER}
+    wanted = oracle.compute_marts(tables, demo_warehouse.as_of)["account_team_worklist"]
+    assert len(wanted) > 0
+    compare_with_oracle("account_team_worklist", worklist["account_team_worklist"], wanted)
