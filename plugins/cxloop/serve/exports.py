@@ -13,6 +13,11 @@ What a pack holds, per mart (``GOVERNANCE`` below is the rule set; the manifest 
   email_hash, a name or a free-text field.
 - Accounts and owners appear by their CRM ids only (account_id, owner_id); account and owner
   names live in the raw layer and never reach a mart or an export.
+- The one exception, for the account teams rather than reviewers: ``worklists/<owner>.csv``,
+  each owner's rows of ``account_team_worklist``, keep the CRM's contact and follow-up task ids
+  (:data:`WORKLIST_CRM_IDS`) of whom to call, and nothing else about the person. The mart's
+  governance copy (``account_team_worklist.csv``) has neither. File names come from untrusted
+  owner ids through :func:`worklist_file_names`.
 - Suppression: each mart's group size ``n`` (n_scored for NPS, with n_accounts as well for the
   account-based portfolio methods; delivered for response rates; n for governance KPIs;
   required follow-ups for the SLA aggregate). Rows with n < min_n keep their keys and n but
