@@ -16,6 +16,7 @@ MART_KEYS = {
     "follow_up_sla": ["response_id"],
     "revenue_at_risk": ["renewal_quarter", "account_class"],
     "nps_renewal_outcomes": ["account_class"],
+    "account_team_worklist": ["item_kind", "account_id", "role", "response_id"],
 }
 
 

@@ -75,4 +75,10 @@ def sha256(path: Path) -> str:
 
 
 def checksums(folder: Path, skip: tuple[str, ...] = ("manifest.json",)) -> dict[str, str]:
-    return {p.name: sha256(p) for p in sorted(Path(folder).iterdir()) if p.is_file() and p.name not in skip}
+    """sha256 of every file under ``folder`` (worklists/ included), by its path relative to it."""
+    root = Path(folder)
+    return {
+        p.relative_to(root).as_posix(): sha256(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.relative_to(root).as_posix() not in skip
+    }

@@ -37,6 +37,7 @@ from typing import Any
 
 import oracle_bayes  # the bayes account NPS and its prior (contract 3.7)
 import oracle_renewal  # revenue_at_risk and nps_renewal_outcomes (contract 7.6, 7.7)
+import oracle_worklist  # account_team_worklist
 import pandas as pd
 
 # --------------------------------------------------------------------------------------
@@ -1087,15 +1088,15 @@ def compute_marts(
 
     data = _Data(tables, as_of_ts, period_grain)
     counted = data.counted_responses()
+    follow_ups = _follow_up_sla(data, first_contact_hours, close_days, follow_up_passives)
     return {
         "account_nps": _frame("account_nps", _account_nps(data, counted, weights, min_n_account)),
         "account_nps_prior": oracle_bayes.prior_frame(data, counted),
         "portfolio_nps": _frame("portfolio_nps", _portfolio_nps(data, counted, weights, min_n_group)),
         "contact_coverage": _frame("contact_coverage", _contact_coverage(data, slots)),
         "response_rate": _frame("response_rate", _response_rate(data, close_out_days, response_rate_target)),
-        "follow_up_sla": _frame(
-            "follow_up_sla", _follow_up_sla(data, first_contact_hours, close_days, follow_up_passives)
-        ),
+        "follow_up_sla": _frame("follow_up_sla", follow_ups),
+        "account_team_worklist": oracle_worklist.worklist(data, follow_ups, slots, counted),
         **oracle_renewal.renewal_marts(tables, data, counted, weights, min_n_group=min_n_group),
     }
 

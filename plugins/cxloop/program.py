@@ -45,6 +45,9 @@ SETTINGS: dict[str, Setting] = {
     "close_out_days": Setting(30, "int", "days after sent_at in which a response counts for its invitation"),
     "follow_up_passives": Setting(False, "bool", "passives also require a follow-up"),
     "at_risk_renewal_days": Setting(120, "int", "at_risk_accounts: renewal within this many days of as_of"),
+    "worklist_promoter_days": Setting(
+        365, "int", "account_team_worklist: promoter decision makers who answered within this many days of as_of"
+    ),
     "default_coverage_tier": Setting("C", "choice", "coverage tier of an account without one", ("A", "B", "C")),
     "business_calendar_days_after": Setting(120, "int", "days the business calendar extends past as_of"),
     "freshness_warn_hours": Setting(

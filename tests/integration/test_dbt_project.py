@@ -33,6 +33,7 @@ SCALE = 0.2
 MARTS = [
     "account_nps", "portfolio_nps", "contact_coverage", "response_rate", "follow_up_sla",
     "follow_up_attainment", "portfolio_coverage", "governance_kpis", "at_risk_accounts", "data_quality",
+    "account_team_worklist",
 ]
 # the grain of every mart (rows are sorted by it before comparing)
 MART_KEYS = {
@@ -46,6 +47,7 @@ MART_KEYS = {
     "governance_kpis": ["period_start", "group_type", "group_value", "kpi"],
     "at_risk_accounts": ["account_id"],
     "data_quality": ["batch_id", "entity", "expectation", "column_name"],
+    "account_team_worklist": ["item_kind", "account_id", "role", "response_id"],
 }
 PG_TYPES = {**SQL_TYPES, "float": "DOUBLE PRECISION", "string": "TEXT"}
 

@@ -45,6 +45,7 @@ MART_KEYS = {
     "revenue_at_risk": ["renewal_quarter", "account_class"],
     "nps_renewal_outcomes": ["account_class"],
     "data_quality": ["batch_id", "entity", "expectation", "column_name"],
+    "account_team_worklist": ["item_kind", "account_id", "role", "response_id"],
 }
 # Columns that legitimately differ between two loads: the gate stamps checked_at with the
 # wall-clock time it validated the batch, and each target validates it separately.
@@ -277,7 +278,7 @@ def test_report_timings(built):
 @pytest.mark.parametrize(
     "mart",
     ["account_nps", "portfolio_nps", "contact_coverage", "response_rate", "follow_up_sla", "revenue_at_risk",
-     "nps_renewal_outcomes"],
+     "nps_renewal_outcomes", "account_team_worklist"],
 )  # fmt: skip
 def test_postgres_marts_equal_independent_computation(built, marts, mart):
     """The Postgres marts against the oracle computed from the generator's truth tables."""

@@ -13,6 +13,11 @@ What a pack holds, per mart (``GOVERNANCE`` below is the rule set; the manifest 
   email_hash, a name or a free-text field.
 - Accounts and owners appear by their CRM ids only (account_id, owner_id); account and owner
   names live in the raw layer and never reach a mart or an export.
+- The one exception, for the account teams rather than reviewers: ``worklists/<owner>.csv``,
+  each owner's rows of ``account_team_worklist``, keep the CRM's contact and follow-up task ids
+  (:data:`WORKLIST_CRM_IDS`) of whom to call, and nothing else about the person. The mart's
+  governance copy (``account_team_worklist.csv``) has neither. File names come from untrusted
+  owner ids through :func:`worklist_file_names`.
 - Suppression: each mart's group size ``n`` (n_scored for NPS, with n_accounts as well for the
   account-based portfolio methods; delivered for response rates; n for governance KPIs;
   required follow-ups for the SLA aggregate). Rows with n < min_n keep their keys and n but
@@ -83,7 +88,15 @@ MARTS = (
     "revenue_at_risk",
     "nps_renewal_outcomes",
     "data_quality",
+    "account_team_worklist",
 )
+WORKLIST_MART = "account_team_worklist"
+WORKLIST_DIR = "worklists"
+# The per-owner worklists go to the account teams, who work the contacts in the CRM: they keep
+# the CRM's own ids of the contact and the follow-up task (and nothing else about the person).
+# Every other PII column (the survey platform's response_id, names, e-mail, hashes, titles,
+# free text) is dropped from them as from every other file.
+WORKLIST_CRM_IDS = frozenset({"contact_id", "follow_up_id"})
 
 # Columns that identify a person (or a single response of one) and are never exported.
 PII_COLUMNS = frozenset(
@@ -181,6 +194,12 @@ GOVERNANCE: dict[str, MartRule] = {
         ),
         note="suppressed when n_renewals < min_n; the promoter_minus_detractor row also when it is not "
         "reportable (either class has fewer than min_n renewals)",
+    ),
+    "account_team_worklist": MartRule(
+        keys=("owner_id", "item_rank"),
+        note="one row per actionable item per owner (coverage gap, open follow-up, promoter decision maker to "
+        "activate); account-level, no answers: exported whole, here without contact or follow-up ids; the "
+        "per-owner files worklists/<owner>.csv keep the CRM contact and follow-up ids",
     ),
     "data_quality": MartRule(
         keys=("source", "batch", "entity", "expectation", "column_name"),
@@ -492,6 +511,11 @@ def export_marts(
             "suppressed_rows": int(out["suppressed"].sum()),
             "rule": GOVERNANCE[mart].note,
         }
+    with WarehouseReader(settings) as reader:
+        owners = reader.df("select owner_id from staging.stg_crm__owners")["owner_id"].tolist()
+    worklists = write_worklists(frames[WORKLIST_MART], owners, folder)
+    for entry in worklists:
+        files.append({"mart": WORKLIST_MART, "format": "csv", **entry})
     empty = [m for m in MARTS if marts[m]["empty"]]
     if empty:
         log.warning("exporting empty marts (header-only files): %s", ", ".join(empty))
@@ -523,6 +547,13 @@ def export_marts(
         "determinism": "every data file is byte-identical for identical warehouse contents and as_of; only this "
         "manifest carries run-dependent values (run_id, exported_at, dbt_invocation_id, watermarks, batch ids)",
         "marts": marts,
+        "worklists": {
+            "folder": WORKLIST_DIR,
+            "rule": "one CSV per CRM owner (and one for items without an owner), rows in item_rank order; file "
+            "names are the owner id when it is safe, else a sanitised name with a hash suffix (owner_id column "
+            "names the owner); CRM contact_id and follow_up_id kept, no other contact data",
+            "files": [{"owner_id": w["owner_id"], "file": w["file"], "rows": w["rows"]} for w in worklists],
+        },
         "files": files,
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
@@ -554,8 +585,12 @@ def reviewer_readme(as_of: datetime, min_n: int, marts: dict[str, dict], files: 
         "|---|---|---|---|---|",
     ]
     by_mart: dict[str, list[str]] = {}
+    worklists = [f for f in files if f["file"].startswith(f"{WORKLIST_DIR}/")]
     for f in files:
-        by_mart.setdefault(f["mart"], []).append(f"`{f['file']}`")
+        if f not in worklists:
+            by_mart.setdefault(f["mart"], []).append(f"`{f['file']}`")
+    if worklists:
+        by_mart.setdefault(WORKLIST_MART, []).append(f"`{WORKLIST_DIR}/*.csv` ({len(worklists)} owners)")
     for mart, info in marts.items():
         grain = ", ".join(GOVERNANCE[mart].keys)
         lines.append(
@@ -575,6 +610,18 @@ def reviewer_readme(as_of: datetime, min_n: int, marts: dict[str, dict], files: 
         "No contact-level identifier, name, e-mail address or hash, and no free text. Accounts and",
         "owners appear by CRM id only. Text cells that a spreadsheet would run as a formula (starting",
         "with `=`, `+`, `-`, `@`, a tab or a carriage return) are written as `'<value>` in the CSV.",
+        "The one exception is the folder below, which is addressed to the account teams.",
+        "",
+        "## Account-team worklists",
+        "",
+        f"`{WORKLIST_DIR}/<owner>.csv`: one file per CRM owner (an owner with nothing to do gets a",
+        "header-only file; items without an owner are in `_unassigned.csv`), the owner's rows of",
+        "`account_team_worklist` in `item_rank` order: role slots short (on file, invited or responded),",
+        "follow-ups due or overdue, promoter decision makers to activate. They carry the CRM's contact",
+        "id and follow-up task id of the contact to act on, and nothing else about the person (no name,",
+        "e-mail, title, score or survey response id). The file name is the owner id when that is",
+        "plain (letters, digits, `_`, `-`), else a sanitised name with a hash suffix; the `owner_id`",
+        "column holds the id itself.",
         "",
         "## How to verify",
         "",
@@ -586,6 +633,77 @@ def reviewer_readme(as_of: datetime, min_n: int, marts: dict[str, dict], files: 
         "",
     ]
     return "\n".join(lines)
+
+
+_RESERVED_NAMES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+UNASSIGNED = "_unassigned"
+
+
+def worklist_file_names(owner_ids: list) -> dict:
+    """owner id -> file name under worklists/, deterministic and collision-free. Owner ids are
+    untrusted text: an id made only of ``A-Z a-z 0-9 _ -`` (at most 64 characters, not
+    starting with ``_`` or ``-``, not a device name) is its own name; any other id is reduced
+    to those characters and gets ``-<first hex digits of sha256(id)>``; no owner (None) is
+    ``_unassigned``. Names are compared case-insensitively (for case-insensitive file systems);
+    a clash takes more hex digits until it is gone. The ``.csv`` suffix is added here."""
+    import re
+
+    def digest(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    names: dict = {}
+    taken: set[str] = set()
+    ordered = sorted({o for o in owner_ids if o is not None}, key=str)
+    plain = [o for o in ordered if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", str(o))
+             and str(o).lower() not in _RESERVED_NAMES]
+    if any(o is None for o in owner_ids):
+        names[None] = UNASSIGNED
+        taken.add(UNASSIGNED)
+    for owner in plain:
+        if str(owner).lower() not in taken:
+            names[owner] = str(owner)
+            taken.add(str(owner).lower())
+    for owner in ordered:
+        if owner in names:
+            continue
+        base = re.sub(r"[^A-Za-z0-9_-]", "_", str(owner).strip())[:48].strip("_-") or "owner"
+        width = 8
+        while f"{base}-{digest(str(owner))[:width]}".lower() in taken:
+            width += 4
+        names[owner] = f"{base}-{digest(str(owner))[:width]}"
+        taken.add(names[owner].lower())
+    return {owner: f"{name}.csv" for owner, name in names.items()}
+
+
+def write_worklists(frame: pd.DataFrame, owners: list, folder: Path) -> list[dict]:
+    """``folder/worklists/<owner>.csv``: each owner's items of ``account_team_worklist`` in
+    item_rank order (a header-only file for an owner with none), without response_id and every
+    other PII column except the CRM ids in :data:`WORKLIST_CRM_IDS`, formula-neutralised like
+    every CSV. ``owners`` are the CRM's owners; owners of items are added. Returns one entry per
+    file (owner_id, file relative to ``folder``, rows, bytes, sha256), in file-name order."""
+    _require(WORKLIST_MART, frame, ["owner_id", "item_rank"])
+    drop = [c for c in frame.columns if c in PII_COLUMNS and c not in WORKLIST_CRM_IDS]
+    items = frame.drop(columns=drop)
+    owner_col = items["owner_id"].astype(object).where(items["owner_id"].notna(), None)
+    names = worklist_file_names([*(o for o in owners if o is not None), *owner_col.tolist()])
+    out_dir = folder / WORKLIST_DIR
+    out_dir.mkdir(exist_ok=True)
+    entries = []
+    for owner, name in sorted(names.items(), key=lambda kv: kv[1]):
+        mine = items[owner_col.isna()] if owner is None else items[owner_col == owner]
+        mine = mine.sort_values("item_rank", kind="stable").reset_index(drop=True)
+        path = out_dir / name
+        path.write_bytes(to_csv_text(mine).encode("utf-8"))
+        entries.append(
+            {
+                "owner_id": owner,
+                "file": f"{WORKLIST_DIR}/{name}",
+                "rows": len(mine),
+                "bytes": path.stat().st_size,
+                "sha256": sha256_file(path),
+            }
+        )
+    return entries
 
 
 def verify_manifest(folder: Path) -> list[str]:
