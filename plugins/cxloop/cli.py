@@ -446,8 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--as-of", default=DEMO_AS_OF)
     p.add_argument("--keep", action="store_true", help="keep the existing warehouse instead of starting fresh")
-    p.add_argument("--crm", choices=("salesforce", "hubspot", "files"), default=None, help="CRM source")
-    p.add_argument("--survey", choices=("qualtrics", "files"), default=None, help="survey source")
+    p.add_argument("--crm", choices=("salesforce", "hubspot", "files", "landed"), default=None, help="CRM source")
+    p.add_argument("--survey", choices=("qualtrics", "files", "landed"), default=None, help="survey source")
     p.add_argument(
         "--program",
         choices=("standard", "response-only"),
