@@ -335,3 +335,19 @@ def test_hostile_configuration_is_refused_in_one_line(tmp_path, change, words):
         assert con.execute("select count(*) from sf.account").fetchone()[0] == 3  # nothing ran
     finally:
         con.close()
+
+
+def test_cxloop_check_names_the_landed_tables_missing(tmp_path):
+    from cxloop.check import FAIL, OK, run_checks
+
+    database = duckdb_fixture(tmp_path / "landed.duckdb")
+    env = {
+        "CXLOOP_HOME": str(tmp_path), "CXLOOP_VAR": str(tmp_path / "var"), "CXLOOP_SOURCES_CONFIG": str(tmp_path / "x.yml"),
+        "CXLOOP_CRM_SOURCE": "landed", "CXLOOP_SURVEY_SOURCE": "landed", "CXLOOP_PII_KEY": "k" * 32,
+        "CXLOOP_LANDED_OPT_DATABASE": database, "CXLOOP_LANDED_OPT_CRM_SCHEMA": "sf",
+        "CXLOOP_LANDED_OPT_CRM_FLAVOUR": "fivetran_salesforce", "CXLOOP_LANDED_OPT_SURVEY_SCHEMA": "nowhere",
+        "CXLOOP_LANDED_OPT_SURVEY_FLAVOUR": "fivetran_qualtrics",
+    }  # fmt: skip
+    landed = [c for c in run_checks(env) if c.name == "source landed"]
+    assert [c.status for c in landed] == [OK, FAIL]
+    assert "nowhere.survey" in landed[1].line()
