@@ -342,7 +342,8 @@ def test_cxloop_check_names_the_landed_tables_missing(tmp_path):
 
     database = duckdb_fixture(tmp_path / "landed.duckdb")
     env = {
-        "CXLOOP_HOME": str(tmp_path), "CXLOOP_VAR": str(tmp_path / "var"), "CXLOOP_SOURCES_CONFIG": str(tmp_path / "x.yml"),
+        "CXLOOP_HOME": str(tmp_path), "CXLOOP_VAR": str(tmp_path / "var"),
+        "CXLOOP_SOURCES_CONFIG": str(tmp_path / "x.yml"),
         "CXLOOP_CRM_SOURCE": "landed", "CXLOOP_SURVEY_SOURCE": "landed", "CXLOOP_PII_KEY": "k" * 32,
         "CXLOOP_LANDED_OPT_DATABASE": database, "CXLOOP_LANDED_OPT_CRM_SCHEMA": "sf",
         "CXLOOP_LANDED_OPT_CRM_FLAVOUR": "fivetran_salesforce", "CXLOOP_LANDED_OPT_SURVEY_SCHEMA": "nowhere",
