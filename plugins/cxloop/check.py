@@ -441,6 +441,42 @@ def _pii_key(env: Mapping[str, str]) -> list[Check]:
     ]
 
 
+#: the tables a landed flavour cannot do without (docs/landed-sources.md)
+LANDED_REQUIRED = {
+    "fivetran_salesforce": ("user", "account", "contact"),
+    "fivetran_qualtrics": (
+        "survey", "distribution", "distribution_contact", "directory_contact", "survey_response", "question_response",
+    ),
+}  # fmt: skip
+
+
+def _landed_source(env: Mapping[str, str], config: object, entities: tuple[str, ...]) -> list[Check]:
+    """The landed source: its options, its database reachable, the flavour's required tables."""
+    from cxloop.config import project_home, redact
+    from cxloop.contract import ENTITIES
+    from cxloop.extract.landed_tables import Db, domain_config
+
+    name = "source landed"
+    options = {**config.options_for("landed"), **_http_settings("landed", env)[2]}  # type: ignore[attr-defined]
+    try:
+        domains = [domain_config(options, d) for d in sorted({ENTITIES[e].domain for e in entities})]
+        db = Db(str(options.get("database") or ""), project_home(env), _http_settings("landed", env)[1])
+    except Exception as exc:  # noqa: BLE001 - one line naming what to fix
+        return [Check(FAIL, name, redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__))]
+    checks = []
+    try:
+        for d in domains:
+            missing = [t for t in LANDED_REQUIRED[d.flavour] if db.columns(d.schema, t) is None]
+            if missing:
+                tables = ", ".join(f"{d.schema}.{t}" for t in missing)
+                checks.append(Check(FAIL, name, f"{d.flavour}: {tables} not in {db.label}"))
+            else:
+                checks.append(Check(OK, name, f"{d.domain} from {d.flavour} tables in {d.schema} ({db.label})"))
+    finally:
+        db.close()
+    return checks
+
+
 def run_checks(env: Mapping[str, str] | None = None) -> list[Check]:
     """Every check, in order; a broken configuration stops at the checks that need it."""
     from cxloop.source_config import DOMAINS
@@ -454,6 +490,8 @@ def run_checks(env: Mapping[str, str] | None = None) -> list[Check]:
         for source, entities in sources.items():
             if source in HTTP_SOURCES:
                 checks += _http_source(source, env, config.options_for(source))
+            elif source == "landed":
+                checks += _landed_source(env, config, tuple(entities))
             else:
                 checks += _drop_folder(env, config, tuple(entities))
     checks += _warehouse(env)

@@ -42,7 +42,7 @@ def project_home(env: Mapping[str, str] | None = None) -> Path:
 
 PROJECT_ROOT = project_home()
 TARGETS = ("duckdb", "postgres")
-LOCAL_SOURCES = ("files",)
+LOCAL_SOURCES = ("files", "landed")  # no base URL; landed: a database option
 
 
 def _env_path(name: str, default: Path, env: Mapping[str, str] | None = None) -> Path:

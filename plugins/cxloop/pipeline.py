@@ -31,6 +31,13 @@ def _file_drop_labels(settings: Settings, batch: LandedBatch):
     return load_manifest(path) if path.exists() else None
 
 
+def _landed_manifest(settings: Settings, batch: LandedBatch):
+    """For a landed-tables batch: which landed table and column each entity's columns came from."""
+    from cxloop.extract.landed_tables import MANIFEST, load_manifest
+
+    return load_manifest(settings.landing_dir / "source=landed" / "raw" / batch.batch_id / MANIFEST)
+
+
 def _validation_groups(landed: list[LandedBatch]) -> list[tuple[LandedBatch, list[str]]]:
     """Entities in reference order (parents first), grouped into consecutive runs of one batch.
 
@@ -90,6 +97,7 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
         store.ensure_raw_schema()
         for batch, entities in _validation_groups(landed):
             drop = _file_drop_labels(settings, batch) if batch.source == "files" else None
+            landed_from = _landed_manifest(settings, batch) if batch.source == "landed" else None
             origin = drop.origin if drop else {e: batch.files[e] for e in entities}
             started = time.perf_counter()
             if context is None:
@@ -140,6 +148,10 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
                     from cxloop.extract.files import relabel_outcome
 
                     relabel_outcome(outcome, drop)  # messages name the dropped file and its line
+                if landed_from is not None:
+                    from cxloop.extract.landed_tables import relabel_outcome as relabel_landed
+
+                    relabel_landed(outcome, landed_from, origin)  # ... the landed table, row key, column
                 started = time.perf_counter()
                 for entity_name, rows in releases.items():
                     record_releases(loader.db, entity_name, rows, batch.batch_id)

@@ -24,8 +24,8 @@ import yaml
 from cxloop.config import project_home
 from cxloop.contract import ENTITIES, ENTITY_ORDER
 
-CRM_SOURCES = ("salesforce", "hubspot", "files")
-SURVEY_SOURCES = ("qualtrics", "files")
+CRM_SOURCES = ("salesforce", "hubspot", "files", "landed")
+SURVEY_SOURCES = ("qualtrics", "files", "landed")
 # in load order, from the contract: a new entity there is extracted by the DAGs without a
 # second list to forget (renewals once were: landed by the connectors, never asked for)
 CRM_ENTITIES = tuple(e for e in ENTITY_ORDER if ENTITIES[e].domain == "crm")
@@ -78,6 +78,11 @@ KNOWN_OPTIONS: dict[str, tuple[str, ...]] = {
     "qualtrics": ("directory_id", "nps_question_id", "comment_question_id", "relationship_pattern"),
     "hubspot": (),
     "files": ("drop_dir",),
+    "landed": (  # docs/landed-sources.md
+        "database", "crm_schema", "crm_flavour", "survey_schema", "survey_flavour", "buying_role_field",
+        "renewal_types", "nps_question_id", "nps_question_type", "comment_question_id", "relationship_pattern",
+        "directory_id",
+    ),
 }
 
 

@@ -132,7 +132,7 @@ def test_a_rejected_configuration_is_one_line_exit_2(tmp_path, monkeypatch, caps
     monkeypatch.setenv("CXLOOP_SOURCES_CONFIG", str(config))  # --config sets it: restored after the test
     rc, out, err = _main(["run", "--as-of", "2026-10-01", "--config", str(config)], capsys)
     assert rc == 2
-    assert err == f"cxloop: {config}: crm source 'sap' is not one of salesforce, hubspot, files\n"
+    assert err == f"cxloop: {config}: crm source 'sap' is not one of salesforce, hubspot, files, landed\n"
     monkeypatch.setenv("CXLOOP_TARGET", "oracle")
     rc, out, err = _main(["run", "--as-of", "2026-10-01"], capsys)
     assert rc == 2 and err == "cxloop: CXLOOP_TARGET='oracle' is not one of duckdb, postgres\n"

@@ -47,6 +47,7 @@ DROP_RECORD = "drop.written.json"
 # what the generator writes under its folder, besides source/qualtrics/responses/<survey>.json
 _GENERATED = (
     "ground_truth.json",
+    "landed.duckdb",  # cxloop.demo.landed, for --crm landed / --survey landed
     "source/salesforce/User.json",
     "source/salesforce/Account.json",
     "source/salesforce/Contact.json",
@@ -330,6 +331,21 @@ def demo_source_env(
         drop = write_demo_drop(settings, cut, program)
         env["CXLOOP_FILES_OPT_DROP_DIR"] = str(drop)
         _say(progress, f"demo data also written as a file drop in {drop}" + (f" (as of {_iso(cut)})" if cut else ""))
+    if "landed" in (crm, survey):
+        from cxloop.demo.landed import CRM_SCHEMA, DEMO_LANDED_FILE, SURVEY_SCHEMA, write_landed
+
+        landed = write_landed(settings.demo_dir, settings.demo_dir / DEMO_LANDED_FILE)
+        env.update(
+            {
+                "CXLOOP_LANDED_OPT_DATABASE": str(landed),
+                "CXLOOP_LANDED_OPT_CRM_SCHEMA": CRM_SCHEMA,
+                "CXLOOP_LANDED_OPT_CRM_FLAVOUR": "fivetran_salesforce",
+                "CXLOOP_LANDED_OPT_SURVEY_SCHEMA": SURVEY_SCHEMA,
+                "CXLOOP_LANDED_OPT_SURVEY_FLAVOUR": "fivetran_qualtrics",
+                "CXLOOP_LANDED_OPT_DIRECTORY_ID": DEMO_DIRECTORY_ID,
+            }
+        )
+        _say(progress, f"demo data also written as Fivetran-landed tables in {landed}")
     program_note = ", response-only program" if program != "standard" else ""
     _say(progress, f"sources: CRM from {crm}, surveys from {survey}{program_note}")
     return env

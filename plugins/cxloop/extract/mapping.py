@@ -27,7 +27,7 @@ from typing import Any
 from cxloop.contract import BUYING_ROLES, DELIVERY_STATUSES, ENTITIES, SURVEY_TYPES
 from cxloop.extract.roles import DEFAULT_TITLE_RULES
 
-MAPPING_SOURCES = ("files", "salesforce", "hubspot", "qualtrics")
+MAPPING_SOURCES = ("files", "salesforce", "hubspot", "qualtrics", "landed")
 #: column -> (entity, closed vocabulary or None: open text that becomes closed once mapped)
 MAPPED_COLUMNS: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "buying_role": ("contacts", BUYING_ROLES),

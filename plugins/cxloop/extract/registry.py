@@ -52,6 +52,8 @@ class ExtractContext:
     as_of: datetime
     home: Path
     chunk_rows: int = CHUNK_ROWS
+    #: the entities asked for (one domain's, from the DAG); None: all the connector lands
+    entities: tuple[str, ...] | None = None
 
     def option(self, key: str) -> Any:
         """A required option: a missing one fails naming the source and the option."""
@@ -184,7 +186,34 @@ def _frame_maxima(entity: str, frame: Any) -> dict[str, Any]:
     return {col: values.max().tz_convert("UTC").tz_localize(None)}
 
 
-CONNECTORS: dict[str, Connector] = {c.name: c for c in (Salesforce(), HubSpot(), Qualtrics(), FileDrop())}
+class Landed:
+    """Connector tables another tool already synced (Fivetran's Salesforce and Qualtrics schemas)
+    into a DuckDB file or a Postgres database: :mod:`cxloop.extract.landed_tables`. Feeds either
+    domain or both; only the domains of the entities asked for are read."""
+
+    name = "landed"
+    entities = ENTITY_ORDER
+    every_entity = False
+
+    def land(self, ctx: ExtractContext, sink: ChunkSink) -> None:
+        from cxloop.extract.landed_tables import land_landed
+
+        land_landed(
+            ctx.options,
+            sink,
+            entities=tuple(e for e in self.entities if ctx.entities is None or e in ctx.entities),
+            since=ctx.since,
+            until=ctx.as_of,
+            home=ctx.home,
+            raw_dir=ctx.raw_dir,
+            password=ctx.token,
+            chunk_rows=ctx.chunk_rows,
+        )
+
+
+CONNECTORS: dict[str, Connector] = {
+    c.name: c for c in (Salesforce(), HubSpot(), Qualtrics(), FileDrop(), Landed())
+}
 
 
 def connector(name: str) -> Connector:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from cxloop.config import Settings, SourceSettings
@@ -83,6 +84,7 @@ def extract(
 
     private_dir(settings.landing_dir)  # raw pages and landed batches hold personal data
     wanted = [e for e in conn.entities if entities is None or e in entities]
+    ctx = replace(ctx, entities=tuple(wanted))
     with BatchWriter(
         landing_dir=settings.landing_dir,
         source=source.name,
