@@ -3,6 +3,10 @@ the mart's grain: used by the end-to-end runs and the response-only program alik
 
 from __future__ import annotations
 
+import datetime as dt
+import math
+from decimal import Decimal
+
 import numpy as np
 import pandas as pd
 
@@ -18,6 +22,43 @@ MART_KEYS = {
     "nps_renewal_outcomes": ["account_class"],
     "account_team_worklist": ["item_kind", "account_id", "role", "response_id"],
 }
+
+
+# the grain of every mart (its unique key, as its dbt tests declare): two builds of a mart are
+# compared row by row after sorting on it (test_parity, test_dbt_project, test_dbt_package)
+MART_GRAIN = {
+    **MART_KEYS,
+    "follow_up_attainment": ["period_start", "group_type", "group_value"],
+    "portfolio_coverage": ["period_start", "group_type", "group_value"],
+    "governance_kpis": ["period_start", "group_type", "group_value", "kpi"],
+    "at_risk_accounts": ["period_start", "account_id"],
+    "data_quality": ["batch_id", "entity", "expectation", "column_name"],
+}
+
+
+def comparable(v):
+    """A comparable Python value: None for every kind of null, ISO text for dates and times,
+    float for decimals, plain Python for numpy scalars."""
+    if v is None or v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
+        return None
+    try:
+        if pd.isna(v):
+            return None
+    except (TypeError, ValueError):
+        pass
+    if isinstance(v, (pd.Timestamp, dt.datetime, dt.date)):  # DuckDB DATE arrives as a Timestamp
+        return pd.Timestamp(v).isoformat()
+    if hasattr(v, "item"):  # numpy scalar
+        v = v.item()
+    if isinstance(v, Decimal):
+        return float(v)
+    return v
+
+
+def sorted_rows(frame: pd.DataFrame, keys: list[str]) -> list[dict]:
+    """The frame's rows as dicts of comparable values, sorted on ``keys`` (nulls last)."""
+    records = [{c: comparable(v) for c, v in r.items()} for r in frame.to_dict("records")]
+    return sorted(records, key=lambda r: tuple((r[k] is None, "" if r[k] is None else str(r[k])) for k in keys))
 
 
 def normalise(frame: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataFrame:

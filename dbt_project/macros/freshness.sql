@@ -46,6 +46,9 @@
     also a bare `dbt build` that no freshness run came before. The same table as
     cxloop.transform.dbt.FRESHNESS_DDL. -#}
 {% macro cxloop_ensure_source_freshness() -%}
+    {#- only in cxloop's own project: a host project that installs the package keeps its
+        raw database as it is (stg_pipeline__source_freshness reads nothing without the table) -#}
+    {%- if project_name != 'cxloop' %}select 1{% else -%}
     create schema if not exists raw;
     create table if not exists raw.source_freshness (
         as_of timestamp not null,
@@ -62,4 +65,5 @@
         invocation_id varchar,
         recorded_at timestamp not null
     )
+    {%- endif %}
 {%- endmacro %}

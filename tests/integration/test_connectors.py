@@ -62,7 +62,7 @@ def server(world):
 
 
 def test_registry_names_every_source_and_its_entities():
-    assert SOURCES == ("salesforce", "hubspot", "qualtrics", "files")
+    assert SOURCES == ("salesforce", "hubspot", "qualtrics", "files", "landed")
     assert registry.connector("salesforce").entities == salesforce.ENTITIES
     assert registry.connector("qualtrics").entities == qualtrics.ENTITIES
     assert registry.connector("hubspot").entities == hubspot.ENTITIES
@@ -71,7 +71,7 @@ def test_registry_names_every_source_and_its_entities():
 
 def test_an_unknown_source_fails_in_one_line_naming_the_known_ones(tmp_path):
     settings = Settings.from_env({"CXLOOP_VAR": str(tmp_path / "var")})
-    with pytest.raises(ValueError, match=r"^unknown source 'sap'; known: salesforce, hubspot, qualtrics, files$"):
+    with pytest.raises(ValueError, match=r"^unknown source 'sap'; known: salesforce, hubspot, qualtrics, files, landed$"):
         extract(SourceSettings("sap", "http://127.0.0.1:9", "t0ken"), settings, AS_OF)
     assert not (tmp_path / "var").exists()  # failed before making anything
 

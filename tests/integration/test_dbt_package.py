@@ -37,6 +37,7 @@ import _background
 import duckdb
 import pandas as pd
 import pytest
+from _mart_compare import MART_GRAIN, sorted_rows
 from cxloop.contract import ENTITIES, ENTITY_ORDER, LINEAGE_COLUMNS
 from cxloop.demo.generator import generate
 from cxloop.store.duckdb_store import RESULTS_DDL, SQL_TYPES
@@ -49,17 +50,7 @@ SEED, SCALE = 23, 0.1
 LANDED_SCHEMA, PREFIX, TABLE_PREFIX = "landing", "pkg_", "cx_"
 PG_TYPES = {**SQL_TYPES, "float": "DOUBLE PRECISION", "string": "TEXT"}
 RAW_TABLES = (*ENTITY_ORDER, "validation_results")
-# the grain of each mart; a mart not listed is compared on all its columns
-MART_KEYS = {
-    "account_nps": ["period_start", "survey_type", "account_id", "method"],
-    "account_nps_prior": ["period_start", "survey_type", "segment"],
-    "portfolio_nps": ["period_start", "survey_type", "group_type", "group_value", "method"],
-    "contact_coverage": ["period_start", "account_id"],
-    "response_rate": ["period_start", "survey_type", "group_type", "group_value"],
-    "follow_up_sla": ["response_id"],
-    "governance_kpis": ["period_start", "group_type", "group_value", "kpi"],
-    "data_quality": ["batch_id", "entity", "expectation", "column_name"],
-}
+
 
 
 def _pg_env() -> dict[str, str]:
@@ -374,48 +365,26 @@ def _package_builds(_param=None) -> dict:
 
 
 @pytest.fixture(scope="module")
-def builds():
+def dbt_package():
     return _background.result("dbt_package")
 
 
 @pytest.fixture(scope="module")
-def root_marts(builds):
-    return _duckdb_marts(builds["root_db"], "marts")
+def root_marts(dbt_package):
+    return _duckdb_marts(dbt_package["root_db"], "marts")
 
 
 @pytest.fixture(scope="module")
-def host_marts(builds):
-    return _duckdb_marts(builds["host_db"], f"{PREFIX}marts")
-
-
-def _norm(v):
-    if v is None or v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
-        return None
-    try:
-        if pd.isna(v):
-            return None
-    except (TypeError, ValueError):
-        pass
-    if isinstance(v, (pd.Timestamp, datetime)) or type(v).__name__ == "date":
-        return pd.Timestamp(v).isoformat()
-    if hasattr(v, "item"):
-        v = v.item()
-    if type(v).__name__ == "Decimal":
-        return float(v)
-    return v
-
-
-def _sorted_rows(frame: pd.DataFrame, keys: list[str]) -> list[dict]:
-    rows = [{c: _norm(v) for c, v in r.items()} for r in frame.to_dict("records")]
-    return sorted(rows, key=lambda r: tuple((r[k] is None, str(r[k])) for k in keys))
+def host_marts(dbt_package):
+    return _duckdb_marts(dbt_package["host_db"], f"{PREFIX}marts")
 
 
 def assert_same_mart(name: str, left: pd.DataFrame, right: pd.DataFrame, rel_tol: float = 0.0) -> None:
     assert list(left.columns) == list(right.columns), f"{name}: columns differ"
     assert len(left) == len(right), f"{name}: {len(left)} rows vs {len(right)}"
-    keys = MART_KEYS.get(name, list(left.columns))
+    keys = MART_GRAIN.get(name, list(left.columns))
     bad = []
-    for i, (a, b) in enumerate(zip(_sorted_rows(left, keys), _sorted_rows(right, keys), strict=True)):
+    for i, (a, b) in enumerate(zip(sorted_rows(left, keys), sorted_rows(right, keys), strict=True)):
         for col in left.columns:
             x, y = a[col], b[col]
             if isinstance(x, float) and isinstance(y, float):
@@ -427,9 +396,9 @@ def assert_same_mart(name: str, left: pd.DataFrame, right: pd.DataFrame, rel_tol
     assert not bad, f"{name}: {len(bad)} values differ: " + "; ".join(bad[:8])
 
 
-def test_host_builds_every_node_of_the_package(builds):
-    print("dbt package timings (s):", {k: round(v, 1) for k, v in builds["timings"].items()})
-    results = builds["duckdb_results"]
+def test_host_builds_every_node_of_the_package(dbt_package):
+    print("dbt package timings (s):", {k: round(v, 1) for k, v in dbt_package["timings"].items()})
+    results = dbt_package["duckdb_results"]
     failed = [r for r in results if r["status"] not in ("success", "pass")]
     assert not failed, failed
     by_type: dict[str, int] = {}
@@ -452,8 +421,8 @@ def test_every_mart_equals_the_cxloop_projects_own(root_marts, host_marts):
         assert_same_mart(name, host_marts[name], root_marts[name])
 
 
-def test_host_model_reads_the_marts(builds, host_marts):
-    con = duckdb.connect(str(builds["host_db"]), read_only=True)
+def test_host_model_reads_the_marts(dbt_package, host_marts):
+    con = duckdb.connect(str(dbt_package["host_db"]), read_only=True)
     try:
         summary = con.execute(
             "select sum(account_periods), sum(n_scored) from main.host_account_nps_summary"
@@ -464,14 +433,15 @@ def test_host_model_reads_the_marts(builds, host_marts):
     assert summary == (len(nps), nps["n_scored"].sum()) and summary[0] > 0
 
 
-def test_sources_schemas_and_seeds_are_the_hosts(builds):
-    manifest = json.loads(Path(builds["manifest"]).read_text())
+def test_sources_schemas_and_seeds_are_the_hosts(dbt_package):
+    manifest = json.loads(Path(dbt_package["manifest"]).read_text())
     sources = {s["source_name"] + "." + s["name"]: s for s in manifest["sources"].values()}
-    assert len(sources) == len(RAW_TABLES)
-    for key, s in sources.items():
+    # the raw tables, and the pipeline's own source_freshness (which a host does not have)
+    assert len(sources) == len(RAW_TABLES) + 1 and "pipeline.source_freshness" in sources
+    for key, s in ((k, v) for k, v in sources.items() if k != "pipeline.source_freshness"):
         assert (s["database"], s["schema"], s["identifier"]) == ("landed", LANDED_SCHEMA, TABLE_PREFIX + s["name"]), key
     assert not [e for e in manifest["exposures"].values() if e["package_name"] == "cxloop"]
-    con = duckdb.connect(str(builds["host_db"]), read_only=True)
+    con = duckdb.connect(str(dbt_package["host_db"]), read_only=True)
     try:
         schemas = {r[0] for r in con.execute(
             "select distinct table_schema from information_schema.tables where table_catalog = 'host'"
@@ -480,7 +450,7 @@ def test_sources_schemas_and_seeds_are_the_hosts(builds):
         versions = con.execute(f"select count(*) from {PREFIX}snapshots.snap_crm__contacts").fetchone()[0]
     finally:
         con.close()
-    con = duckdb.connect(str(builds["landed_db"]), read_only=True)
+    con = duckdb.connect(str(dbt_package["landed_db"]), read_only=True)
     try:
         landed_tables = con.execute("select table_schema, table_name from information_schema.tables").fetchall()
     finally:
@@ -492,11 +462,11 @@ def test_sources_schemas_and_seeds_are_the_hosts(builds):
     assert sorted(landed_tables) == sorted((LANDED_SCHEMA, TABLE_PREFIX + t) for t in RAW_TABLES)
 
 
-def test_duckdb_build_ran_the_portable_macros(builds):
+def test_duckdb_build_ran_the_portable_macros(dbt_package):
     """The host's DuckDB build compiled cxloop's models with the default__ implementations (dbt's
     cross-database macros), not the DuckDB spellings: to_months, to_days, to_microseconds,
     isodow and concat_ws appear nowhere."""
-    target = Path(builds["host"]) / "target_duckdb" / "compiled" / "cxloop"
+    target = Path(dbt_package["host"]) / "target_duckdb" / "compiled" / "cxloop"
     code = {p.stem: p.read_text() for p in target.rglob("*.sql")}
     assert {"int_periods", "int_business_calendar", "follow_up_sla", "at_risk_accounts"} <= set(code), sorted(code)
     native = [f"{m}: {w}" for m, sql in code.items() for w in ("to_months(", "to_days(", "to_microseconds(",
@@ -509,28 +479,28 @@ def test_duckdb_build_ran_the_portable_macros(builds):
 
 
 @pytest.fixture(scope="module")
-def postgres(builds):
-    if "postgres_skipped" in builds:
-        pytest.skip(builds["postgres_skipped"])
-    folder = builds["postgres_marts"]
+def postgres(dbt_package):
+    if "postgres_skipped" in dbt_package:
+        pytest.skip(dbt_package["postgres_skipped"])
+    folder = dbt_package["postgres_marts"]
     return {p.stem: pd.read_pickle(p) for p in folder.glob("*.pkl")}
 
 
-def test_postgres_host_build(builds, postgres, host_marts):
-    failed = [r for r in builds["postgres_results"] if r["status"] not in ("success", "pass")]
+def test_postgres_host_build(dbt_package, postgres, host_marts):
+    failed = [r for r in dbt_package["postgres_results"] if r["status"] not in ("success", "pass")]
     assert not failed, failed
-    assert f"{PREFIX}marts" in builds["postgres_schemas"] and "marts" not in builds["postgres_schemas"]
+    assert f"{PREFIX}marts" in dbt_package["postgres_schemas"] and "marts" not in dbt_package["postgres_schemas"]
     pg_marts = {k.split(".", 1)[1]: v for k, v in postgres.items() if k.startswith(f"{PREFIX}marts.")}
     assert sorted(pg_marts) == sorted(host_marts)
     for name, frame in pg_marts.items():
         assert_same_mart(name, frame, host_marts[name], rel_tol=1e-9)
 
 
-def test_postgres_database_dropped(builds, postgres):
+def test_postgres_database_dropped(dbt_package, postgres):
     con = _pg_connect("postgres")
     try:
         with con.cursor() as cur:
-            cur.execute("select count(*) from pg_database where datname = %s", (builds["postgres_dbname"],))
+            cur.execute("select count(*) from pg_database where datname = %s", (dbt_package["postgres_dbname"],))
             assert cur.fetchone()[0] == 0
     finally:
         con.close()

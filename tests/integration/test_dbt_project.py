@@ -20,6 +20,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from _mart_compare import MART_GRAIN
 from cxloop.contract import ENTITIES, ENTITY_ORDER, LINEAGE_COLUMNS
 from cxloop.demo.generator import generate
 from cxloop.store.duckdb_store import RESULTS_DDL, SQL_TYPES, ensure_raw_schema
@@ -35,20 +36,6 @@ MARTS = [
     "follow_up_attainment", "portfolio_coverage", "governance_kpis", "at_risk_accounts", "data_quality",
     "account_team_worklist",
 ]
-# the grain of every mart (rows are sorted by it before comparing)
-MART_KEYS = {
-    "account_nps": ["period_start", "survey_type", "account_id", "method"],
-    "portfolio_nps": ["period_start", "survey_type", "group_type", "group_value", "method"],
-    "contact_coverage": ["period_start", "account_id"],
-    "response_rate": ["period_start", "survey_type", "group_type", "group_value"],
-    "follow_up_sla": ["response_id"],
-    "follow_up_attainment": ["period_start", "group_type", "group_value"],
-    "portfolio_coverage": ["period_start", "group_type", "group_value"],
-    "governance_kpis": ["period_start", "group_type", "group_value", "kpi"],
-    "at_risk_accounts": ["account_id"],
-    "data_quality": ["batch_id", "entity", "expectation", "column_name"],
-    "account_team_worklist": ["item_kind", "account_id", "role", "response_id"],
-}
 PG_TYPES = {**SQL_TYPES, "float": "DOUBLE PRECISION", "string": "TEXT"}
 
 
@@ -177,7 +164,7 @@ def read_marts(path: Path) -> dict[str, pd.DataFrame]:
 
 
 def assert_frames_equal(name: str, left: pd.DataFrame, right: pd.DataFrame) -> None:
-    keys = MART_KEYS[name]
+    keys = MART_GRAIN[name]
     assert list(left.columns) == list(right.columns), name
     assert len(left) == len(right), f"{name}: {len(left)} rows vs {len(right)}"
     a = left.sort_values(keys, na_position="first").reset_index(drop=True)

@@ -54,7 +54,7 @@ def _landed_parity(_param=None) -> dict:
 
 
 @pytest.fixture(scope="module")
-def landed():
+def landed_parity():
     return _background.result("landed_parity")
 
 
@@ -86,9 +86,9 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
 # data_quality counts the rows quarantined per source: the landed source has no duplicate rows
 # to quarantine (a landed table holds one row per key), so it differs by design
 @pytest.mark.parametrize("mart", [m for m in MARTS if m != "data_quality"])
-def test_every_mart_equals_http_path(landed, http_raw, mart):
+def test_every_mart_equals_http_path(landed_parity, http_raw, mart):
     """dbt built every mart from the landed rows, equal to the HTTP path's, row for row."""
-    con = duckdb.connect(str(landed["warehouse"]), read_only=True)
+    con = duckdb.connect(str(landed_parity["warehouse"]), read_only=True)
     try:
         got = con.execute(f"select * from marts.{mart}").df()
     finally:
@@ -99,29 +99,29 @@ def test_every_mart_equals_http_path(landed, http_raw, mart):
 
 
 @pytest.mark.parametrize("entity", ENTITY_ORDER)
-def test_raw_layer_equals_http_path(landed, http_raw, entity):
+def test_raw_layer_equals_http_path(landed_parity, http_raw, entity):
     """Every contract column of every row the HTTP path loaded, and nothing else."""
-    got = _raw(landed["warehouse"], entity)
+    got = _raw(landed_parity["warehouse"], entity)
     want = http_raw["raw"][entity]
     assert len(got) > 0
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
 
 
-def test_oracle_on_landed_rows_equals_http_marts(landed, http_raw):
+def test_oracle_on_landed_rows_equals_http_marts(landed_parity, http_raw):
     """The oracle's marts from the landed raw tables equal dbt's marts of the HTTP path."""
     import oracle
 
-    tables = {e: _raw(landed["warehouse"], e) for e in ENTITY_ORDER}
+    tables = {e: _raw(landed_parity["warehouse"], e) for e in ENTITY_ORDER}
     computed = oracle.compute_marts(tables, AS_OF)
-    assert landed["build"] is True  # dbt build: every model and test passed
+    assert landed_parity["build"] is True  # dbt build: every model and test passed
     for mart in HEADLINE_MARTS:
         compare_with_oracle(mart, http_raw["marts"][mart], computed[mart])
 
 
-def test_only_the_landed_faults_are_quarantined(landed):
+def test_only_the_landed_faults_are_quarantined(landed_parity):
     """The planted orphan contacts and out-of-range answers land and are quarantined; a record
     served twice by the APIs is one row of a landed table, so nothing is quarantined for it."""
-    counts = landed["counts"]
+    counts = landed_parity["counts"]
     assert {c["source"] for c in counts.values()} == {"landed"}
     assert counts["contacts"]["quarantined"] >= 1
     assert counts["responses"]["quarantined"] >= 1

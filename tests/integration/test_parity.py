@@ -17,12 +17,12 @@ import math
 import os
 import time
 import uuid
-from decimal import Decimal
 
 import duckdb
 import pandas as pd
 import psycopg2
 import pytest
+from _mart_compare import MART_GRAIN, sorted_rows
 from cxloop import pipeline
 from cxloop.config import Settings
 from cxloop.serve.exports import MARTS
@@ -33,20 +33,6 @@ pytestmark = pytest.mark.e2e
 AS_OF = dt.datetime(2026, 10, 1)  # the shared demo warehouse's (seed 11, scale 0.2)
 REL_TOL = 1e-9
 
-# the grain of each mart (its unique key, as declared by the dbt tests)
-MART_KEYS = {
-    "account_nps": ["period_start", "survey_type", "account_id", "method"],
-    "portfolio_nps": ["period_start", "survey_type", "group_type", "group_value", "method"],
-    "contact_coverage": ["period_start", "account_id"],
-    "response_rate": ["period_start", "survey_type", "group_type", "group_value"],
-    "follow_up_sla": ["response_id"],
-    "governance_kpis": ["period_start", "group_type", "group_value", "kpi"],
-    "at_risk_accounts": ["period_start", "account_id"],
-    "revenue_at_risk": ["renewal_quarter", "account_class"],
-    "nps_renewal_outcomes": ["account_class"],
-    "data_quality": ["batch_id", "entity", "expectation", "column_name"],
-    "account_team_worklist": ["item_kind", "account_id", "role", "response_id"],
-}
 # Columns that legitimately differ between two loads: the gate stamps checked_at with the
 # wall-clock time it validated the batch, and each target validates it separately.
 RUN_DEPENDENT = {"data_quality": {"checked_at"}}
@@ -167,37 +153,6 @@ def _read_marts_postgres(settings: Settings) -> dict[str, pd.DataFrame]:
         con.close()
 
 
-def _norm(v):
-    """A comparable Python value: None for every kind of null, ISO text for dates/times."""
-    if v is None or v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
-        return None
-    try:
-        if pd.isna(v):
-            return None
-    except (TypeError, ValueError):
-        pass
-    if isinstance(v, (pd.Timestamp, dt.datetime, dt.date)):  # DuckDB DATE arrives as a Timestamp
-        return pd.Timestamp(v).isoformat()
-    if hasattr(v, "item"):  # numpy scalar
-        v = v.item()
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, int):
-        return v
-    if isinstance(v, float):
-        return float(v)
-    if isinstance(v, Decimal):
-        return float(v)
-    return v
-
-
-def _rows(df: pd.DataFrame, keys: list[str]) -> list[dict]:
-    records = [{c: _norm(v) for c, v in r.items()} for r in df.to_dict("records")]
-    return sorted(
-        records, key=lambda r: tuple((r[k] is None, "" if r[k] is None else str(r[k])) for k in keys)
-    )
-
-
 def _same(a, b) -> tuple[bool, float]:
     """Equal (floats within REL_TOL relative) and the relative float difference."""
     if isinstance(a, float) or isinstance(b, float):
@@ -221,9 +176,9 @@ def test_mart_values_identical_on_duckdb_and_postgres(marts, mart, record_proper
     d, p = duck[mart], post[mart]
     assert list(d.columns) == list(p.columns), f"{mart}: column order/names differ"
     assert len(d) == len(p), f"{mart}: {len(d)} rows on DuckDB, {len(p)} on Postgres"
-    keys = MART_KEYS[mart]
+    keys = MART_GRAIN[mart]
     skip = RUN_DEPENDENT.get(mart, set())
-    dr, pr = _rows(d, keys), _rows(p, keys)
+    dr, pr = sorted_rows(d, keys), sorted_rows(p, keys)
     assert len({tuple(r[k] for k in keys) for r in dr}) == len(dr), f"{mart}: key {keys} not unique"
     max_diff = 0.0
     mismatches = []
