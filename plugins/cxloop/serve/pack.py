@@ -653,10 +653,28 @@ def data_quality_page(data: dict) -> str:
     return "".join(out)
 
 
+PAGE_NOTES = {
+    "company": "every governance KPI of the company per period against its target, with its attainment",
+    "account-nps": "portfolio NPS per segment by method; account NPS pooled, role-weighted and waterfall by name",
+    "owners": "per account team: accounts, coverage, response rate, open and overdue follow-ups, SLA, at-risk ARR",
+    "follow-ups": "detractor follow-ups required, met, breached, missing and active by week and owner",
+    "data-quality": "expectations failed, rows quarantined by reason, freshness of each source",
+}
+
+
 def index_page(data: dict) -> str:
-    items = "".join(f'<li><a href="{slug}.html">{esc(title)}</a></li>' for slug, title in PAGES[1:])
+    items = "".join(
+        f'<li><a href="{slug}.html">{esc(title)}</a>: {esc(PAGE_NOTES[slug])}</li>' for slug, title in PAGES[1:]
+    )
+    kpis = data["governance_kpis"]
+    latest = _latest(kpis[(kpis.group_type == "company") & kpis.target.notna()])
+    met = latest.meets_target.astype("boolean")
+    summary = (
+        f"Company KPIs with a target in the latest period: {int(met.fillna(False).sum())} met, "
+        f"{int((~met.fillna(True)).sum())} not met, {int(met.isna().sum())} not reportable."
+    )
     return (
-        f"<section><h2>Pages</h2><ul>{items}</ul>"
+        f"<section><h2>Pages</h2><ul>{items}</ul>{_empty_note(summary)}"
         f'<p class="note">Owner names: {"shown" if owner_names_allowed() else "hidden (owner id and team)"}'
         f" ({OWNER_NAMES_ENV}).</p></section>"
     )
