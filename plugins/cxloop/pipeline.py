@@ -219,9 +219,7 @@ def report(settings: Settings, as_of: datetime, run_id: str, dbt_invocation_id: 
     return steps.report(settings, as_of, run_id, dbt_invocation_id or last_invocation_id(settings))
 
 
-def pack(
-    settings: Settings, as_of: datetime, run_id: str, dbt_invocation_id: str | None, export_dir: str
-) -> str:
+def pack(settings: Settings, as_of: datetime, run_id: str, dbt_invocation_id: str | None, export_dir: str) -> str:
     """The governance pack's HTML pages in the run's export folder (``<export_dir>/pack/``)."""
     from cxloop.serve import steps
 

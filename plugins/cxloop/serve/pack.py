@@ -122,7 +122,6 @@ def load_pack_data(settings: Settings, as_of: datetime, min_n: int | None = None
         if c in sla_rows
     ]
     data["follow_ups"] = sla_rows[keep].copy()
-    data["follow_up_sla"] = govern("follow_up_sla", sla_rows, min_n)
     data.update(accounts=accounts, owners=owners, coverage=coverage, quarantine=quarantine, min_n=min_n)
     return data
 
