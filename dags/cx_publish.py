@@ -7,8 +7,11 @@ Scheduled on the `cxloop_marts` asset, after every successful build:
    `var/published/cx.duckdb` (BI tools open that file, never the writer's);
 2. `export_marts`: every mart of the contract as Parquet and CSV in a dated folder, without
    PII, groups under n = 5 suppressed, with a checksummed manifest;
-3. `governance_report`: one offline HTML report with the charts a governance review reads;
-4. `summarise`: the run summary (rows loaded and quarantined, headline metrics, locations).
+3. `governance_pack`: the governance pack's offline HTML pages (company KPIs, account NPS,
+   owner scorecards, follow-up monitor, data quality) in the export folder's `pack/`, listed
+   in its manifest;
+4. `governance_report`: one offline HTML report with the charts a governance review reads;
+5. `summarise`: the run summary (rows loaded and quarantined, headline metrics, locations).
 
 Its `as_of`: the run parameter, else (an asset-triggered run has no data interval) the end of
 the data window the warehouse is complete up to, as in `cx_transform`.
@@ -39,7 +42,7 @@ from cxloop_airflow import (
     max_active_runs=1,
     tags=[*TAGS, "publish", "governance"],
     doc_md=__doc__,
-    description="Publish the BI snapshot, write the governance exports and report, print the run summary",
+    description="Publish the BI snapshot, write the governance exports, pack and report, print the run summary",
     params=AS_OF_PARAM,
     default_args=DEFAULT_ARGS,
 )
@@ -64,6 +67,13 @@ def cx_publish():
         return export(Settings.from_env(), parse_as_of(as_of), run_id or "manual", None)
 
     @task(pool=WAREHOUSE_POOL)
+    def governance_pack(as_of: str, export_dir: str, run_id=None) -> str:
+        from cxloop.config import Settings, parse_as_of
+        from cxloop.pipeline import pack
+
+        return pack(Settings.from_env(), parse_as_of(as_of), run_id or "manual", None, export_dir)
+
+    @task(pool=WAREHOUSE_POOL)
     def governance_report(as_of: str, run_id=None) -> str:
         from cxloop.config import Settings, parse_as_of
         from cxloop.pipeline import report
@@ -71,7 +81,7 @@ def cx_publish():
         return report(Settings.from_env(), parse_as_of(as_of), run_id or "manual", None)
 
     @task(pool=WAREHOUSE_POOL)
-    def summarise(as_of: str, snapshot: str | None, export_dir: str, report_path: str) -> dict:
+    def summarise(as_of: str, snapshot: str | None, export_dir: str, report_path: str, pack_dir: str) -> dict:
         from cxloop.config import Settings, parse_as_of
         from cxloop.pipeline import summarise as run
 
@@ -80,7 +90,11 @@ def cx_publish():
             parse_as_of(as_of),
             None,
             export_dir,
-            extra={"BI snapshot": snapshot or "(Postgres: marts schema)", "report": report_path},
+            extra={
+                "BI snapshot": snapshot or "(Postgres: marts schema)",
+                "report": report_path,
+                "governance pack": pack_dir,
+            },
         )
         print(result["text"])  # noqa: T201 - the summary belongs in the task log
         return result["headline"]
@@ -89,9 +103,10 @@ def cx_publish():
     snapshot = publish_snapshot(as_of)
     exported = export_marts(as_of)
     snapshot >> exported
+    pack_dir = governance_pack(as_of, exported)
     report_path = governance_report(as_of)
-    exported >> report_path
-    summarise(as_of, snapshot, exported, report_path)
+    pack_dir >> report_path
+    summarise(as_of, snapshot, exported, report_path, pack_dir)
 
 
 cx_publish()

@@ -65,6 +65,7 @@ def full_run(var: Path, source_dir: Path, token: str, as_of: datetime, run_id: s
         "exports": pipeline.export(settings, as_of, run_id, None),
         "report": pipeline.report(settings, as_of, run_id, None),
     }
+    out["pack"] = pipeline.pack(settings, as_of, run_id, None, out["exports"])
     out["summary"] = pipeline.summarise(settings, as_of, None, out["exports"])["path"]
     out["settings"] = settings
     return out

@@ -256,6 +256,13 @@ def report(settings: Settings, as_of: datetime, run_id: str, dbt_invocation_id: 
     return steps.report(settings, as_of, run_id, dbt_invocation_id or last_invocation_id(settings))
 
 
+def pack(settings: Settings, as_of: datetime, run_id: str, dbt_invocation_id: str | None, export_dir: str) -> str:
+    """The governance pack's HTML pages in the run's export folder (``<export_dir>/pack/``)."""
+    from cxloop.serve import steps
+
+    return steps.pack(settings, as_of, run_id, dbt_invocation_id or last_invocation_id(settings), export_dir)
+
+
 def latest_batch_ids(settings: Settings) -> list[str]:
     """The batches that loaded each entity's latest data window."""
     with open_store(settings) as store:

@@ -58,7 +58,8 @@ def test_transform_and_publish_are_asset_scheduled(dagbag):
     build = transform.get_task("dbt_build")
     assert [a.name for a in build.outlets] == ["cxloop_marts"]
     assert {a.name for a in publish.timetable.asset_condition.objects} == {"cxloop_marts"}
-    assert {"publish_snapshot", "export_marts", "governance_report", "summarise"} <= set(publish.task_ids)
+    tasks = {"publish_snapshot", "export_marts", "governance_pack", "governance_report", "summarise"}
+    assert tasks <= set(publish.task_ids)
     for dag in (transform, publish):
         for t in dag.tasks:
             assert t.pool == "warehouse_writer", f"{dag.dag_id}.{t.task_id} touches the warehouse outside the pool"

@@ -3,8 +3,8 @@
 Three full runs of one small demo world at the same as_of, each from an empty warehouse of
 its own (extract over HTTP from the demo server, validate and load, dbt build, then publish,
 export, report and summarise through the pipeline functions). Every export file except the
-manifest has the same SHA-256 in all three; the report is identical outside its marked run
-block; the manifests differ only in run-dependent values."""
+manifest has the same SHA-256 in all three; the report and every governance pack page are
+identical outside their marked run block; the manifests differ only in run-dependent values."""
 
 from __future__ import annotations
 
@@ -66,7 +66,8 @@ def test_manifests_differ_only_in_run_dependent_values_and_their_checksums_agree
     batch_ids = [{v["batch_id"] for v in m["data_quality_batches"].values()} for m in manifests]
     assert not batch_ids[0] & batch_ids[1], "each run loads batches of its own"
     assert [sorted(m["data_quality_batches"]) for m in manifests] == [sorted(manifests[0]["data_quality_batches"])] * 3
-    run_dependent = {"run_id", "exported_at", "dbt_invocation_id", "data_quality_batches", "source_watermarks"}
+    # the pack's pages carry the run id in their run block, so their checksums differ per run
+    run_dependent = {"run_id", "exported_at", "dbt_invocation_id", "data_quality_batches", "source_watermarks", "pack"}
     stable = [{k: v for k, v in m.items() if k not in run_dependent} for m in manifests]
     assert stable[1] == stable[0] and stable[2] == stable[0]
 
@@ -85,3 +86,21 @@ def test_the_summary_headline_is_identical(three_runs):
     heads = [json.loads(Path(r["summary"]).with_suffix(".json").read_text())["headline"] for r in three_runs]
     assert heads[0]["nps_respondent"]["n"] > 0
     assert heads[1] == heads[0] and heads[2] == heads[0]
+
+
+def test_the_governance_pack_pages_are_identical_outside_their_run_block(three_runs):
+    block = re.compile(re.escape(RUN_BLOCK_START) + ".*?" + re.escape(RUN_BLOCK_END), re.S)
+    folders = [Path(r["pack"]) for r in three_runs]
+    names = [sorted(p.name for p in f.iterdir()) for f in folders]
+    assert names[0] == names[1] == names[2] and "index.html" in names[0] and "plotly.min.js" in names[0]
+    for name in names[0]:
+        texts = [(f / name).read_text(encoding="utf-8") for f in folders]
+        if name.endswith(".html"):
+            assert all(len(block.findall(t)) == 1 for t in texts), name
+            assert "manual__run-2" in block.search(texts[2]).group(0)
+            texts = [block.sub("", t) for t in texts]
+            assert "manual__run" not in texts[0], f"{name}: the run id belongs in the run block only"
+        assert texts[1] == texts[0] and texts[2] == texts[0], f"{name} differs between runs"
+    manifest = json.loads((folders[0].parent / "manifest.json").read_text())
+    listed = {f["file"] for f in manifest["pack"]["files"]}
+    assert listed == {f"pack/{n}" for n in names[0]}

@@ -1,5 +1,5 @@
 """The serving steps the pipeline (and so the DAGs) run after a build: publish the BI
-snapshot, export the governance pack, write the report, write and read the run summary.
+snapshot, export the governance marts, write the governance pack pages and the report, write and read the run summary.
 
 Everything written or logged here that names a connection goes through
 :func:`cxloop.config.redact` (no DSN password or URL credential leaves the process).
@@ -63,6 +63,16 @@ def report(settings: Settings, as_of: datetime, run_id: str, dbt_invocation_id: 
     from cxloop.serve.report import build_report
 
     return str(build_report(settings, as_of, run_id, dbt_invocation_id=dbt_invocation_id))
+
+
+def pack(
+    settings: Settings, as_of: datetime, run_id: str, dbt_invocation_id: str | None, export_dir: str | Path
+) -> str:
+    """The governance pack (offline HTML pages) in the run's export folder, listed in its
+    manifest (see cxloop.serve.pack)."""
+    from cxloop.serve.pack import build_pack
+
+    return str(build_pack(settings, as_of, run_id, Path(export_dir), dbt_invocation_id=dbt_invocation_id))
 
 
 def summarise(
