@@ -71,7 +71,8 @@ def test_registry_names_every_source_and_its_entities():
 
 def test_an_unknown_source_fails_in_one_line_naming_the_known_ones(tmp_path):
     settings = Settings.from_env({"CXLOOP_VAR": str(tmp_path / "var")})
-    with pytest.raises(ValueError, match=r"^unknown source 'sap'; known: salesforce, hubspot, qualtrics, files, landed$"):
+    known = "salesforce, hubspot, qualtrics, files, landed"
+    with pytest.raises(ValueError, match=rf"^unknown source 'sap'; known: {known}$"):
         extract(SourceSettings("sap", "http://127.0.0.1:9", "t0ken"), settings, AS_OF)
     assert not (tmp_path / "var").exists()  # failed before making anything
 
