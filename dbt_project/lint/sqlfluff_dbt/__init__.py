@@ -18,6 +18,7 @@ _PROJECT = Path(__file__).resolve().parents[2] / "dbt_project.yml"
 _VARS = {**(yaml.safe_load(_PROJECT.read_text()).get("vars") or {}), "as_of": "2026-10-01T00:00:00"}
 
 execute = True
+project_name = "cxloop"  # the root project: the lint renders cxloop's own build
 
 
 class _Target:
