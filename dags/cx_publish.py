@@ -93,7 +93,7 @@ def cx_publish():
             extra={
                 "BI snapshot": snapshot or "(Postgres: marts schema)",
                 "report": report_path,
-                "governance pack": pack_dir,
+                "pack": pack_dir,
             },
         )
         print(result["text"])  # noqa: T201 - the summary belongs in the task log
