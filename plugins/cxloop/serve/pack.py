@@ -71,6 +71,12 @@ def _rows(reader, sql: str, params=None) -> pd.DataFrame:
     return reader.df(sql, params)
 
 
+def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
+    if frame.empty:
+        return frame.reset_index(drop=True)
+    return frame.sort_values(list(frame.columns), kind="stable", na_position="last").reset_index(drop=True)
+
+
 def load_pack_data(settings: Settings, as_of: datetime, min_n: int | None = None) -> dict:
     from cxloop.serve.reader import WarehouseReader
 
@@ -99,6 +105,10 @@ def load_pack_data(settings: Settings, as_of: datetime, min_n: int | None = None
             "select source, entity, coalesce(expectation, '(none)') as expectation, count(*) as n_rows "
             "from raw.quarantine group by source, entity, coalesce(expectation, '(none)')"
         )
+    # one row order whatever order the warehouse returned the rows in (a parallel scan may vary
+    # it between runs): every frame sorted on all its columns, then only stable sorts below
+    marts = {m: _ordered(f) for m, f in marts.items()}
+    sla_rows, accounts, owners, coverage, quarantine = map(_ordered, (sla_rows, accounts, owners, coverage, quarantine))
     for frame in (*marts.values(), sla_rows):
         if "period_start" in frame:
             frame["period_start"] = pd.to_datetime(frame["period_start"])
@@ -196,7 +206,7 @@ def _kind(kpi: str) -> str:
 # ---------------------------------------------------------------- pages
 def company_page(data: dict) -> str:
     kpis = data["governance_kpis"]
-    df = kpis[kpis.group_type == "company"].sort_values(["kpi", "period_start"])
+    df = kpis[kpis.group_type == "company"].sort_values(["kpi", "period_start"], kind="stable")
     if df.empty:
         return _empty_note("No company KPI in governance_kpis.")
     charts, rows, hidden = [], [], []
@@ -327,7 +337,7 @@ def account_nps_page(data: dict) -> str:
     if acc.empty:
         return "".join(out) + _empty_note("No account NPS in the latest period.")
     for j, (segment, g) in enumerate(acc.groupby(acc.segment.fillna("(none)"), sort=True)):
-        names = g.drop_duplicates("account_id").sort_values(["account_name", "account_id"])
+        names = g.drop_duplicates("account_id").sort_values(["account_name", "account_id"], kind="stable")
         labels = {
             a: esc(f"{n} ({a})" if _isna(n) else n) for a, n in zip(names.account_id, names.account_name, strict=True)
         }
@@ -409,13 +419,13 @@ def owner_scorecards(data: dict, as_of: datetime) -> pd.DataFrame:
             {
                 "owner_id": o,
                 "accounts": int((active.owner_id == o).sum()),
-                "coverage_responded": float(c.coverage_responded.mean()) if len(c) else None,
+                "coverage_responded": round(float(c.coverage_responded.mean()), 9) if len(c) else None,
                 "response_rate": k.get("response_rate"),
                 "sla_attainment": k.get("sla_attainment"),
                 "open_follow_ups": len(op),
                 "overdue_follow_ups": len(overdue),
                 "oldest_open_days": None if age is None or pd.isna(age) else int(age),
-                "at_risk_arr": float(risk[risk.owner_id == o].arr.sum()),
+                "at_risk_arr": round(float(risk[risk.owner_id == o].arr.sum()), 6),
                 "at_risk_accounts": int((risk.owner_id == o).sum()),
             }
         )
@@ -552,7 +562,7 @@ def follow_ups_page(data: dict, as_of: datetime) -> str:
         table_rows.append([week.strftime("%Y-%m-%d"), owner, len(g), *(int(counts.get(s, 0)) for s in statuses)])
     week_table = _table(["week", "owner (team)", "required", *statuses], table_rows, {2, 3, 4, 5, 6})
     names = data["accounts"].set_index("account_id").account_name
-    open_ = fu[fu.closed_at.isna()].sort_values(["recorded_at", "account_id"]).head(20)
+    open_ = fu[fu.closed_at.isna()].sort_values(["recorded_at", "account_id"], kind="stable").head(20)
     oldest = [
         [
             names.get(r.account_id, r.account_id),
@@ -587,7 +597,7 @@ def data_quality_page(data: dict) -> str:
             failed.groupby(["source", "entity", "expectation"], dropna=False)
             .agg(batches=("success", "size"), unexpected=("unexpected_count", "sum"))
             .reset_index()
-            .sort_values(["source", "entity", "expectation"])
+            .sort_values(["source", "entity", "expectation"], kind="stable")
         )
         total = exp.groupby(["source", "entity"]).size()
         rows = [[r.source, r.entity, r.expectation, r.batches, int(r.unexpected or 0)] for r in agg.itertuples()]
@@ -601,7 +611,7 @@ def data_quality_page(data: dict) -> str:
             )
             + "</section>"
         )
-    q = data["quarantine"].sort_values(["source", "entity", "expectation"])
+    q = data["quarantine"].sort_values(["source", "entity", "expectation"], kind="stable")
     if q.empty:
         out.append("<section><h2>Rows quarantined</h2>" + _empty_note("No row is quarantined.") + "</section>")
     else:
@@ -627,7 +637,7 @@ def data_quality_page(data: dict) -> str:
         )
     fresh_cols = {"freshness_status", "loaded_up_to", "age_hours"}
     if "check_kind" in dq and fresh_cols <= set(dq.columns) and (dq.check_kind == "freshness").any():
-        f = dq[dq.check_kind == "freshness"].sort_values(["source", "entity"])
+        f = dq[dq.check_kind == "freshness"].sort_values(["source", "entity"], kind="stable")
         rows = [
             [
                 r.source,
