@@ -8,14 +8,10 @@ every table in error, and the webhook receives them."""
 
 from __future__ import annotations
 
-import json
 import shutil
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import duckdb
-import pytest
 from _serve_support import copy_warehouse
 from cxloop.alerts import WEBHOOK_ENV
 from cxloop.contract import ENTITIES
@@ -48,25 +44,6 @@ def windows(settings) -> dict[str, tuple]:
         }
     finally:
         con.close()
-
-
-@pytest.fixture
-def webhook():
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    server.shutdown()
 
 
 def test_the_demo_build_judged_every_source_table_fresh_at_its_as_of(demo_warehouse):
