@@ -87,15 +87,11 @@ def load_pack_data(settings: Settings, as_of: datetime, min_n: int | None = None
             for m in ("governance_kpis", "account_nps", "portfolio_nps", "at_risk_accounts", "data_quality")
         }
         sla_rows = reader.df("select * from marts.follow_up_sla")
+        # the account/owner dimension as of the run (marts/directory): one row per account / owner
         accounts = reader.df(
-            "select account_id, max(account_name) as account_name, max(segment) as segment, "
-            "max(owner_id) as owner_id, bool_or(is_active) as is_active "
-            "from staging.stg_crm__accounts group by account_id"
+            "select account_id, account_name, segment, owner_id, is_active from marts.account_directory"
         )
-        owners = reader.df(
-            "select owner_id, max(owner_name) as owner_name, max(team) as team from staging.stg_crm__owners "
-            "group by owner_id"
-        )
+        owners = reader.df("select owner_id, owner_name, owner_team as team from marts.owner_directory")
         coverage = reader.df(
             "select c.account_id, c.coverage_responded, c.has_decision_maker_response from marts.contact_coverage c "
             "where c.period_start = (select max(period_start) from marts.contact_coverage where period_start < ?)",
@@ -113,6 +109,9 @@ def load_pack_data(settings: Settings, as_of: datetime, min_n: int | None = None
         if "period_start" in frame:
             frame["period_start"] = pd.to_datetime(frame["period_start"])
     data = {m: govern(m, f, min_n) for m, f in marts.items() if m != "data_quality"}
+    # promoter decision makers per group, aggregated from the account rows before their
+    # account-level suppression, then suppressed per group (only the aggregate leaves here)
+    data["promoter_dms"] = promoter_decision_makers(marts["account_nps"], accounts, min_n)
     data["data_quality"] = marts["data_quality"]  # batch ids / check times are never shown
     # follow-up process rows without any contact-level column or score
     keep = [
@@ -134,6 +133,59 @@ def load_pack_data(settings: Settings, as_of: datetime, min_n: int | None = None
     data["follow_ups"] = sla_rows[keep].copy()
     data.update(accounts=accounts, owners=owners, coverage=coverage, quarantine=quarantine, min_n=min_n)
     return data
+
+
+def _group_values(frame: pd.DataFrame, column: str) -> pd.Series:
+    """The group value of each row as portfolio_nps names it: a missing segment is 'unknown';
+    a missing owner stays missing (shown as "(no owner)")."""
+    values = frame[column].astype(object)
+    if column == "segment":
+        return values.where(values.notna(), "unknown")
+    return values.where(values.notna(), None)
+
+
+def promoter_decision_makers(account_nps: pd.DataFrame, accounts: pd.DataFrame, min_n: int) -> pd.DataFrame:
+    """Promoter decision makers of the latest period per group (company 'all', segment, owner):
+    from account_nps' waterfall rows whose role is decision_maker (the counted relationship
+    responses of the account's decision makers, one per contact; ``promoters`` of them
+    promoters), the accounts' segment and owner from account_directory. ``dm_respondents`` is
+    the group size n; ``promoter_dms`` and ``share`` are null and ``suppressed`` true when
+    n < min_n. Columns: group_type, group_value, dm_respondents, promoter_dms, share, suppressed."""
+    columns = ["group_type", "group_value", "dm_respondents", "promoter_dms", "share", "suppressed"]
+    need = {"survey_type", "method", "waterfall_role", "period_start", "account_id", "n_scored", "promoters"}
+    if account_nps.empty or not need <= set(account_nps.columns):
+        return pd.DataFrame(columns=columns)
+    rel = account_nps[account_nps.survey_type == "relationship"]
+    if rel.empty:
+        return pd.DataFrame(columns=columns)
+    latest = rel[rel.period_start == rel.period_start.max()]
+    dm = latest[(latest.method == "waterfall") & (latest.waterfall_role == "decision_maker")]
+    dm = dm[["account_id", "n_scored", "promoters"]].merge(
+        accounts[["account_id", "segment", "owner_id"]], on="account_id", how="left"
+    )
+    rows = []
+    for group_type, values in (
+        ("company", pd.Series("all", index=dm.index, dtype=object)),
+        ("segment", _group_values(dm, "segment")),
+        ("owner", _group_values(dm, "owner_id")),
+    ):
+        keys = values.fillna("\x00")  # the missing owner groups together, last
+        for key in sorted(set(keys), key=lambda k: (k == "\x00", str(k))):
+            g = dm[keys == key]
+            n = int(g.n_scored.fillna(0).sum())
+            promoters = int(g.promoters.fillna(0).sum())
+            small = n < min_n
+            rows.append(
+                {
+                    "group_type": group_type,
+                    "group_value": None if key == "\x00" else key,
+                    "dm_respondents": n,
+                    "promoter_dms": None if small else promoters,
+                    "share": None if small or n == 0 else round(promoters / n, 9),
+                    "suppressed": small,
+                }
+            )
+    return pd.DataFrame(rows, columns=columns)
 
 
 # ---------------------------------------------------------------- helpers
@@ -297,6 +349,139 @@ def _latest(df: pd.DataFrame) -> pd.DataFrame:
     return df[df.period_start == df.period_start.max()]
 
 
+PROMOTER_DIMENSIONS = (("segment", "segment"), ("owner", "owner (team)"))
+
+
+def _promoter_rows(data: dict) -> dict[str, list[dict]]:
+    """group_type -> one dict per group (label, promoter accounts, promoter decision makers)
+    for the latest relationship period: promoter accounts from portfolio_nps'
+    account_classified rows (governed: null when n_scored or n_accounts < min_n), promoter
+    decision makers from :func:`promoter_decision_makers`."""
+    port = data["portfolio_nps"]
+    port = port[(port.survey_type == "relationship") & (port.method == "account_classified")]
+    port = _latest(port)
+    dms = data["promoter_dms"]
+    owners = data["owners"]
+    out: dict[str, list[dict]] = {}
+    for group_type in ("company", *(d for d, _ in PROMOTER_DIMENSIONS)):
+        p = port[port.group_type == group_type]
+        d = dms[dms.group_type == group_type]
+        values = sorted(
+            set(p.group_value.dropna()) | set(d.group_value.dropna()), key=str
+        ) + ([None] if d.group_value.isna().any() else [])
+        rows = []
+        for v in values:
+            pr = p[p.group_value == v] if v is not None else p.iloc[0:0]
+            dr = d[d.group_value == v] if v is not None else d[d.group_value.isna()]
+            pr = pr.iloc[0] if len(pr) else None
+            dr = dr.iloc[0] if len(dr) else None
+            label = (
+                "all accounts"
+                if group_type == "company"
+                else _owner_label(v, owners)
+                if group_type == "owner"
+                else str(v)
+            )
+            n_acc = None if pr is None else int(pr.n_accounts)
+            pa = None if pr is None or _isna(pr.promoters) else int(pr.promoters)
+            rows.append(
+                {
+                    "label": label,
+                    "n_accounts": n_acc,
+                    "promoter_accounts": pa,
+                    "account_share": None if pa is None or not n_acc else pa / n_acc,
+                    "account_suppressed": pr is not None and pa is None,
+                    "dm_respondents": None if dr is None else int(dr.dm_respondents),
+                    "promoter_dms": None if dr is None or _isna(dr.promoter_dms) else int(dr.promoter_dms),
+                    "dm_share": None if dr is None or _isna(dr.share) else float(dr.share),
+                    "dm_suppressed": dr is not None and bool(dr.suppressed),
+                }
+            )
+        out[group_type] = rows
+    return out
+
+
+def promoters_section(data: dict) -> str:
+    """'Where the promoters are': promoter accounts and promoter decision makers of the latest
+    relationship period, by segment and by owner, counts and share of the group; a group
+    under min_n shows its size and "suppressed"."""
+    groups = _promoter_rows(data)
+    if not any(groups.values()):
+        return "<section><h2>Where the promoters are</h2>" + _empty_note("No relationship NPS.") + "</section>"
+
+    def count(n, suppressed):
+        return "suppressed" if suppressed else ("" if n is None else n)
+
+    def share(v, suppressed):
+        return "suppressed" if suppressed else ("" if v is None else f"{v:.0%}")
+
+    parts = [
+        '<p class="note">Latest relationship period. Promoter accounts: accounts whose role-weighted mean score is '
+        "9 or more (portfolio_nps, method account_classified), of the responding accounts. Promoter decision "
+        "makers: decision makers whose counted response is a promoter (9-10), of the decision makers who answered "
+        f"(account_nps, waterfall rows of role decision_maker). Groups with fewer than {esc(data['min_n'])} "
+        "respondents (or responding accounts) are suppressed.</p>"
+    ]
+    for j, (group_type, title) in enumerate(PROMOTER_DIMENSIONS):
+        rows = groups.get(group_type, []) + groups.get("company", [])
+        if not groups.get(group_type):
+            continue
+        table = _table(
+            [
+                title,
+                "responding accounts",
+                "promoter accounts",
+                "share",
+                "decision makers answered",
+                "promoter decision makers",
+                "share",
+            ],
+            [
+                [
+                    r["label"],
+                    "" if r["n_accounts"] is None else r["n_accounts"],
+                    count(r["promoter_accounts"], r["account_suppressed"]),
+                    share(r["account_share"], r["account_suppressed"]),
+                    "" if r["dm_respondents"] is None else r["dm_respondents"],
+                    count(r["promoter_dms"], r["dm_suppressed"]),
+                    share(r["dm_share"], r["dm_suppressed"]),
+                ]
+                for r in rows
+            ],
+            {1, 2, 3, 4, 5, 6},
+        )
+        drawn = groups[group_type]
+        chart = ""
+        if any(r["account_share"] is not None or r["dm_share"] is not None for r in drawn):
+            fig = go.Figure()
+            for i, (key, name) in enumerate(
+                (("account_share", "promoter accounts"), ("dm_share", "promoter decision makers"))
+            ):
+                fig.add_trace(
+                    go.Bar(
+                        y=[esc(r["label"]) for r in drawn],
+                        x=[r[key] for r in drawn],
+                        orientation="h",
+                        name=name,
+                        marker={"color": (PALETTE[2], PALETTE[0])[i]},
+                    )
+                )
+            fig.update_layout(barmode="group")
+            fig.update_xaxes(tickformat=".0%", range=[0, 1.05], title="share of the group")
+            fig.update_yaxes(automargin=True, autorange="reversed")
+            chart = _chart(
+                _legend_above(
+                    fig, f"Where the promoters are: share by {title} (suppressed groups not drawn)",
+                    160 + 60 * len(drawn),
+                ),
+                f"promoters-{j}",
+            )
+        else:
+            chart = _empty_note(f"Every {group_type} group is suppressed: nothing to draw.")
+        parts.append(f"<h3>By {esc(title)}</h3>{table}{chart}")
+    return "<section><h2>Where the promoters are</h2>" + "".join(parts) + "</section>"
+
+
 def account_nps_page(data: dict) -> str:
     acc = data["account_nps"]
     acc = acc[(acc.survey_type == "relationship") & acc.method.isin(ACCOUNT_METHODS)]
@@ -334,6 +519,7 @@ def account_nps_page(data: dict) -> str:
             + _chart(_legend_above(fig, f"Relationship NPS by segment, period {period}", 420), "portfolio")
             + "</section>"
         )
+    out.append(promoters_section(data))
     if acc.empty:
         return "".join(out) + _empty_note("No account NPS in the latest period.")
     for j, (segment, g) in enumerate(acc.groupby(acc.segment.fillna("(none)"), sort=True)):
@@ -664,7 +850,8 @@ def data_quality_page(data: dict) -> str:
 
 PAGE_NOTES = {
     "company": "every governance KPI of the company per period against its target, with its attainment",
-    "account-nps": "portfolio NPS per segment by method; account NPS pooled, role-weighted and waterfall by name",
+    "account-nps": "portfolio NPS per segment by method; where the promoters are (promoter accounts and decision "
+    "makers by segment and owner); account NPS pooled, role-weighted and waterfall by name",
     "owners": "per account team: accounts, coverage, response rate, open and overdue follow-ups, SLA, at-risk ARR",
     "follow-ups": "detractor follow-ups required, met, breached, missing and active by week and owner",
     "data-quality": "expectations failed, rows quarantined by reason, freshness of each source",
