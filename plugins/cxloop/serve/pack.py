@@ -366,9 +366,9 @@ def _promoter_rows(data: dict) -> dict[str, list[dict]]:
     for group_type in ("company", *(d for d, _ in PROMOTER_DIMENSIONS)):
         p = port[port.group_type == group_type]
         d = dms[dms.group_type == group_type]
-        values = sorted(
-            set(p.group_value.dropna()) | set(d.group_value.dropna()), key=str
-        ) + ([None] if d.group_value.isna().any() else [])
+        values = sorted(set(p.group_value.dropna()) | set(d.group_value.dropna()), key=str) + (
+            [None] if d.group_value.isna().any() else []
+        )
         rows = []
         for v in values:
             pr = p[p.group_value == v] if v is not None else p.iloc[0:0]
@@ -471,7 +471,8 @@ def promoters_section(data: dict) -> str:
             fig.update_yaxes(automargin=True, autorange="reversed")
             chart = _chart(
                 _legend_above(
-                    fig, f"Where the promoters are: share by {title} (suppressed groups not drawn)",
+                    fig,
+                    f"Where the promoters are: share by {title} (suppressed groups not drawn)",
                     160 + 60 * len(drawn),
                 ),
                 f"promoters-{j}",
