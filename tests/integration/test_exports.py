@@ -249,3 +249,28 @@ def test_previous_period_check_handles_no_rows_and_a_single_period():
     out = govern("account_nps", one, 5)
     assert out.account_id.tolist() == ["A1", "A2"] and out.suppressed.tolist() == [False, True]
     assert out.nps.tolist()[0] == -12.5 and pd.isna(out.nps.tolist()[1])
+
+
+def test_the_report_is_listed_in_the_run_manifest_and_verified_with_it(pack, tmp_path):
+    """The single-page report stays in <exports>/reports/ (the dbt exposure's url) and the run's
+    manifest lists it with its checksum, relative to the export folder; a changed report fails
+    verify_manifest. SHA256SUMS, the data files' byte-identical list, does not name it."""
+    import shutil
+    from dataclasses import replace
+
+    from cxloop.serve.report import build_report
+
+    wh, folder, _ = pack
+    exports = tmp_path / "exports"
+    run = exports / folder.parent.name / folder.name
+    shutil.copytree(folder, run)
+    settings = replace(wh.settings, exports_dir=exports)
+    report = build_report(settings, wh.as_of, "scheduled__2026-10-01T00:00:00+00:00")
+    assert report.parent == exports / "reports"
+    entry = json.loads((run / "manifest.json").read_text())["report"]
+    assert entry["file"] == f"../../reports/{report.name}" and (run / entry["file"]).resolve() == report.resolve()
+    assert entry["sha256"] == sha256_file(report) and entry["bytes"] == report.stat().st_size
+    assert verify_manifest(run) == []
+    assert report.name not in (run / "SHA256SUMS").read_text()
+    report.write_text(report.read_text(encoding="utf-8") + "<!-- changed -->", encoding="utf-8")
+    assert verify_manifest(run) == [f"{run / entry['file']}: checksum differs from manifest"]

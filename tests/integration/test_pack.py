@@ -19,7 +19,15 @@ import duckdb
 import pytest
 from _warehouse_fixture import find_pii, pii_needles, warehouse_copy
 from cxloop.serve.exports import sha256_file
-from cxloop.serve.pack import OWNER_NAMES_ENV, PAGES, PLOTLY_FILE, build_pack, load_pack_data, render_pack
+from cxloop.serve.pack import (
+    OWNER_NAMES_ENV,
+    PAGES,
+    PLOTLY_FILE,
+    _promoter_rows,
+    build_pack,
+    load_pack_data,
+    render_pack,
+)
 from cxloop.serve.report import RUN_BLOCK_END, RUN_BLOCK_START
 
 pytestmark = pytest.mark.e2e
@@ -147,6 +155,74 @@ def test_two_builds_are_byte_identical_outside_the_run_block(pack, tmp_path):
         assert "pack-a" not in BLOCK.sub("", text)
 
 
+# Independent of the marts the pack reads (portfolio_nps, account_nps): the latest period's
+# counted relationship responses and the accounts' attributes at its close, straight from the
+# intermediate models; an account is a promoter account when its role-weighted mean raw score
+# is 9 or more (contract 3.2), a decision maker a promoter when the counted score class is.
+PROMOTERS_SQL = """
+with latest as (select max(period_start) as p from marts.account_nps where survey_type = 'relationship'),
+counted as (
+    select r.account_id, r.buying_role, r.nps_score, r.score_class
+    from intermediate.int_responses_counted r join latest on r.period_start = latest.p
+    where r.survey_type = 'relationship'),
+attrs as (
+    select a.account_id, coalesce(a.segment, 'unknown') as segment, a.owner_id
+    from intermediate.int_account_periods a join latest on a.period_start = latest.p),
+weighted as (
+    select counted.account_id, sum(w.weight * counted.nps_score) / sum(w.weight) as m
+    from counted join seeds.role_weights w on w.role = case
+        when counted.buying_role in (select role from seeds.role_weights) then counted.buying_role else 'other' end
+    group by counted.account_id),
+accounts as (
+    select coalesce(attrs.{dim}, 'unknown') as g, count(*) as n_accounts, count(*) filter (where m >= 9) as pa
+    from weighted left join attrs using (account_id) group by 1),
+dms as (
+    select coalesce(attrs.{dim}, 'unknown') as g, count(*) as n_dm,
+           count(*) filter (where counted.score_class = 'promoter') as pdm
+    from counted left join attrs using (account_id)
+    where counted.buying_role = 'decision_maker' group by 1)
+select g, n_accounts, pa, coalesce(n_dm, 0) as n_dm, coalesce(pdm, 0) as pdm
+from accounts full join dms using (g) order by g
+"""
+
+
+@pytest.mark.parametrize("min_n", [5, 8])
+def test_where_the_promoters_are_agrees_with_an_independent_count_and_suppresses_small_groups(pack, min_n):
+    wh, _ = pack
+    data = load_pack_data(wh.settings, wh.as_of, min_n=min_n)
+    groups = _promoter_rows(data)
+    with duckdb.connect(str(wh.settings.warehouse_path), read_only=True) as con:
+        expected = {dim: con.execute(PROMOTERS_SQL.format(dim=dim)).fetchall() for dim in ("segment", "owner_id")}
+    checked = suppressed = 0
+    for group_type, dim in (("segment", "segment"), ("owner", "owner_id")):
+        rows = {r["label"]: r for r in groups[group_type]}
+        assert len(rows) == len(expected[dim]) >= 2, (group_type, sorted(rows))
+        for value, n_accounts, pa, n_dm, pdm in expected[dim]:
+            label = value if group_type == "segment" else next(k for k in rows if k.startswith(f"{value} ("))
+            r = rows[label]
+            assert (r["n_accounts"], r["dm_respondents"]) == (n_accounts, n_dm), label
+            if n_dm < min_n:
+                assert r["dm_suppressed"] and r["promoter_dms"] is None and r["dm_share"] is None, label
+                suppressed += 1
+            else:
+                assert r["promoter_dms"] == pdm and r["dm_share"] == pytest.approx(pdm / n_dm), label
+            if r["account_suppressed"]:
+                assert r["promoter_accounts"] is None and r["account_share"] is None
+                suppressed += 1
+            else:
+                assert n_accounts >= min_n and r["promoter_accounts"] == pa, label
+            checked += 1
+    assert checked >= 5
+    if min_n == 8:
+        assert suppressed >= 1, "some group of the demo is under 8 respondents"
+    page = render_pack(data, as_of=wh.as_of, run_id="r")["account-nps.html"]
+    section = page[page.index("<h2>Where the promoters are</h2>") :].split("</section>")[0]
+    for r in groups["segment"]:
+        cell = "suppressed" if r["dm_suppressed"] else str(r["promoter_dms"])
+        assert f"<td>{html.escape(r['label'])}</td>" in section and f'<td class="num">{cell}</td>' in section
+    assert 'id="chart-promoters-0"' in section and 'id="chart-promoters-1"' in section
+
+
 @pytest.fixture(scope="module")
 def hostile_pack(demo_warehouse, tmp_path_factory):
     """A copy of the warehouse where an account with NPS in the latest period is named with
@@ -158,7 +234,8 @@ def hostile_pack(demo_warehouse, tmp_path_factory):
             """select account_id from marts.account_nps where survey_type = 'relationship' and nps is not null
                and period_start = (select max(period_start) from marts.account_nps) order by account_id limit 1"""
         ).fetchone()[0]
-        con.execute("update raw.accounts set account_name = ? where account_id = ?", [PAYLOAD, account])
+        # the pack reads names from the account dimension mart (marts/directory), never staging
+        con.execute("update marts.account_directory set account_name = ? where account_id = ?", [PAYLOAD, account])
         con.execute("update raw.follow_ups set closed_at = null where account_id = ?", [account])
     folder = build_pack(settings, demo_warehouse.as_of, "hostile", var / "export")
     return folder

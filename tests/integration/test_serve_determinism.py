@@ -17,7 +17,7 @@ from pathlib import Path
 
 import _background
 import pytest
-from _serve_support import checksums, full_run
+from _serve_support import checksums, full_run, sha256
 from cxloop.demo.generator import generate
 from cxloop.serve.report import RUN_BLOCK_END, RUN_BLOCK_START
 
@@ -70,10 +70,17 @@ def test_manifests_differ_only_in_run_dependent_values_and_their_checksums_agree
     batch_ids = [{v["batch_id"] for v in m["data_quality_batches"].values()} for m in manifests]
     assert not batch_ids[0] & batch_ids[1], "each run loads batches of its own"
     assert [sorted(m["data_quality_batches"]) for m in manifests] == [sorted(manifests[0]["data_quality_batches"])] * 3
-    # the pack's pages carry the run id in their run block, so their checksums differ per run
-    run_dependent = {"run_id", "exported_at", "dbt_invocation_id", "data_quality_batches", "source_watermarks", "pack"}
+    # the pack's pages and the report carry the run id in their run block, so their checksums
+    # differ per run (each is compared outside its run block below)
+    run_dependent = {
+        "run_id", "exported_at", "dbt_invocation_id", "data_quality_batches", "source_watermarks", "pack", "report",
+    }  # fmt: skip
     stable = [{k: v for k, v in m.items() if k not in run_dependent} for m in manifests]
     assert stable[1] == stable[0] and stable[2] == stable[0]
+    # the report is listed in its run's manifest, by a path relative to the export folder
+    for run, m in zip(three_runs, manifests, strict=True):
+        listed = (Path(run["exports"]) / m["report"]["file"]).resolve()
+        assert listed == Path(run["report"]).resolve() and m["report"]["sha256"] == sha256(run["report"])
 
 
 def test_the_report_is_identical_outside_its_run_block(three_runs):

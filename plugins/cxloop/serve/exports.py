@@ -512,7 +512,9 @@ def export_marts(
             "rule": GOVERNANCE[mart].note,
         }
     with WarehouseReader(settings) as reader:
-        owners = reader.df("select owner_id from staging.stg_crm__owners")["owner_id"].tolist()
+        # every CRM owner gets a file, one with nothing to do a header-only one (the owner
+        # dimension mart, marts/directory/owner_directory: marts only, never staging)
+        owners = reader.df("select owner_id from marts.owner_directory")["owner_id"].tolist()
     worklists = write_worklists(frames[WORKLIST_MART], owners, folder)
     for entry in worklists:
         files.append({"mart": WORKLIST_MART, "format": "csv", **entry})
@@ -707,10 +709,16 @@ def write_worklists(frame: pd.DataFrame, owners: list, folder: Path) -> list[dic
 
 
 def verify_manifest(folder: Path) -> list[str]:
-    """Problems found re-checking a manifest's files (empty when every checksum verifies)."""
+    """Problems found re-checking a manifest's files, the pack's pages and the report (empty
+    when every checksum verifies)."""
     manifest = json.loads((folder / "manifest.json").read_text())
     problems = []
-    for entry in manifest["files"]:
+    listed = [
+        *manifest["files"],
+        *manifest.get("pack", {}).get("files", []),
+        *([manifest["report"]] if "report" in manifest else []),
+    ]
+    for entry in listed:
         path = folder / entry["file"]
         if not path.exists():
             problems.append(f"{path}: missing")

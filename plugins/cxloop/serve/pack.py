@@ -136,12 +136,10 @@ def load_pack_data(settings: Settings, as_of: datetime, min_n: int | None = None
 
 
 def _group_values(frame: pd.DataFrame, column: str) -> pd.Series:
-    """The group value of each row as portfolio_nps names it: a missing segment is 'unknown';
-    a missing owner stays missing (shown as "(no owner)")."""
+    """The group value of each row as portfolio_nps names it: a missing segment or owner is
+    'unknown'."""
     values = frame[column].astype(object)
-    if column == "segment":
-        return values.where(values.notna(), "unknown")
-    return values.where(values.notna(), None)
+    return values.where(values.notna(), "unknown")
 
 
 def promoter_decision_makers(account_nps: pd.DataFrame, accounts: pd.DataFrame, min_n: int) -> pd.DataFrame:
@@ -169,16 +167,15 @@ def promoter_decision_makers(account_nps: pd.DataFrame, accounts: pd.DataFrame, 
         ("segment", _group_values(dm, "segment")),
         ("owner", _group_values(dm, "owner_id")),
     ):
-        keys = values.fillna("\x00")  # the missing owner groups together, last
-        for key in sorted(set(keys), key=lambda k: (k == "\x00", str(k))):
-            g = dm[keys == key]
+        for key in sorted(set(values), key=str):
+            g = dm[values == key]
             n = int(g.n_scored.fillna(0).sum())
             promoters = int(g.promoters.fillna(0).sum())
             small = n < min_n
             rows.append(
                 {
                     "group_type": group_type,
-                    "group_value": None if key == "\x00" else key,
+                    "group_value": key,
                     "dm_respondents": n,
                     "promoter_dms": None if small else promoters,
                     "share": None if small or n == 0 else round(promoters / n, 9),
@@ -366,13 +363,11 @@ def _promoter_rows(data: dict) -> dict[str, list[dict]]:
     for group_type in ("company", *(d for d, _ in PROMOTER_DIMENSIONS)):
         p = port[port.group_type == group_type]
         d = dms[dms.group_type == group_type]
-        values = sorted(set(p.group_value.dropna()) | set(d.group_value.dropna()), key=str) + (
-            [None] if d.group_value.isna().any() else []
-        )
+        values = sorted(set(p.group_value.dropna()) | set(d.group_value.dropna()), key=str)
         rows = []
         for v in values:
-            pr = p[p.group_value == v] if v is not None else p.iloc[0:0]
-            dr = d[d.group_value == v] if v is not None else d[d.group_value.isna()]
+            pr = p[p.group_value == v]
+            dr = d[d.group_value == v]
             pr = pr.iloc[0] if len(pr) else None
             dr = dr.iloc[0] if len(dr) else None
             label = (

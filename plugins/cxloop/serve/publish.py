@@ -31,7 +31,9 @@ own newest format, which the DuckDB 1.x releases embedded in BI drivers and the 
 open ("Trying to read a database file with version number ..."). 1.4, 1.5 and 2.x read v1.4.0.
 
 Only the marts are published (no raw, staging or seed tables): the raw layer carries account
-and owner names and quarantined source records, which BI users do not need.
+and owner names and quarantined source records, which BI users do not need. The directory
+marts' ``owner_name`` (a CRM user's name, personal data: :data:`UNPUBLISHED_COLUMNS`) is left
+out of the snapshot and the Parquet files; account names (business data) are published.
 
 For the Postgres target there is nothing to publish: BI tools connect to Postgres with a
 read-only role (see docs/bi-connections.md) and :func:`publish_snapshot` returns ``None``.
@@ -58,6 +60,8 @@ SNAPSHOT_ALIAS = "cx_snapshot"
 STORAGE_ENV = "CXLOOP_SNAPSHOT_STORAGE_VERSION"
 #: the oldest DuckDB whose readers open the snapshot: 1.4 and 1.5 (BI drivers, the CLI) and 2.x
 DEFAULT_STORAGE_VERSION = "v1.4.0"
+#: mart columns never published to BI: the CRM owner's display name (marts/directory)
+UNPUBLISHED_COLUMNS = frozenset({"owner_name"})
 
 
 class PublishError(RuntimeError):
@@ -201,7 +205,10 @@ def _copy_marts(
     try:
         con.execute(f"create schema {SNAPSHOT_ALIAS}.marts")
         for mart in marts:
-            con.execute(f"create table {SNAPSHOT_ALIAS}.marts.{mart} as select * from marts.{mart}")
+            con.execute(
+                f"create table {SNAPSHOT_ALIAS}.marts.{mart} as select {_published_columns(con, mart)} "
+                f"from marts.{mart}"
+            )
             counts[mart] = con.execute(f"select count(*) from {SNAPSHOT_ALIAS}.marts.{mart}").fetchone()[0]
         _copy_comments(con, marts)
         con.execute(
@@ -220,7 +227,7 @@ def _copy_marts(
                 len(marts),
             ],
         )
-        con.execute(f"create table {SNAPSHOT_ALIAS}.main.published_marts (mart varchar, \"rows\" bigint)")
+        con.execute(f'create table {SNAPSHOT_ALIAS}.main.published_marts (mart varchar, "rows" bigint)')
         con.executemany(
             f"insert into {SNAPSHOT_ALIAS}.main.published_marts values (?, ?)", [[m, n] for m, n in counts.items()]
         )
@@ -228,6 +235,20 @@ def _copy_marts(
     finally:
         con.execute(f"detach {SNAPSHOT_ALIAS}")
     return counts
+
+
+def _published_columns(con: duckdb.DuckDBPyConnection, mart: str) -> str:
+    """The select list of a mart's published copy: every column but :data:`UNPUBLISHED_COLUMNS`."""
+    columns = [
+        r[0]
+        for r in con.execute(
+            "select column_name from duckdb_columns() where database_name = current_database() "
+            "and schema_name = 'marts' and table_name = ? order by column_index",
+            [mart],
+        ).fetchall()
+    ]
+    kept = [c for c in columns if c not in UNPUBLISHED_COLUMNS]
+    return ", ".join(_quote_ident(c) for c in kept) if kept else "*"
 
 
 def _copy_comments(con: duckdb.DuckDBPyConnection, marts: list[str]) -> None:
@@ -245,7 +266,7 @@ def _copy_comments(con: duckdb.DuckDBPyConnection, marts: list[str]) -> None:
         "where database_name = current_database() and schema_name = 'marts' and comment is not null"
     ).fetchall()
     for table, column, comment in columns:
-        if table in marts:
+        if table in marts and column not in UNPUBLISHED_COLUMNS:
             con.execute(
                 f"comment on column {SNAPSHOT_ALIAS}.marts.{table}.{_quote_ident(column)} is {_quote_literal(comment)}"
             )

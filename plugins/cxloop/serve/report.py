@@ -18,6 +18,14 @@ Sections:
    class, and the promoter-minus-detractor difference with its interval.
 7. The at-risk accounts table.
 
+Where it goes: ``<exports>/reports/governance-report-<as_of date>-<run id>.html`` (the dbt
+exposure ``governance_report`` points at that folder), and it is listed, with its size and
+sha256, in the run's export folder manifest (``<exports>/<as_of date>/<run id>/manifest.json``,
+key ``report``, path relative to that folder) when that folder was exported first, as the
+pipeline does (:func:`list_in_manifest`). It stays out of the export folder itself, so that
+folder's data files and SHA256SUMS stay byte-identical between runs of the same data (the
+report's run block differs per run).
+
 Every value from the data is HTML-escaped, in the table and in every label handed to plotly
 (which renders a subset of HTML in names and axis labels). The page is deterministic for
 identical marts and as_of except for one clearly marked block at its end (between
@@ -27,7 +35,9 @@ identical marts and as_of except for one clearly marked block at its end (betwee
 from __future__ import annotations
 
 import html
+import json
 import logging
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +48,7 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from cxloop.config import Settings
-from cxloop.serve.exports import METRIC_CONTRACT_VERSION, govern, min_n_group
+from cxloop.serve.exports import METRIC_CONTRACT_VERSION, govern, min_n_group, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -497,5 +507,35 @@ def build_report(
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
-    log.info("report %s (%d bytes, %.2fs)", path, path.stat().st_size, time.perf_counter() - started)
+    export_folder = settings.exports_dir / f"{as_of:%Y-%m-%d}" / safe_run
+    listed = list_in_manifest(path, export_folder)
+    log.info(
+        "report %s (%d bytes, %.2fs)%s",
+        path,
+        path.stat().st_size,
+        time.perf_counter() - started,
+        f", listed in {export_folder / 'manifest.json'}" if listed else "",
+    )
     return path
+
+
+def list_in_manifest(report: Path, export_folder: Path) -> bool:
+    """Record ``report`` (path relative to ``export_folder``, bytes, sha256) under the key
+    ``report`` of ``export_folder/manifest.json``. False (nothing written) when the folder has
+    no manifest, i.e. the run was not exported."""
+    manifest = Path(export_folder) / "manifest.json"
+    if not manifest.is_file():
+        return False
+    doc = json.loads(manifest.read_text())
+    doc["report"] = {
+        "file": Path(os.path.relpath(report, export_folder)).as_posix(),
+        "bytes": report.stat().st_size,
+        "sha256": sha256_file(report),
+        "deterministic": "byte-identical for identical marts and as_of outside the run metadata block",
+        "note": "the single-page governance report; kept in <exports>/reports/ (the dbt exposure's url), "
+        "outside this folder and its SHA256SUMS, whose files are byte-identical between runs",
+    }
+    tmp = manifest.with_name(f".{manifest.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str))
+    tmp.replace(manifest)
+    return True
