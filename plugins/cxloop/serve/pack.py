@@ -5,15 +5,18 @@ mart files, and listed with sha256 in that folder's ``manifest.json`` (key ``pac
 is written once as ``pack/plotly.min.js`` and loaded by every page from the folder: nothing is
 fetched from the network.
 
-Pages (``PAGES``): index, company KPIs against target, account NPS (pooled, role-weighted and
-waterfall per segment, by account name), account-team (owner) scorecards, the follow-up
-monitor and data quality. Everything is read through WarehouseReader (read-only SELECTs) and
-the governance rules of :func:`cxloop.serve.exports.govern`: no contact-level data (no contact
-id, name, e-mail or score of a single response), rates and NPS of groups with n < min_n
-suppressed. Account names (business data) join from the CRM account dimension and are
-HTML-escaped; owners appear as CRM id plus team, by name only with
-``CXLOOP_PACK_OWNER_NAMES=1``. Follow-up counts by status are process counts (no answers) and
-are shown whole.
+Pages (``PAGES``): index, company KPIs against target, account NPS (portfolio NPS per segment
+by method; where the promoters are: promoter accounts and promoter decision makers by segment
+and by owner; pooled, role-weighted and waterfall per segment, by account name), account-team
+(owner) scorecards, the follow-up monitor and data quality. Everything is read from the marts
+(schema ``marts`` only, never staging) through WarehouseReader (read-only SELECTs) and the
+governance rules of :func:`cxloop.serve.exports.govern`: no contact-level data (no contact id,
+name, e-mail or score of a single response), rates and NPS of groups with n < min_n
+suppressed. Account names and segments (business data) come from the account dimension mart
+``account_directory`` and are HTML-escaped; owners (``owner_directory``) appear as CRM id plus
+team, by name only with ``CXLOOP_PACK_OWNER_NAMES=1``. Follow-up counts by status are process
+counts (no answers) and are shown whole. Promoter counts of a group come from answers and are
+suppressed like its rates (docs/metric-contract.md 7.9).
 
 Deterministic: identical marts and as_of give byte-identical pages, except the run block
 between report.RUN_BLOCK_START and report.RUN_BLOCK_END on each page.
