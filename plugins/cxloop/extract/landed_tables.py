@@ -503,6 +503,11 @@ def salesforce_reads(s: Schema, options: Mapping[str, Any], since: Mapping[str, 
                 o.label,
             )
         )  # fmt: skip
+    by_label = {tab.label: tab for tab in (u, a, c, t, o) if tab is not None}
+    for spec in reads:  # name each column as this schema spells it (Airbyte: the API names)
+        tab = by_label.get(spec.table)
+        if tab is not None:
+            spec.labels = {k: tab.actual(v) or v for k, v in spec.labels.items()}
     return reads
 
 
