@@ -362,3 +362,21 @@ def test_incremental_runs_equal_one_full_read_and_deletes_propagate(tmp_path, fl
     else:
         assert contacts["C1"][deleted] is True
         assert reasons["C3"].startswith("absf.Contact row key 'C3' column AccountId")
+
+
+@pytest.mark.parametrize(("flavour", "schema"), [("airbyte_salesforce", "absf"), ("fivetran_hubspot", "nowhere")])
+def test_cxloop_check_knows_the_new_flavours_tables(tmp_path, flavour, schema):
+    from cxloop.check import FAIL, OK, run_checks
+
+    database = duckdb_fixture(tmp_path / "landed.duckdb")
+    env = {
+        "CXLOOP_HOME": str(tmp_path), "CXLOOP_VAR": str(tmp_path / "var"),
+        "CXLOOP_SOURCES_CONFIG": str(tmp_path / "x.yml"), "CXLOOP_CRM_SOURCE": "landed",
+        "CXLOOP_SURVEY_SOURCE": "files", "CXLOOP_PII_KEY": "k" * 32,
+        "CXLOOP_LANDED_OPT_DATABASE": database, "CXLOOP_LANDED_OPT_CRM_SCHEMA": schema,
+        "CXLOOP_LANDED_OPT_CRM_FLAVOUR": flavour,
+    }  # fmt: skip
+    landed = [c for c in run_checks(env) if c.name == "source landed"]
+    assert [c.status for c in landed] == ([OK] if schema == "absf" else [FAIL])
+    if schema == "nowhere":
+        assert "nowhere.owner" in landed[0].line()
