@@ -1,5 +1,7 @@
 """The ``landed`` source: connector tables another tool already synced into a database
-(Fivetran's Salesforce and Qualtrics schemas), read with SQL and mapped onto the landing contract.
+(Fivetran's Salesforce, HubSpot and Qualtrics schemas; Airbyte's Salesforce and HubSpot streams,
+:mod:`cxloop.extract.landed_hubspot` for HubSpot), read with SQL and mapped onto the landing
+contract.
 
 Configuration (``options.landed`` in config/sources.yml, or ``CXLOOP_LANDED_OPT_<KEY>``):
 
@@ -7,7 +9,8 @@ Configuration (``options.landed`` in config/sources.yml, or ``CXLOOP_LANDED_OPT_
   connection (``postgresql://user@host:5432/db`` or a libpq ``host=.. dbname=..`` string; a
   password comes from the Airflow connection ``cx_landed`` / ``CXLOOP_LANDED_TOKEN`` or libpq's own
   ``PGPASSWORD``/``.pgpass``, and is never logged);
-- ``crm_schema`` + ``crm_flavour`` (``fivetran_salesforce``) and ``survey_schema`` +
+- ``crm_schema`` + ``crm_flavour`` (``fivetran_salesforce``, ``fivetran_hubspot``,
+  ``airbyte_salesforce``, ``airbyte_hubspot``) and ``survey_schema`` +
   ``survey_flavour`` (``fivetran_qualtrics``): the schema each domain reads;
 - Salesforce: ``buying_role_field`` (the Contact field, as for the HTTP connector; written either
   as the API name ``Buying_Role__c`` or as the landed column ``buying_role_c``),
@@ -20,18 +23,21 @@ table names are the flavour's own; every value (windows, types, question ids) is
 parameter. Nothing from the configuration is ever pasted into SQL unchecked.
 
 **Windows.** Each entity is read over the half-open window ``[since, as_of)`` of the tables'
-``_fivetran_synced`` (``since`` = the entity's watermark minus the lookback, as for the HTTP
-connectors). An entity built from several tables (a contact and its contact roles, a response
-and its question responses) is re-read whole for every key that any of its tables changed in
-the window; rows synced at or after ``as_of`` are never read. The batch's cursor for the entity
-is the greatest ``_fivetran_synced`` read, so the watermark moves on the sync clock.
+sync clock, ``_fivetran_synced`` or ``_airbyte_extracted_at`` (``since`` = the entity's
+watermark minus the lookback, as for the HTTP connectors). An entity built from several tables
+(a contact and its contact roles, a response and its question responses) is re-read whole for
+every key that any of its tables changed in the window; rows synced at or after ``as_of`` are
+never read. The batch's cursor for the entity is the greatest sync time read, so the watermark
+moves on the sync clock.
 
-**Deletes and history mode.** ``_fivetran_deleted`` (and Salesforce's ``is_deleted``) make a
-tombstone where the contract has one: accounts, contacts and renewals land with
-``is_deleted = true``; a deleted user lands as an inactive owner and a deleted survey as an
-inactive survey. Deleted tasks, distribution contacts and responses are not read (as the HTTP
-connectors do not read them). In a history-mode table (``_fivetran_active``) only the active
-version of each record is read.
+**Deletes and history mode.** ``_fivetran_deleted``, Airbyte's ``_ab_cdc_deleted_at`` (and the
+source's ``is_deleted`` / ``archived``) make a tombstone where the contract has one: accounts,
+contacts and renewals land with ``is_deleted = true``; a deleted user lands as an inactive
+owner and a deleted survey as an inactive survey. Deleted tasks, distribution contacts and
+responses are not read (as the HTTP connectors do not read them). In a history-mode table
+(``_fivetran_active``) only the active version of each record is read; in an append-mode
+Airbyte stream only the latest extracted. Table and column names are matched as :func:`norm`
+does (Fivetran's and Airbyte's spellings).
 
 **Messages.** :func:`relabel_outcome` rewrites the gate's reasons so each names the landed table,
 the row's key and the landed column (``salesforce.contact row key '003..' column email: ..``).
