@@ -14,6 +14,7 @@ reasons naming the landed table, row key and column. No warehouse build: seconds
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timedelta
 
@@ -354,6 +355,9 @@ def test_incremental_runs_equal_one_full_read_and_deletes_propagate(tmp_path, fl
     contacts = {r[0]: r for r in _raw(inc, ["contacts"])["contacts"]}
     deleted = ENTITIES["contacts"].column_names.index("is_deleted")
     reasons = _reasons(full)
+    schema = OPTIONS[flavour]["crm_schema"]
+    for key, reason in reasons.items():  # every reason: the landed table, the row key, the column
+        assert re.match(rf"{schema}\.\w+ row key '{re.escape(key)}' column \S+", reason), reason
     if flavour == "fivetran_hubspot":
         assert contacts["P4"][deleted] is True  # merged away after the first run
         accounts = {r[0]: r for r in _raw(inc, ["accounts"])["accounts"]}
