@@ -444,6 +444,9 @@ def _pii_key(env: Mapping[str, str]) -> list[Check]:
 #: the tables a landed flavour cannot do without (docs/landed-sources.md)
 LANDED_REQUIRED = {
     "fivetran_salesforce": ("user", "account", "contact"),
+    "fivetran_hubspot": ("owner", "company", "contact"),
+    "airbyte_salesforce": ("User", "Account", "Contact"),
+    "airbyte_hubspot": ("owners", "companies", "contacts"),
     "fivetran_qualtrics": (
         "survey", "distribution", "distribution_contact", "directory_contact", "survey_response", "question_response",
     ),

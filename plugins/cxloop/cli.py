@@ -144,6 +144,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         crm=args.crm or configured.crm,
         survey=args.survey or configured.survey,
         program=args.program,
+        landed_crm_flavour=getattr(args, "landed_crm_flavour", None) or "fivetran_salesforce",
     )
     return run_demo(Settings.from_env(), options, Progress())
 
@@ -454,6 +455,9 @@ def _commands() -> list[tuple[str, object, str, list]]:
                     type=click.Choice(("salesforce", "hubspot", "files", "landed"))),
             _option("--survey", "survey source  [default: config/sources.yml]",
                     type=click.Choice(("qualtrics", "files", "landed"))),
+            _option("--landed-crm-flavour", "with --crm landed: the connector whose landed tables the CRM is read from",
+                    "fivetran_salesforce", type=click.Choice(("fivetran_salesforce", "fivetran_hubspot",
+                                                              "airbyte_salesforce", "airbyte_hubspot"))),
             _option("--program", "response-only: responses recorded without invitations, from a file drop",
                     "standard", type=programs),
         ]),

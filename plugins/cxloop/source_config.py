@@ -80,8 +80,8 @@ KNOWN_OPTIONS: dict[str, tuple[str, ...]] = {
     "files": ("drop_dir",),
     "landed": (  # docs/landed-sources.md
         "database", "crm_schema", "crm_flavour", "survey_schema", "survey_flavour", "buying_role_field",
-        "renewal_types", "nps_question_id", "nps_question_type", "comment_question_id", "relationship_pattern",
-        "directory_id",
+        "renewal_types", "renewal_dealtypes", "nps_question_id", "nps_question_type", "comment_question_id",
+        "relationship_pattern", "directory_id",
     ),
 }
 

@@ -316,7 +316,7 @@ def test_incremental_runs_equal_one_full_read_and_deletes_propagate(tmp_path):
         ({"survey_schema": "ql.question"}, "survey_schema"),
         ({"buying_role_field": 'Role__c" OR 1=1'}, "buying_role_field"),
         ({"directory_id": "POOL'1"}, "directory_id"),
-        ({"crm_flavour": "fivetran_hubspot"}, "not supported yet"),
+        ({"crm_flavour": "stitch_hubspot"}, "is not one of fivetran_salesforce, fivetran_hubspot"),
         ({"crm_flavour": "fivetran_qualtrics"}, "is not one of fivetran_salesforce"),
         ({"database": ""}, "option database is not configured"),
     ],

@@ -1,19 +1,28 @@
-"""The demo world as Fivetran would have landed it: a DuckDB file with a ``salesforce`` and a
-``qualtrics`` schema (the tables and columns of docs/landed-sources.md), written from the
-generator's ``source/`` files, for ``cxloop demo --crm landed --survey landed``.
+"""The demo world as Fivetran and Airbyte would have landed it: a DuckDB file with one schema per
+connector flavour (the tables and columns of docs/landed-sources.md), written from the
+generator's ``source/`` files, for ``cxloop demo --crm landed --survey landed`` (and
+``--landed-crm-flavour``):
 
-Every table carries ``_fivetran_synced`` (the record's change time: ``SystemModstamp``, a
-survey's ``lastModified``, a distribution's send time, a response's recorded time; directory
-contacts the world's start) and, where Fivetran has one, ``_fivetran_deleted`` (false). A record
-the APIs serve twice (a planted duplicate) is one row here, as a landed table has one row per
-primary key; the other planted faults (orphan contacts, out-of-range answers) land as they are.
-The landed source reads only rows synced before a run's ``as_of``, so one file serves every
-``--as-of``.
+- ``salesforce`` (``fivetran_salesforce``), ``hubspot`` (``fivetran_hubspot``), ``qualtrics``
+  (``fivetran_qualtrics``): Fivetran's tables, each with ``_fivetran_synced`` (the record's change
+  time: ``SystemModstamp``, a survey's ``lastModified``, a distribution's send time, a response's
+  recorded time; directory contacts the world's start) and, where Fivetran has one,
+  ``_fivetran_deleted`` (false);
+- ``airbyte_salesforce`` (``airbyte_salesforce``), ``airbyte_hubspot`` (``airbyte_hubspot``):
+  Airbyte's streams (destinations v2: ``_airbyte_raw_id``, ``_airbyte_extracted_at`` = the
+  change time, ``_airbyte_meta``, ``_airbyte_generation_id``).
+
+The HubSpot schemas hold the objects the demo's HubSpot API serves
+(:func:`cxloop.demo.hubspot_api.derive`), so they read as that API reads. A record the APIs serve
+twice (a planted duplicate) is one row here, as a landed table has one row per primary key; the
+other planted faults (orphan contacts, out-of-range answers) land as they are. The landed source
+reads only rows synced before a run's ``as_of``, so one file serves every ``--as-of``.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +32,14 @@ import pyarrow as pa
 DEMO_LANDED_FILE = "landed.duckdb"
 CRM_SCHEMA = "salesforce"
 SURVEY_SCHEMA = "qualtrics"
+#: CRM flavour -> the demo file's schema holding it
+CRM_SCHEMAS = {
+    "fivetran_salesforce": CRM_SCHEMA,
+    "fivetran_hubspot": "hubspot",
+    "airbyte_salesforce": "airbyte_salesforce",
+    "airbyte_hubspot": "airbyte_hubspot",
+}
+CRM_FLAVOURS = tuple(CRM_SCHEMAS)
 
 
 def _ts(value: Any) -> datetime | None:
@@ -158,6 +175,9 @@ def landed_tables(source_dir: Path, start: datetime) -> dict[tuple[str, str], pa
             "_fivetran_deleted": pa.array([], pa.bool_()), "_fivetran_synced": pa.array([], pa.timestamp("us")),
         }
     )  # fmt: skip
+
+    out.update(_airbyte_salesforce(src))
+    out.update(_hubspot_tables(src))
 
     q = src / "qualtrics"
     surveys = _load(q / "surveys.json")
@@ -296,6 +316,257 @@ def landed_tables(source_dir: Path, start: datetime) -> dict[tuple[str, str], pa
         lambda a: a["at"],
         deleted=False,
     )
+    return out
+
+
+# Salesforce field API names of the landed snake-case columns (Airbyte keeps the API names)
+_API = {
+    "id": "Id", "name": "Name", "email": "Email", "department": "Department", "is_active": "IsActive",
+    "system_modstamp": "SystemModstamp", "segment_c": "Segment__c", "region_c": "Region__c", "tier_c": "Tier__c",
+    "annual_recurring_revenue_c": "AnnualRecurringRevenue__c", "owner_id": "OwnerId",
+    "renewal_date_c": "Renewal_Date__c", "active_c": "Active__c", "is_deleted": "IsDeleted",
+    "created_date": "CreatedDate", "account_id": "AccountId", "title": "Title", "buying_role_c": "Buying_Role__c",
+    "has_opted_out_of_email": "HasOptedOutOfEmail", "what_id": "WhatId", "who_id": "WhoId", "subject": "Subject",
+    "status": "Status", "survey_response_id_c": "Survey_Response_Id__c", "first_contact_at_c": "First_Contact_At__c",
+    "completed_date_time": "CompletedDateTime", "type": "Type", "stage_name": "StageName", "amount": "Amount",
+    "previous_arr_c": "Previous_ARR__c", "close_date": "CloseDate", "is_closed": "IsClosed", "is_won": "IsWon",
+    "opportunity_id": "OpportunityId", "contact_id": "ContactId", "roles": "Roles", "role": "Role",
+    "is_primary": "IsPrimary",
+}  # fmt: skip
+_AIRBYTE_META = json.dumps({"sync_id": 1, "changes": []})
+
+
+def _airbyte(table: pa.Table, stream: str, key: str, extracted: list[Any]) -> pa.Table:
+    """``table`` with Airbyte's destinations v2 columns: a raw id (a UUID, derived from the stream
+    and key so the file is the same every time), the extraction time, the meta and generation."""
+    keys = table.column(key).to_pylist() if table.num_rows else []
+    raw = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"cxloop-demo/{stream}/{k}")) for k in keys]
+    return (
+        table.append_column("_airbyte_raw_id", pa.array(raw, pa.string()))
+        .append_column("_airbyte_extracted_at", pa.array(extracted, pa.timestamp("us")))
+        .append_column("_airbyte_meta", pa.array([_AIRBYTE_META] * table.num_rows, pa.string()))
+        .append_column("_airbyte_generation_id", pa.array([0] * table.num_rows, pa.int64()))
+    )
+
+
+def _airbyte_salesforce(src: Path) -> dict[tuple[str, str], pa.Table]:
+    """Airbyte's Salesforce streams: one table per SObject (``Account``...), the API field names."""
+    schema = CRM_SCHEMAS["airbyte_salesforce"]
+    out = {}
+    for table, sobject in _SF_FILES.items():
+        records = _unique(_load(src / "salesforce" / f"{sobject}.json"), "Id")
+        spec = {_API[c]: v for c, v in _SF[table].items()}
+        t = pa.table({c: pa.array([f(r) for r in records], type=ty) for c, (ty, f) in spec.items()})
+        out[(schema, sobject)] = _airbyte(t, sobject, "Id", [_ts(r.get("SystemModstamp")) for r in records])
+    empty = {
+        "AccountContactRelation": ("Id", "AccountId", "ContactId", "Roles", "IsActive", "IsDeleted", "SystemModstamp"),
+        "OpportunityContactRole": ("Id", "OpportunityId", "ContactId", "Role", "IsPrimary", "IsDeleted",
+                                   "SystemModstamp"),
+    }  # fmt: skip
+    types = {
+        "IsActive": pa.bool_(), "IsDeleted": pa.bool_(), "IsPrimary": pa.bool_(), "SystemModstamp": pa.timestamp("us"),
+    }  # fmt: skip
+    for stream, cols in empty.items():
+        t = pa.table({c: pa.array([], types.get(c, pa.string())) for c in cols})
+        out[(schema, stream)] = _airbyte(t, stream, "Id", [])
+    return out
+
+
+def _num(v: Any) -> float | None:
+    try:
+        return None if v in (None, "") else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _bool(v: Any) -> bool | None:
+    return None if v in (None, "") else str(v).lower() == "true"
+
+
+# HubSpot property -> arrow type (anything else: text)
+_HS_TYPES = {
+    "arr": pa.float64(), "amount": pa.float64(), "previous_arr": pa.float64(),
+    "active": pa.bool_(), "hs_email_optout": pa.bool_(), "hs_is_closed": pa.bool_(), "hs_is_closed_won": pa.bool_(),
+    "renewal_date": pa.date32(),
+    "createdate": pa.timestamp("us"), "hs_createdate": pa.timestamp("us"), "lastmodifieddate": pa.timestamp("us"),
+    "hs_lastmodifieddate": pa.timestamp("us"), "hs_timestamp": pa.timestamp("us"),
+    "hs_task_completion_date": pa.timestamp("us"), "first_contact_at": pa.timestamp("us"),
+    "closedate": pa.timestamp("us"),
+}  # fmt: skip
+_HS_PROPS = {
+    "companies": ("name", "segment", "region", "tier", "arr", "hubspot_owner_id", "renewal_date", "active",
+                  "createdate", "hs_lastmodifieddate", "hs_merged_object_ids"),
+    "contacts": ("email", "jobtitle", "hs_buying_role", "associatedcompanyid", "hs_email_optout", "active",
+                 "createdate", "lastmodifieddate", "hs_calculated_merged_vids"),
+    "tasks": ("hs_task_subject", "hs_task_status", "hs_task_type", "hs_timestamp", "hs_task_completion_date",
+              "survey_response_id", "first_contact_at", "hubspot_owner_id", "hs_createdate", "hs_lastmodifieddate"),
+    "deals": ("dealname", "dealtype", "pipeline", "dealstage", "amount", "closedate", "hs_is_closed",
+              "hs_is_closed_won", "previous_arr", "hubspot_owner_id", "createdate", "hs_lastmodifieddate"),
+}  # fmt: skip
+
+
+def _prop_value(name: str, value: Any) -> Any:
+    kind = _HS_TYPES.get(name)
+    if kind == pa.float64():
+        return _num(value)
+    if kind == pa.bool_():
+        return _bool(value)
+    if kind == pa.date32():
+        return _date(value)
+    if kind == pa.timestamp("us"):
+        return _ts(value)
+    return value
+
+
+def _props(objects: list[dict[str, Any]], obj: str, prefix: str) -> dict[str, pa.Array]:
+    return {
+        prefix + p: pa.array(
+            [_prop_value(p, (o.get("properties") or {}).get(p)) for o in objects], _HS_TYPES.get(p, pa.string())
+        )
+        for p in _HS_PROPS[obj]
+    }
+
+
+def _hubspot_tables(src: Path) -> dict[tuple[str, str], pa.Table]:
+    """The demo's HubSpot objects as Fivetran's ``hubspot`` schema and Airbyte's HubSpot streams."""
+    from cxloop.demo.hubspot_api import derive
+
+    files = {n: _unique(_load(src / "salesforce" / f"{n}.json"), "Id") for n in _SF_FILES.values()}
+    objects = derive(lambda name: files[name])
+    objects = {k: _unique(v, "id") for k, v in objects.items()}
+    ts = pa.timestamp("us")
+    upd = {k: [_ts(o.get("updatedAt")) for o in v] for k, v in objects.items()}
+    out: dict[tuple[str, str], pa.Table] = {}
+
+    def fivetran(cols: dict[str, pa.Array], synced: list[Any], deleted: list[bool] | None = None) -> pa.Table:
+        if deleted is not None:
+            cols["_fivetran_deleted"] = pa.array(deleted, pa.bool_())
+        cols["_fivetran_synced"] = pa.array(synced, ts)
+        return pa.table(cols)
+
+    f = CRM_SCHEMAS["fivetran_hubspot"]
+    owners = objects["owners"]
+    out[(f, "owner")] = fivetran(
+        {
+            "owner_id": pa.array([o["id"] for o in owners], pa.string()),
+            "email": pa.array([o.get("email") for o in owners], pa.string()),
+            "first_name": pa.array([o.get("firstName") for o in owners], pa.string()),
+            "last_name": pa.array([o.get("lastName") for o in owners], pa.string()),
+            "type": pa.array([o.get("type") for o in owners], pa.string()),
+            "is_active": pa.array([not o.get("archived") for o in owners], pa.bool_()),
+            "created_at": pa.array([_ts(o.get("createdAt")) for o in owners], ts),
+            "updated_at": pa.array(upd["owners"], ts),
+        },
+        upd["owners"],
+        [False] * len(owners),
+    )
+    teams = {t["id"]: t for o in owners for t in o.get("teams") or []}
+    out[(f, "team")] = fivetran(
+        {"id": pa.array(sorted(teams), pa.string()), "name": pa.array([teams[k]["name"] for k in sorted(teams)])},
+        [min(x for x in upd["owners"] if x is not None)] * len(teams),  # teams exist before their members
+    )
+    links = [
+        (o["id"], t["id"], bool(t.get("primary")), _ts(o.get("updatedAt")))
+        for o in owners
+        for t in o.get("teams") or []
+    ]
+    out[(f, "owner_team")] = fivetran(
+        {
+            "owner_id": pa.array([x[0] for x in links], pa.string()),
+            "team_id": pa.array([x[1] for x in links], pa.string()),
+            "primary": pa.array([x[2] for x in links], pa.bool_()),
+        },
+        [x[3] for x in links],
+    )
+    comp = objects["companies"]
+    out[(f, "company")] = fivetran(
+        {"id": pa.array([o["id"] for o in comp], pa.string()),
+         "is_deleted": pa.array([bool(o.get("archived")) for o in comp], pa.bool_()),
+         **_props(comp, "companies", "property_")},
+        upd["companies"],
+    )  # fmt: skip
+    cont = objects["contacts"]
+    out[(f, "contact")] = fivetran(
+        {"id": pa.array([o["id"] for o in cont], pa.string()), **_props(cont, "contacts", "property_")},
+        upd["contacts"],
+        [bool(o.get("archived")) for o in cont],
+    )
+    pairs = [(o["id"], cid, _ts(o.get("updatedAt"))) for o in cont for cid in o["associations"].get("companies", [])]
+    out[(f, "contact_company")] = fivetran(
+        {"contact_id": pa.array([p[0] for p in pairs], pa.string()),
+         "company_id": pa.array([p[1] for p in pairs], pa.string()),
+         "type_id": pa.array([1] * len(pairs), pa.int64()),
+         "category": pa.array(["HUBSPOT_DEFINED"] * len(pairs), pa.string())},
+        [p[2] for p in pairs],
+    )  # fmt: skip
+    tasks = objects["tasks"]
+    out[(f, "engagement")] = fivetran(
+        {"id": pa.array([o["id"] for o in tasks], pa.string()),
+         "type": pa.array(["TASK"] * len(tasks), pa.string()),
+         "owner_id": pa.array([(o.get("properties") or {}).get("hubspot_owner_id") for o in tasks], pa.string()),
+         "created_at": pa.array([_ts(o.get("createdAt")) for o in tasks], ts),
+         "last_updated": pa.array(upd["tasks"], ts),
+         "active": pa.array([not o.get("archived") for o in tasks], pa.bool_())},
+        upd["tasks"],
+        [bool(o.get("archived")) for o in tasks],
+    )  # fmt: skip
+    out[(f, "engagement_task")] = fivetran(
+        {"engagement_id": pa.array([o["id"] for o in tasks], pa.string()), **_props(tasks, "tasks", "property_")},
+        upd["tasks"],
+    )
+    for name, target in (("engagement_contact", "contacts"), ("engagement_company", "companies")):
+        pairs = [(o["id"], x, _ts(o.get("updatedAt"))) for o in tasks for x in o["associations"].get(target, [])]
+        out[(f, name)] = fivetran(
+            {"engagement_id": pa.array([p[0] for p in pairs], pa.string()),
+             f"{target[:-1] if target == 'contacts' else 'company'}_id": pa.array([p[1] for p in pairs], pa.string())},
+            [p[2] for p in pairs],
+        )  # fmt: skip
+    deals = objects["deals"]
+    out[(f, "deal")] = fivetran(
+        {"deal_id": pa.array([o["id"] for o in deals], pa.string()),
+         "is_deleted": pa.array([bool(o.get("archived")) for o in deals], pa.bool_()),
+         "owner_id": pa.array([(o.get("properties") or {}).get("hubspot_owner_id") for o in deals], pa.string()),
+         **_props(deals, "deals", "property_")},
+        upd["deals"],
+    )  # fmt: skip
+    pairs = [(o["id"], x, _ts(o.get("updatedAt"))) for o in deals for x in o["associations"].get("companies", [])]
+    out[(f, "deal_company")] = fivetran(
+        {"deal_id": pa.array([p[0] for p in pairs], pa.string()),
+         "company_id": pa.array([p[1] for p in pairs], pa.string()),
+         "type_id": pa.array([5] * len(pairs), pa.int64())},
+        [p[2] for p in pairs],
+    )  # fmt: skip
+
+    a = CRM_SCHEMAS["airbyte_hubspot"]
+    out[(a, "owners")] = _airbyte(
+        pa.table({
+            "id": pa.array([o["id"] for o in owners], pa.string()),
+            "email": pa.array([o.get("email") for o in owners], pa.string()),
+            "firstName": pa.array([o.get("firstName") for o in owners], pa.string()),
+            "lastName": pa.array([o.get("lastName") for o in owners], pa.string()),
+            "userId": pa.array([o.get("userId") for o in owners], pa.int64()),
+            "createdAt": pa.array([_ts(o.get("createdAt")) for o in owners], ts),
+            "updatedAt": pa.array(upd["owners"], ts),
+            "archived": pa.array([bool(o.get("archived")) for o in owners], pa.bool_()),
+            "teams": pa.array([json.dumps(o.get("teams") or []) for o in owners], pa.string()),
+        }),
+        "owners", "id", upd["owners"],
+    )  # fmt: skip
+    for stream, obj, assoc in (
+        ("companies", "companies", ()), ("contacts", "contacts", ("companies",)),
+        ("engagements_tasks", "tasks", ("contacts", "companies")), ("deals", "deals", ("companies",)),
+    ):  # fmt: skip
+        objs = objects[obj]
+        cols = {
+            "id": pa.array([o["id"] for o in objs], pa.string()),
+            "createdAt": pa.array([_ts(o.get("createdAt")) for o in objs], ts),
+            "updatedAt": pa.array(upd[obj], ts),
+            "archived": pa.array([bool(o.get("archived")) for o in objs], pa.bool_()),
+            **_props(objs, obj, "properties_"),
+        }
+        for name in assoc:
+            cols[name] = pa.array([json.dumps(o["associations"].get(name, [])) for o in objs], pa.string())
+        out[(a, stream)] = _airbyte(pa.table(cols), stream, "id", upd[obj])
     return out
 
 

@@ -74,6 +74,7 @@ class DemoOptions:
     crm: str = "salesforce"
     survey: str = "qualtrics"
     program: str = "standard"
+    landed_crm_flavour: str = "fivetran_salesforce"  # with crm landed: cxloop.demo.landed.CRM_FLAVOURS
 
 
 @dataclass(frozen=True)
@@ -313,6 +314,7 @@ def demo_source_env(
     *,
     as_of: datetime | str | None = None,
     program: str = "standard",
+    landed_crm_flavour: str = "fivetran_salesforce",
 ) -> dict[str, str]:
     """Environment that points every source at the demo: the HTTP sources at the demo server,
     the file-drop source at the demo's own drop folder (``demo_dir/drop``), written from the
@@ -332,20 +334,21 @@ def demo_source_env(
         env["CXLOOP_FILES_OPT_DROP_DIR"] = str(drop)
         _say(progress, f"demo data also written as a file drop in {drop}" + (f" (as of {_iso(cut)})" if cut else ""))
     if "landed" in (crm, survey):
-        from cxloop.demo.landed import CRM_SCHEMA, DEMO_LANDED_FILE, SURVEY_SCHEMA, write_landed
+        from cxloop.demo.landed import CRM_SCHEMAS, DEMO_LANDED_FILE, SURVEY_SCHEMA, write_landed
 
         landed = write_landed(settings.demo_dir, settings.demo_dir / DEMO_LANDED_FILE)
         env.update(
             {
                 "CXLOOP_LANDED_OPT_DATABASE": str(landed),
-                "CXLOOP_LANDED_OPT_CRM_SCHEMA": CRM_SCHEMA,
-                "CXLOOP_LANDED_OPT_CRM_FLAVOUR": "fivetran_salesforce",
+                "CXLOOP_LANDED_OPT_CRM_SCHEMA": CRM_SCHEMAS[landed_crm_flavour],
+                "CXLOOP_LANDED_OPT_CRM_FLAVOUR": landed_crm_flavour,
                 "CXLOOP_LANDED_OPT_SURVEY_SCHEMA": SURVEY_SCHEMA,
                 "CXLOOP_LANDED_OPT_SURVEY_FLAVOUR": "fivetran_qualtrics",
                 "CXLOOP_LANDED_OPT_DIRECTORY_ID": DEMO_DIRECTORY_ID,
             }
         )
-        _say(progress, f"demo data also written as Fivetran-landed tables in {landed}")
+        crm_note = f", CRM read as {landed_crm_flavour}" if crm == "landed" else ""
+        _say(progress, f"demo data also written as Fivetran- and Airbyte-landed tables in {landed}{crm_note}")
     program_note = ", response-only program" if program != "standard" else ""
     _say(progress, f"sources: CRM from {crm}, surveys from {survey}{program_note}")
     return env
@@ -402,7 +405,7 @@ def run_demo(settings: Settings, options: DemoOptions, progress: Any) -> int:
             env.update(
                 demo_source_env(
                     settings, base_url, token, plan.crm, plan.survey, progress,
-                    as_of=plan.as_of, program=options.program,
+                    as_of=plan.as_of, program=options.program, landed_crm_flavour=options.landed_crm_flavour,
                 )
             )  # fmt: skip
             rc = run_dags(settings, env, options.as_of, progress)

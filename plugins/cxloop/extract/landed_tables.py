@@ -1,5 +1,7 @@
 """The ``landed`` source: connector tables another tool already synced into a database
-(Fivetran's Salesforce and Qualtrics schemas), read with SQL and mapped onto the landing contract.
+(Fivetran's Salesforce, HubSpot and Qualtrics schemas; Airbyte's Salesforce and HubSpot streams,
+:mod:`cxloop.extract.landed_hubspot` for HubSpot), read with SQL and mapped onto the landing
+contract.
 
 Configuration (``options.landed`` in config/sources.yml, or ``CXLOOP_LANDED_OPT_<KEY>``):
 
@@ -7,7 +9,8 @@ Configuration (``options.landed`` in config/sources.yml, or ``CXLOOP_LANDED_OPT_
   connection (``postgresql://user@host:5432/db`` or a libpq ``host=.. dbname=..`` string; a
   password comes from the Airflow connection ``cx_landed`` / ``CXLOOP_LANDED_TOKEN`` or libpq's own
   ``PGPASSWORD``/``.pgpass``, and is never logged);
-- ``crm_schema`` + ``crm_flavour`` (``fivetran_salesforce``) and ``survey_schema`` +
+- ``crm_schema`` + ``crm_flavour`` (``fivetran_salesforce``, ``fivetran_hubspot``,
+  ``airbyte_salesforce``, ``airbyte_hubspot``) and ``survey_schema`` +
   ``survey_flavour`` (``fivetran_qualtrics``): the schema each domain reads;
 - Salesforce: ``buying_role_field`` (the Contact field, as for the HTTP connector; written either
   as the API name ``Buying_Role__c`` or as the landed column ``buying_role_c``),
@@ -20,18 +23,21 @@ table names are the flavour's own; every value (windows, types, question ids) is
 parameter. Nothing from the configuration is ever pasted into SQL unchecked.
 
 **Windows.** Each entity is read over the half-open window ``[since, as_of)`` of the tables'
-``_fivetran_synced`` (``since`` = the entity's watermark minus the lookback, as for the HTTP
-connectors). An entity built from several tables (a contact and its contact roles, a response
-and its question responses) is re-read whole for every key that any of its tables changed in
-the window; rows synced at or after ``as_of`` are never read. The batch's cursor for the entity
-is the greatest ``_fivetran_synced`` read, so the watermark moves on the sync clock.
+sync clock, ``_fivetran_synced`` or ``_airbyte_extracted_at`` (``since`` = the entity's
+watermark minus the lookback, as for the HTTP connectors). An entity built from several tables
+(a contact and its contact roles, a response and its question responses) is re-read whole for
+every key that any of its tables changed in the window; rows synced at or after ``as_of`` are
+never read. The batch's cursor for the entity is the greatest sync time read, so the watermark
+moves on the sync clock.
 
-**Deletes and history mode.** ``_fivetran_deleted`` (and Salesforce's ``is_deleted``) make a
-tombstone where the contract has one: accounts, contacts and renewals land with
-``is_deleted = true``; a deleted user lands as an inactive owner and a deleted survey as an
-inactive survey. Deleted tasks, distribution contacts and responses are not read (as the HTTP
-connectors do not read them). In a history-mode table (``_fivetran_active``) only the active
-version of each record is read.
+**Deletes and history mode.** ``_fivetran_deleted``, Airbyte's ``_ab_cdc_deleted_at`` (and the
+source's ``is_deleted`` / ``archived``) make a tombstone where the contract has one: accounts,
+contacts and renewals land with ``is_deleted = true``; a deleted user lands as an inactive
+owner and a deleted survey as an inactive survey. Deleted tasks, distribution contacts and
+responses are not read (as the HTTP connectors do not read them). In a history-mode table
+(``_fivetran_active``) only the active version of each record is read; in an append-mode
+Airbyte stream only the latest extracted. Table and column names are matched as :func:`norm`
+does (Fivetran's and Airbyte's spellings).
 
 **Messages.** :func:`relabel_outcome` rewrites the gate's reasons so each names the landed table,
 the row's key and the landed column (``salesforce.contact row key '003..' column email: ..``).
@@ -54,9 +60,15 @@ from cxloop.extract.frames import ChunkSink, text_table
 log = logging.getLogger(__name__)
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-FLAVOURS: dict[str, str] = {"fivetran_salesforce": "crm", "fivetran_qualtrics": "survey"}
+FLAVOURS: dict[str, str] = {
+    "fivetran_salesforce": "crm",
+    "fivetran_hubspot": "crm",
+    "airbyte_salesforce": "crm",
+    "airbyte_hubspot": "crm",
+    "fivetran_qualtrics": "survey",
+}
 #: documented in docs/landed-sources.md; refused with one line naming them
-NOT_SUPPORTED = ("fivetran_hubspot", "airbyte_salesforce", "airbyte_hubspot")
+NOT_SUPPORTED: tuple[str, ...] = ()
 SYNCED = "_fivetran_synced"
 MANIFEST = "_landed.json"
 
@@ -137,6 +149,7 @@ class Db:
             self.conn = duckdb.connect(str(path), read_only=True)
             self.label = str(path)
         self._columns: dict[tuple[str, str], set[str] | None] = {}
+        self._tables: dict[str, list[str]] | None = None
 
     def _sql(self, sql: str) -> str:
         return sql if self.postgres else re.sub(r"%\((\w+)\)s", r"$\1", sql)
@@ -178,7 +191,9 @@ class Db:
             cur.close()
 
     def columns(self, schema: str, table: str) -> set[str] | None:
-        """The table's column names (lower case), None when there is no such table."""
+        """The table's column names (as the database spells them), None when there is no such
+        table (its name matched as :meth:`table_name` does)."""
+        table = self.table_name(schema, table) or table
         key = (schema, table)
         if key not in self._columns:
             cur = self.conn.cursor()
@@ -190,24 +205,69 @@ class Db:
                     ),
                     {"s": schema, "t": table},
                 )
-                found = {str(r[0]).lower() for r in cur.fetchall()}
+                found = {str(r[0]) for r in cur.fetchall()}
             finally:
                 cur.close()
             self._columns[key] = found or None
         return self._columns[key]
 
+    def table_name(self, schema: str, table: str) -> str | None:
+        """The table of ``schema`` whose name is ``table`` as :func:`norm` compares names (Fivetran's
+        ``opportunity_contact_role``, Airbyte's ``OpportunityContactRole``); an exact match first."""
+        if self._tables is None or schema not in self._tables:
+            cur = self.conn.cursor()
+            try:
+                cur.execute(
+                    self._sql("SELECT table_name FROM information_schema.tables WHERE table_schema = %(s)s"),
+                    {"s": schema},
+                )
+                names = sorted(str(r[0]) for r in cur.fetchall())
+            finally:
+                cur.close()
+            self._tables = {**(self._tables or {}), schema: names}
+        names = self._tables[schema]
+        if table in names:
+            return table
+        return next((n for n in names if norm(n) == norm(table)), None)
+
     def close(self) -> None:
         self.conn.close()
 
 
+def norm(name: str) -> str:
+    """A table or column name compared across tools: lower case, no underscores (Fivetran's
+    ``system_modstamp`` / ``opportunity_contact_role`` and Airbyte's ``SystemModstamp`` /
+    ``OpportunityContactRole``, or their lower-cased forms, are the same name)."""
+    return str(name).lower().replace("_", "")
+
+
+#: the sync-clock column and the tool's own soft-delete columns, per tool
+TOOLS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    # tool: (sync column, boolean delete columns, timestamp delete columns: deleted when not null)
+    "fivetran": (SYNCED, ("_fivetran_deleted",), ()),
+    "airbyte": ("_airbyte_extracted_at", (), ("_ab_cdc_deleted_at",)),
+}
+
+
 @dataclass
 class Table:
-    """One landed table under an alias: column references that exist, NULL for those that do not."""
+    """One landed table under an alias: column references that exist, NULL for those that do not.
+    Names are matched as :func:`norm` does, so one read serves Fivetran's and Airbyte's spelling.
+    ``key`` (Airbyte): the primary key column; with it only the latest extracted version of a key
+    is current (an append-mode stream holds every version)."""
 
     schema: str
     name: str
     alias: str
     cols: set[str]
+    tool: str = "fivetran"
+    key: str | None = None
+
+    def __post_init__(self) -> None:
+        self._actual = {norm(c): c for c in sorted(self.cols)}
+
+    def copy(self, alias: str) -> Table:
+        return Table(self.schema, self.name, alias, self.cols, self.tool, self.key)
 
     @property
     def ref(self) -> str:
@@ -217,41 +277,70 @@ class Table:
     def label(self) -> str:
         return f"{self.schema}.{self.name}"
 
+    @property
+    def sync(self) -> str:
+        return TOOLS[self.tool][0]
+
+    def actual(self, column: str) -> str | None:
+        return self._actual.get(norm(column))
+
     def has(self, column: str) -> bool:
-        return column in self.cols
+        return self.actual(column) is not None
 
     def c(self, column: str) -> str:
-        return f"{self.alias}.{quote(column)}" if column in self.cols else "NULL"
+        found = self.actual(column)
+        return f"{self.alias}.{quote(found)}" if found is not None else "NULL"
 
     def deleted(self, *flags: str) -> str:
-        """True when any of the delete flags (``_fivetran_deleted`` and the given source columns) is."""
-        parts = [f"coalesce({self.c(f)}, false)" for f in ("_fivetran_deleted", *flags) if self.has(f)]
+        """True when any delete flag is: the tool's own (``_fivetran_deleted``; Airbyte's CDC
+        ``_ab_cdc_deleted_at`` set) and the given source columns (``is_deleted``, ``archived``)."""
+        booleans, stamps = TOOLS[self.tool][1:]
+        parts = [f"coalesce({self.c(f)}, false)" for f in (*booleans, *flags) if self.has(f)]
+        parts += [f"{self.c(f)} IS NOT NULL" for f in stamps if self.has(f)]
         return "(" + " OR ".join(parts) + ")" if parts else "false"
 
     def current(self) -> str:
-        """The rows known at ``as_of``: synced before it, and the active version in history mode."""
-        conds = [f"{self.c(SYNCED)} < %(until)s"] if self.has(SYNCED) else []
+        """The rows known at ``as_of``: synced before it, the active version in history mode, and
+        (Airbyte, with ``key``) the latest version extracted before it."""
+        conds = [f"{self.c(self.sync)} < %(until)s"] if self.has(self.sync) else []
         if self.has("_fivetran_active"):
             conds.append(f"coalesce({self.c('_fivetran_active')}, true)")
+        if self.key and self.has(self.key) and self.has(self.sync):
+            v = self.copy(f"{self.alias}_v")
+            conds.append(
+                f"NOT EXISTS (SELECT 1 FROM {v.ref} WHERE {v.c(self.key)} = {self.c(self.key)} "
+                f"AND {v.c(self.sync)} < %(until)s AND ({v.c(self.sync)} > {self.c(self.sync)} "
+                f"OR ({v.c(self.sync)} = {self.c(self.sync)} "
+                f"AND {v.c('_airbyte_raw_id')} > {self.c('_airbyte_raw_id')})))"
+            )
         return " AND ".join(conds) if conds else "true"
 
     def in_window(self) -> str:
-        return f"{self.c(SYNCED)} >= %(since)s AND {self.c(SYNCED)} < %(until)s" if self.has(SYNCED) else "true"
+        s = self.c(self.sync)
+        return f"{s} >= %(since)s AND {s} < %(until)s" if self.has(self.sync) else "true"
 
 
 class Schema:
     def __init__(self, db: Db, schema: str, flavour: str):
         self.db, self.schema, self.flavour = db, schema, flavour
+        self.tool = flavour.split("_", 1)[0]
 
-    def table(self, name: str, alias: str, *, required: bool = False) -> Table | None:
-        cols = self.db.columns(self.schema, name)
+    def table(self, name: str, alias: str, *, required: bool = False, key: str | None = None) -> Table | None:
+        actual = self.db.table_name(self.schema, name)
+        cols = self.db.columns(self.schema, actual) if actual else None
         if cols is None:
             if required:
                 raise LandedConfigError(
                     f"source landed ({self.flavour}): table {self.schema}.{name} is not in {self.db.label}"
                 )
             return None
-        return Table(self.schema, name, alias, cols)
+        return Table(self.schema, actual, alias, cols, self.tool, key if self.tool == "airbyte" else None)
+
+    def json_first(self, expr: str, path: str = "") -> str:
+        """The first element of a JSON array column (``path``: a key of that element), as text."""
+        if self.db.postgres:
+            return f"(CAST({expr} AS jsonb)->0->>'{path}')" if path else f"(CAST({expr} AS jsonb)->>0)"
+        return f"json_extract_string(CAST({expr} AS VARCHAR), '$[0]{'.' + path if path else ''}')"
 
 
 # --------------------------------------------------------------------------- reading one entity
@@ -280,21 +369,21 @@ def _read(db: Db, spec: EntityRead, since: datetime | None, params: dict[str, An
 
 
 def _synced_part(t: Table, since: datetime | None, extra: str = "true") -> str:
-    window = "true" if since is None else f"{t.c(SYNCED)} >= %(since)s"
-    return f"SELECT max({t.c(SYNCED)}) AS m FROM {t.ref} WHERE {t.current()} AND {window} AND {extra}"
+    window = "true" if since is None else f"{t.c(t.sync)} >= %(since)s"
+    return f"SELECT max({t.c(t.sync)}) AS m FROM {t.ref} WHERE {t.current()} AND {window} AND {extra}"
 
 
 # --------------------------------------------------------------------------- Fivetran Salesforce
 
 
 def salesforce_reads(s: Schema, options: Mapping[str, Any], since: Mapping[str, datetime]) -> list[EntityRead]:
-    u = s.table("user", "u", required=True)
-    a = s.table("account", "a", required=True)
-    c = s.table("contact", "c", required=True)
-    t = s.table("task", "t")
-    o = s.table("opportunity", "o")
-    acr = s.table("account_contact_relation", "r")
-    ocr = s.table("opportunity_contact_role", "cr")
+    u = s.table("user", "u", required=True, key="id")
+    a = s.table("account", "a", required=True, key="id")
+    c = s.table("contact", "c", required=True, key="id")
+    t = s.table("task", "t", key="id")
+    o = s.table("opportunity", "o", key="id")
+    acr = s.table("account_contact_relation", "r", key="id")
+    ocr = s.table("opportunity_contact_role", "cr", key="id")
     role_col = sf_column(options.get("buying_role_field") or "Buying_Role__c")
     reads: list[EntityRead] = []
 
@@ -420,7 +509,40 @@ def salesforce_reads(s: Schema, options: Mapping[str, Any], since: Mapping[str, 
                 o.label,
             )
         )  # fmt: skip
+    by_label = {tab.label: tab for tab in (u, a, c, t, o) if tab is not None}
+    for spec in reads:  # name each column as this schema spells it (Airbyte: the API names)
+        tab = by_label.get(spec.table)
+        if tab is not None:
+            spec.labels = {k: tab.actual(v) or v for k, v in spec.labels.items()}
     return reads
+
+
+def _dealtypes(option: Any) -> tuple[str, ...]:
+    from cxloop.extract.hubspot import parse_dealtypes
+
+    return parse_dealtypes(option)
+
+
+def crm_account_lookup(crm: Schema | None):
+    """For the survey domain: a function of a CRM contact id expression -> that contact's account
+    (SQL), from the CRM schema of the same database; None without one."""
+    if crm is None:
+        return None
+    if crm.flavour.endswith("_hubspot"):
+        from cxloop.extract.landed_hubspot import account_lookup
+
+        return account_lookup(crm)
+    cc = crm.table("contact", "cc", key="id")
+    if cc is None:
+        return None
+
+    def lookup(contact_expr: str) -> str:
+        return (
+            f"(SELECT {cc.c('account_id')} FROM {cc.ref} WHERE {cc.c('id')} = {contact_expr} AND {cc.current()} "
+            f"ORDER BY {cc.c('account_id')} LIMIT 1)"
+        )
+
+    return lookup
 
 
 def _renewal_types(option: Any) -> tuple[str, ...]:
@@ -443,7 +565,10 @@ def qualtrics_reads(
     q = s.table("question_response", "qr", required=True)
     qq = s.table("question", "qq")
     e = s.table("survey_embedded_data", "ed")
-    crm_contact = crm.table("contact", "cc") if crm is not None and crm.flavour == "fivetran_salesforce" else None
+    lookup = crm_account_lookup(crm)
+
+    def crm_account(contact_expr: str) -> str:
+        return "NULL" if lookup is None else lookup(contact_expr)
     assert sv is not None and d is not None and dc is not None and xc is not None and r is not None and q is not None
     reads: list[EntityRead] = []
 
@@ -469,7 +594,7 @@ def qualtrics_reads(
     directory = (
         ' AND xc2."directory_id" = %(directory_id)s' if options.get("directory_id") and xc.has("directory_id") else ""
     )
-    xc2 = Table(xc.schema, xc.name, "xc2", xc.cols)
+    xc2 = xc.copy("xc2")
 
     def ext_ref(contact_expr: str) -> str:
         order = f"{xc2.c('directory_id')}, " if xc2.has("directory_id") else ""
@@ -481,19 +606,11 @@ def qualtrics_reads(
     def embedded(response_expr: str, key: str) -> str:
         if e is None:
             return "NULL"
-        e2 = Table(e.schema, e.name, f"ed_{key.lower()}", e.cols)
+        e2 = e.copy(f"ed_{key.lower()}")
         return (
             f"(SELECT {e2.c('value')} FROM {e2.ref} WHERE {e2.c('response_id')} = {response_expr} "
             f"AND {e2.c('key')} = '{key}' AND {e2.current()} AND NOT {e2.deleted()} "
             f"ORDER BY {e2.c('import_id')} LIMIT 1)"
-        )
-
-    def crm_account(contact_expr: str) -> str:
-        if crm_contact is None:
-            return "NULL"
-        return (
-            f"(SELECT {crm_contact.c('account_id')} FROM {crm_contact.ref} WHERE {crm_contact.c('id')} = "
-            f"{contact_expr} AND {crm_contact.current()} ORDER BY {crm_contact.c('account_id')} LIMIT 1)"
         )
 
     # invitations: one distribution contact of a (not deleted) distribution
@@ -530,7 +647,7 @@ def qualtrics_reads(
 
     # responses: the question responses of the NPS and comment questions
     def answer(question_filter: str) -> str:
-        q2 = Table(q.schema, q.name, "qr2", q.cols)
+        q2 = q.copy("qr2")
         order = [f"{q2.c(col)} NULLS FIRST" for col in ("sub_question_key", "loop_id") if q2.has(col)]
         order.append(q2.c("_fivetran_id") if q2.has("_fivetran_id") else q2.c("value"))
         return (
@@ -549,7 +666,7 @@ def qualtrics_reads(
     else:
         nps_filter = '{q}."question_id" = %(nps_qid)s'
     comment_filter = '{q}."question_id" IN (%(comment_qid)s, %(comment_base)s)'
-    dc2 = Table(dc.schema, dc.name, "dc2", dc.cols)
+    dc2 = dc.copy("dc2")
 
     def invitation_part(column: str) -> str:
         return (
@@ -590,7 +707,7 @@ def qualtrics_reads(
             r.label,
         )
     )  # fmt: skip
-    if crm_contact is not None:  # a response without an AccountId: its contact's CRM account
+    if lookup is not None:  # a response without an AccountId: its contact's CRM account
         spec = reads[-1]
         spec.sql = (
             f"SELECT j.*, coalesce(j.response_account, {crm_account('j.contact_id')}) AS account_id "
@@ -621,12 +738,17 @@ def _flag(v: Any) -> Any:
 
 
 class Mapper:
-    def __init__(self, options: Mapping[str, Any], entities: set[str]):
+    def __init__(self, options: Mapping[str, Any], entities: set[str], hubspot: bool = False):
         from cxloop.extract.qualtrics import map_delivery_status
         from cxloop.extract.salesforce import map_task_status
 
         self.delivery = map_delivery_status
         self.task_status = map_task_status
+        self.hubspot = hubspot
+        if hubspot:
+            from cxloop.extract.hubspot import map_task_status as hubspot_status
+
+            self.task_status = hubspot_status
         self.pattern = re.compile(str(options.get("relationship_pattern") or "(?i)relationship"))
         self.key = b""
         self.roles = None
@@ -635,7 +757,12 @@ class Mapper:
             from cxloop.extract.roles import configured_role_mapper
 
             self.key = pii_key()  # fail before any row is read
-            self.roles = configured_role_mapper("landed")
+            if hubspot:
+                from cxloop.extract.hubspot import HUBSPOT_ROLE_PICKLIST
+
+                self.roles = configured_role_mapper("landed", HUBSPOT_ROLE_PICKLIST)
+            else:
+                self.roles = configured_role_mapper("landed")
 
     def columns(self, entity: str, names: list[str], rows: list[tuple]) -> dict[str, list[Any]]:
         cols = {n: [row[i] for row in rows] for i, n in enumerate(names)}
@@ -652,7 +779,15 @@ class Mapper:
                 )
             ]
             assert self.roles is not None
-            cols["buying_role"] = [self.roles.map(src, t) for src, t in zip(sources, cols["title"], strict=True)]
+            if self.hubspot:  # a multi-select of internal values: the strongest role, as over HTTP
+                from cxloop.extract.hubspot import map_buying_role
+
+                roles = self.roles
+                cols["buying_role"] = [
+                    map_buying_role(src, t, roles) for src, t in zip(sources, cols["title"], strict=True)
+                ]
+            else:
+                cols["buying_role"] = [self.roles.map(src, t) for src, t in zip(sources, cols["title"], strict=True)]
             cols["buying_role_source"] = [None if _blank(v) else v for v in sources]
         elif entity == "follow_ups":
             cols["status"] = [self.task_status(v) for v in cols["status"]]
@@ -723,6 +858,7 @@ def land_landed(
     domains = sorted({ENTITIES[e].domain for e in entities})
     configs = {d: domain_config(options, d) for d in domains}
     if "buying_role_field" in options and "contacts" in entities:
+        identifier(options["buying_role_field"], "buying_role_field")
         sf_column(options["buying_role_field"])
     if options.get("directory_id"):
         identifier(options["directory_id"], "directory_id")
@@ -730,13 +866,21 @@ def land_landed(
     counts: dict[str, int] = {}
     try:
         reads: list[EntityRead] = []
+        dealtypes = _dealtypes(options.get("renewal_dealtypes"))
         if "crm" in configs:
-            reads += salesforce_reads(Schema(db, configs["crm"].schema, configs["crm"].flavour), options, since)
+            crm_schema = Schema(db, configs["crm"].schema, configs["crm"].flavour)
+            if configs["crm"].flavour.endswith("_hubspot"):
+                from cxloop.extract.landed_hubspot import hubspot_reads
+
+                reads += hubspot_reads(crm_schema, options, since, dealtypes)
+            else:
+                reads += salesforce_reads(crm_schema, options, since)
         if "survey" in configs:
             crm = None
             crm_schema = options.get("crm_schema")
-            if crm_schema and str(options.get("crm_flavour") or "") == "fivetran_salesforce":
-                crm = Schema(db, identifier(crm_schema, "crm_schema"), "fivetran_salesforce")
+            crm_flavour = str(options.get("crm_flavour") or "")
+            if crm_schema and FLAVOURS.get(crm_flavour) == "crm":
+                crm = Schema(db, identifier(crm_schema, "crm_schema"), crm_flavour)
             reads += qualtrics_reads(
                 Schema(db, configs["survey"].schema, configs["survey"].flavour), options, since, crm
             )
@@ -751,7 +895,9 @@ def land_landed(
         }
         for i, t in enumerate(_renewal_types(options.get("renewal_types"))):
             params[f"type{i}"] = t
-        mapper = Mapper(options, set(entities))
+        for i, t in enumerate(dealtypes):
+            params[f"dealtype{i}"] = t
+        mapper = Mapper(options, set(entities), str(options.get("crm_flavour") or "").endswith("_hubspot"))
         manifest: dict[str, Any] = {}
         for spec in reads:
             if spec.entity not in entities:
