@@ -174,6 +174,7 @@ class Query:
     where: list[tuple[str, str, Literal]] = field(default_factory=list)
     order: list[tuple[str, bool, bool]] = field(default_factory=list)  # field, descending, nulls_last
     limit: int | None = None
+    count: bool = False  # SELECT COUNT() FROM ...: only totalSize is answered
 
 
 def _parse_dt(text: str) -> datetime:
@@ -239,12 +240,20 @@ def parse_soql(soql: str) -> Query:
         return t
 
     expect("kw", "select")
-    fields = [expect("word").text]
-    while peek() is not None and peek().kind == "comma":
-        i += 1
-        fields.append(expect("word").text)
+    count = False
+    t0, t1 = peek(), peek(1)
+    if t0 is not None and t0.kind == "word" and t0.text.lower() == "count" and t1 is not None and t1.kind == "lparen":
+        i += 2
+        expect("rparen")
+        fields: list[str] = []
+        count = True
+    else:
+        fields = [expect("word").text]
+        while peek() is not None and peek().kind == "comma":
+            i += 1
+            fields.append(expect("word").text)
     expect("kw", "from")
-    q = Query(fields, expect("word").text)
+    q = Query(fields, expect("word").text, count=count)
     if peek() is not None and peek().kind == "kw" and peek().text == "where":
         i += 1
         while True:
@@ -522,8 +531,83 @@ class _Export:
     error: BaseException | None = None
 
 
+@dataclass
+class _BulkJob:
+    """A Bulk API 2.0 query job: created ``UploadComplete``, ``InProgress`` while polled, then
+    ``JobComplete`` (or ``Failed`` / ``Aborted``). Its rows are selected in a background thread."""
+
+    id: str
+    operation: str  # query | queryAll
+    sobject: str
+    query: Query
+    api_version: str
+    created: str
+    state: str = "UploadComplete"
+    polls: int = 0
+    fault: str | None = None  # "Failed" / "Aborted": the state the job ends in (a test's fault)
+    rows: list[dict[str, Any]] | None = None
+    fields: list[str] = field(default_factory=list)
+    job: Any = None
+    error: BaseException | None = None
+
+    def info(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "operation": self.operation,
+            "object": self.sobject,
+            "createdById": "005000000000000AAA",
+            "createdDate": self.created,
+            "systemModstamp": self.created,
+            "state": self.state,
+            "concurrencyMode": "Parallel",
+            "contentType": "CSV",
+            "apiVersion": float(self.api_version[1:]),
+            "jobType": "V2Query",
+            "lineEnding": "LF",
+            "columnDelimiter": "COMMA",
+            "numberRecordsProcessed": len(self.rows) if self.state == "JobComplete" and self.rows is not None else 0,
+            "retries": 0,
+            "totalProcessingTime": 0,
+        }
+        if self.state == "Failed":
+            body["errorMessage"] = "InternalServerError: the query job failed while processing its chunks"
+        return body
+
+
+def _csv_cell(v: Any) -> str:
+    """One value of a Bulk API 2.0 CSV result: null is an empty field, text is quoted (quotes
+    doubled), booleans ``true``/``false``, numbers as their JSON text."""
+    if v is None:
+        return ""
+    if v.__class__ is not str:
+        if v is True or v is False:
+            v = "true" if v else "false"
+        elif isinstance(v, int | float):
+            v = repr(v)
+        else:
+            v = json.dumps(v, sort_keys=True)
+    return '"' + v.replace('"', '""') + '"'
+
+
+def bulk_csv(fields: list[str], rows: list[dict[str, Any]]) -> bytes:
+    """The CSV of a result set: a quoted header row, one line per record, LF line endings."""
+    cell = _csv_cell
+    lines = [",".join(cell(f) for f in fields)]
+    lines.extend(",".join([cell(r.get(f)) for f in fields]) for r in rows)
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+BULK_DEFAULT_MAX_RECORDS = 50_000
+BULK_TERMINAL = frozenset({"JobComplete", "Failed", "Aborted"})
+
+
 class DemoServer:
-    """Serves ``data_dir`` over HTTP on ``host:port`` (0 = a free port) in a background thread."""
+    """Serves ``data_dir`` over HTTP on ``host:port`` (0 = a free port) in a background thread.
+
+    ``bulk_polls``: the polls a Bulk API 2.0 query job answers ``InProgress`` before it is
+    complete; ``bulk_faults``: SObject -> ``Failed`` or ``Aborted``, the state its query jobs end
+    in (fault injection); ``search_depth``: how deep XM Directory contact searches page (the
+    documented 10,000; past it a search answers 400)."""
 
     def __init__(
         self,
@@ -533,6 +617,9 @@ class DemoServer:
         port: int = 0,
         page_size: int | None = None,
         export_polls: int = 2,
+        bulk_polls: int = 2,
+        bulk_faults: dict[str, str] | None = None,
+        search_depth: int = 10_000,
     ):
         if not token:
             raise ValueError("a demo server needs a token")
@@ -541,6 +628,10 @@ class DemoServer:
         self.host, self.port = host, port
         self.page_size = page_size
         self.export_polls = max(1, export_polls)
+        self.bulk_polls = max(0, bulk_polls)
+        self.bulk_faults = dict(bulk_faults or {})
+        self.search_depth = search_depth
+        self._bulk_jobs: dict[str, _BulkJob] = {}
         self.base_url: str | None = None
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -733,13 +824,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:  # noqa: N802
         self._dispatch("DELETE")
 
+    def do_PATCH(self) -> None:  # noqa: N802
+        self._dispatch("PATCH")
+
     def _dispatch(self, method: str) -> None:
         with self.demo._lock:
             self.demo.request_count += 1
         parts = urlsplit(self.path)
         path = parts.path.rstrip("/")
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        body = self._read_body() if method in {"POST", "PUT"} else b""
+        body = self._read_body() if method in {"POST", "PUT", "PATCH"} else b""
         # -- HubSpot (cxloop.demo.hubspot_api): /crm/v3, /crm/v4 routes, and injected faults for
         # -- any route when a FaultPlan is configured; otherwise a no-op for the routes below.
         if hubspot_api.intercept(self, method, path, body):
@@ -760,7 +854,7 @@ class _Handler(BaseHTTPRequestHandler):
                     401, [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
                 )
             try:
-                return self._salesforce(method, path[len(SALESFORCE_PREFIX) :], query)
+                return self._salesforce(method, path[len(SALESFORCE_PREFIX) :], query, body)
             except _HTTPError as e:
                 return self._json(e.status, [{"message": e.message, "errorCode": e.code}])
         self._json(404, [{"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}])
@@ -893,11 +987,13 @@ class _Handler(BaseHTTPRequestHandler):
         return buf.getvalue()
 
     # -- Salesforce -----------------------------------------------------------------------
-    def _salesforce(self, method: str, path: str, query: dict[str, str]) -> None:
+    def _salesforce(self, method: str, path: str, query: dict[str, str], body: bytes = b"") -> None:
         seg = [s for s in path.split("/") if s]
         if not seg or not re.fullmatch(r"v\d+\.\d", seg[0]):
             raise _HTTPError(404, "The requested resource does not exist", "NOT_FOUND")
         version = seg[0]
+        if len(seg) >= 3 and seg[1] == "jobs" and seg[2] == "query":
+            return self._bulk(method, version, seg[3:], query, body)
         if method != "GET":
             raise _HTTPError(
                 405, f"HTTP Method '{method}' not allowed. Allowed are GET", "METHOD_NOT_ALLOWED"
@@ -914,28 +1010,179 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(200, self.demo._sf_page(version, locator, int(offset)))
         raise _HTTPError(404, "The requested resource does not exist", "NOT_FOUND")
 
+    def _parse(self, soql: str) -> Query:
+        q = parse_soql(soql)
+        sobject = next((o for o in SF_OBJECTS if o.lower() == q.sobject.lower()), None)
+        if sobject is None:
+            raise SoqlError(
+                f"\n{q.sobject}\n^\nERROR at Row:1:Column:1\nsObject type '{q.sobject}' is not supported.",
+                "INVALID_TYPE",
+            )
+        q.sobject = sobject
+        return q
+
     def _run_soql(self, version: str, soql: str, include_deleted: bool) -> dict[str, Any]:
         demo = self.demo
         try:
-            q = parse_soql(soql)
-            sobject = next((o for o in SF_OBJECTS if o.lower() == q.sobject.lower()), None)
-            if sobject is None:
-                raise SoqlError(
-                    f"\n{q.sobject}\n^\nERROR at Row:1:Column:1\n"
-                    f"sObject type '{q.sobject}' is not supported.",
-                    "INVALID_TYPE",
-                )
-            q.sobject = sobject
+            q = self._parse(soql)
+            sobject = q.sobject
             rows = run_query(
                 demo.data.sobject(sobject), q, demo.data.sobject_fields(sobject), include_deleted
             )
         except SoqlError as e:
             raise _HTTPError(400, str(e), e.code) from None
+        if q.count:  # SELECT COUNT(): the number of matching records, no records
+            return {"totalSize": len(rows), "done": True, "records": []}
         batch = demo._sf_batch(self.headers.get("Sforce-Query-Options"))
         locator = "01g" + secrets.token_hex(8).upper()[:15]
         with demo._lock:
             demo._cursors[locator] = (rows, sobject, batch, "queryAll" if include_deleted else "query")
         return demo._sf_page(version, locator, 0)
+
+    # -- Salesforce Bulk API 2.0 query jobs ----------------------------------------------------
+    def _bulk(self, method: str, version: str, rest: list[str], query: dict[str, str], body: bytes) -> None:
+        demo = self.demo
+        if not rest:
+            if method == "POST":
+                return self._bulk_create(version, body)
+            if method == "GET":
+                with demo._lock:
+                    jobs = [j.info() for j in demo._bulk_jobs.values()]
+                return self._json(200, {"done": True, "records": jobs, "nextRecordsUrl": None})
+            raise _HTTPError(405, f"HTTP Method '{method}' not allowed. Allowed are GET,POST", "METHOD_NOT_ALLOWED")
+        with demo._lock:
+            job = demo._bulk_jobs.get(rest[0])
+        if job is None:
+            raise _HTTPError(404, "The requested resource does not exist", "NOT_FOUND")
+        if len(rest) == 1:
+            if method == "GET":
+                return self._json(200, self._bulk_poll(job))
+            if method == "PATCH":
+                try:
+                    wanted = json.loads(body or b"{}").get("state")
+                except (ValueError, AttributeError):
+                    raise _HTTPError(400, "Request body is not valid JSON", "JSON_PARSER_ERROR") from None
+                if wanted != "Aborted":
+                    raise _HTTPError(400, "A query job can only be set to Aborted", "INVALIDJOBSTATE")
+                with demo._lock:
+                    if job.state in BULK_TERMINAL:
+                        raise _HTTPError(400, f"Job is already {job.state}", "INVALIDJOBSTATE")
+                    job.state = "Aborted"
+                return self._json(200, job.info())
+            if method == "DELETE":
+                with demo._lock:
+                    if job.state not in BULK_TERMINAL:
+                        raise _HTTPError(
+                            400, "Only a JobComplete, Aborted or Failed job can be deleted", "INVALIDJOBSTATE"
+                        )
+                    demo._bulk_jobs.pop(job.id, None)
+                return self._send(204, b"")
+            raise _HTTPError(
+                405, f"HTTP Method '{method}' not allowed. Allowed are GET,PATCH,DELETE", "METHOD_NOT_ALLOWED"
+            )
+        if len(rest) == 2 and rest[1] == "results":
+            if method != "GET":
+                raise _HTTPError(405, f"HTTP Method '{method}' not allowed. Allowed are GET", "METHOD_NOT_ALLOWED")
+            return self._bulk_results(job, version, query)
+        raise _HTTPError(404, "The requested resource does not exist", "NOT_FOUND")
+
+    def _bulk_create(self, version: str, body: bytes) -> None:
+        demo = self.demo
+        try:
+            params = json.loads(body or b"{}")
+        except ValueError:
+            raise _HTTPError(400, "Request body is not valid JSON", "JSON_PARSER_ERROR") from None
+        if not isinstance(params, dict):
+            raise _HTTPError(400, "Request body must be a JSON object", "JSON_PARSER_ERROR")
+        operation = params.get("operation")
+        if operation not in {"query", "queryAll"}:
+            raise _HTTPError(400, "operation must be query or queryAll", "INVALIDJOB")
+        if params.get("contentType", "CSV") != "CSV":
+            raise _HTTPError(400, "contentType must be CSV", "INVALIDJOB")
+        if params.get("columnDelimiter", "COMMA") != "COMMA" or params.get("lineEnding", "LF") != "LF":
+            raise _HTTPError(400, "the demo serves COMMA-delimited, LF-terminated CSV only", "INVALIDJOB")
+        soql = params.get("query")
+        if not soql or not isinstance(soql, str):
+            raise _HTTPError(400, "A query has to be specified", "INVALIDJOB")
+        try:
+            q = self._parse(soql)
+            if q.count:
+                raise SoqlError("Aggregate Relationships not supported in Bulk Query", "INVALIDJOB")
+            data = demo.data
+            known = data.sobject_fields(q.sobject)
+            run_query([], q, known, True)  # field names checked now: a bad field fails the create
+        except SoqlError as e:
+            raise _HTTPError(400, str(e), e.code) from None
+        job = _BulkJob(
+            id="750" + secrets.token_hex(8).upper()[:15],
+            operation=operation,
+            sobject=q.sobject,
+            query=q,
+            api_version=version,
+            created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000"),
+            fault=demo.bulk_faults.get(q.sobject),
+        )
+
+        def select() -> None:
+            try:
+                job.rows = run_query(data.sobject(q.sobject), q, known, operation == "queryAll")
+                canon = {f.lower(): f for f in known}
+                job.fields = list(dict.fromkeys(canon[f.lower()] for f in q.fields))
+            except BaseException as e:  # noqa: BLE001 - the job then fails
+                job.error = e
+
+        job.job = threading.Thread(target=select, name=f"bulk-{job.id}", daemon=True)
+        with demo._lock:
+            demo._bulk_jobs[job.id] = job
+        job.job.start()
+        self._json(200, job.info())
+
+    def _bulk_poll(self, job: _BulkJob) -> dict[str, Any]:
+        demo = self.demo
+        with demo._lock:
+            if job.state in BULK_TERMINAL:
+                return job.info()
+            job.polls += 1
+            polls = job.polls
+        if polls <= demo.bulk_polls:
+            with demo._lock:
+                if job.state not in BULK_TERMINAL:
+                    job.state = "InProgress"
+                return job.info()
+        job.job.join()
+        with demo._lock:
+            if job.state not in BULK_TERMINAL:
+                job.state = "Failed" if job.error is not None else (job.fault or "JobComplete")
+            return job.info()
+
+    def _bulk_results(self, job: _BulkJob, version: str, query: dict[str, str]) -> None:
+        if version != job.api_version:
+            raise _HTTPError(409, "Use the API version the job was created with", "INVALIDVERSION")
+        if job.state != "JobComplete" or job.rows is None:
+            raise _HTTPError(400, f"Job {job.id} is not JobComplete (it is {job.state})", "INVALIDJOBSTATE")
+        try:
+            size = int(query.get("maxRecords") or BULK_DEFAULT_MAX_RECORDS)
+        except ValueError:
+            raise _HTTPError(400, "maxRecords must be a positive integer", "INVALIDPARAMETER") from None
+        if size < 1:
+            raise _HTTPError(400, "maxRecords must be a positive integer", "INVALIDPARAMETER")
+        offset = 0
+        if query.get("locator"):
+            try:
+                offset = int(base64.b64decode(query["locator"].encode(), validate=True).decode())
+            except (ValueError, UnicodeDecodeError):
+                raise _HTTPError(400, "invalid locator", "INVALIDPARAMETER") from None
+            if offset < 0 or offset > len(job.rows):
+                raise _HTTPError(400, "invalid locator", "INVALIDPARAMETER")
+        chunk = job.rows[offset : offset + size]
+        end = offset + len(chunk)
+        locator = base64.b64encode(str(end).encode()).decode() if end < len(job.rows) else "null"
+        self._send(
+            200,
+            bulk_csv(job.fields, chunk),
+            "text/csv",
+            {"Sforce-Locator": locator, "Sforce-NumberOfRecords": str(len(chunk))},
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
