@@ -7,14 +7,15 @@ every extraction is real HTTP over loopback."""
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+import json
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pytest
 import requests
 from cxloop.demo.generator import generate
 from cxloop.demo.server import DemoServer
-from cxloop.extract import salesforce
+from cxloop.extract import qualtrics, salesforce
 from cxloop.extract.http_client import SourceHTTPError
 from cxloop.extract.salesforce import land_salesforce
 
@@ -157,3 +158,94 @@ def test_demo_bulk_protocol(server):
         assert r.status_code == 400 and r.json()[0]["errorCode"] == code, body
     assert requests.post(sf(server, "jobs/query"), json={"operation": "query", "query": soql}).status_code == 401
     assert server._bulk_jobs == {}
+
+
+# -- Qualtrics: parallel export windows, incremental XM directory ---------------------------------
+
+DIRECTORY = "POOL_cxloopdemo"
+
+
+def q_landed(url: str, **options) -> dict[str, list[pa.Table]]:
+    got: dict[str, list[pa.Table]] = {}
+    qualtrics.land_qualtrics(url, TOKEN, DIRECTORY, lambda e, t, m: got.setdefault(e, []).append(t), **options)
+    return {e: pa.concat_tables(t).to_pylist() for e, t in got.items()}
+
+
+def test_window_bounds_cut_the_span_and_keep_its_ends():
+    lo, hi = datetime(2026, 1, 1), datetime(2026, 1, 29)
+    assert qualtrics.window_bounds(None, hi, lo, 4, 7) == [
+        (None, datetime(2026, 1, 8)), (datetime(2026, 1, 8), datetime(2026, 1, 15)),
+        (datetime(2026, 1, 15), datetime(2026, 1, 22)), (datetime(2026, 1, 22), hi),
+    ]  # fmt: skip
+    assert qualtrics.window_bounds(datetime(2026, 1, 20), hi, lo, 4, 7) == [(datetime(2026, 1, 20), hi)]
+    assert len(qualtrics.window_bounds(lo, hi, None, 4, 10)) == 2
+    assert qualtrics.window_bounds(None, None, lo, 4, 7) == [(None, None)]
+    assert qualtrics.window_bounds(lo, hi, None, 1, 7) == [(lo, hi)]
+
+
+def test_responses_exported_in_parallel_windows_equal_one_export(server, tmp_path):
+    """Four windows per survey (started together, downloaded ahead, merged in window order) land
+    exactly the responses of one export per survey (an export file is in recorded-date order, so
+    only duplicates appended to a file move), for the whole history and for a window; each
+    window's file is landed."""
+    for window in ({}, {"start": datetime(2026, 2, 1)}):
+        one = q_landed(server.base_url, end=AS_OF, export_windows=1, **window)
+        raw = tmp_path / f"raw-{len(window)}"
+        four = q_landed(server.base_url, end=AS_OF, export_windows=4, min_window_days=1, landing_dir=raw, **window)
+        assert one["responses"] and four.keys() == one.keys()
+        for entity in one:  # the same rows; a file appends its duplicate responses last, a window's too
+            assert sorted(map(json.dumps, four[entity])) == sorted(map(json.dumps, one[entity])), entity
+        assert four["invitations"] == one["invitations"]
+        files = sorted(p.name for p in (raw / "qualtrics" / "responses").rglob("*.zip"))
+        assert files.count("window-01.zip") == 3 and "window-04.zip" in files
+
+
+def _incremental_day(world_dir, tmp_path, changed_at):
+    """A copy of the world whose directory has one contact moved to another account, 59 more
+    touched (all modified at ``changed_at``) and one contact added."""
+    import shutil
+
+    day2 = tmp_path / "day2"
+    shutil.copytree(world_dir, day2)
+    path = day2 / "source" / "qualtrics" / "directory_contacts.json"
+    contacts = json.loads(path.read_text())
+    moved = next(c for c in contacts if (c.get("embeddedData") or {}).get("AccountId"))
+    before = moved["embeddedData"]["AccountId"]
+    other = next(a for c in contacts if (a := (c.get("embeddedData") or {}).get("AccountId")) not in (None, before))
+    moved["embeddedData"]["AccountId"] = other
+    for c in [moved, *[c for c in contacts if c is not moved][:59]]:
+        c["lastModifiedDate"] = changed_at
+    contacts.append({**moved, "contactId": "CID_added_by_test", "extRef": "003_added", "lastModifiedDate": changed_at})
+    path.write_text(json.dumps(contacts))
+    return day2, moved["contactId"], other
+
+
+@pytest.mark.parametrize("search_depth", [10_000, 50])
+def test_an_incremental_directory_read_equals_a_full_one(world, tmp_path, search_depth):
+    """Day 1 reads the directory whole and keeps the mapping in the landing state; on day 2 one
+    contact changed account, 59 were touched and one was added: the incremental run searches only
+    the changed contacts (two pages of 50, no directory pages) and lands exactly what a whole read lands. When the
+    search refuses (its depth limit), the directory is read whole, with the same result."""
+    landing = tmp_path / "landing" / "source=qualtrics" / "raw"
+    with DemoServer(world, TOKEN) as url:
+        q_landed(url, end=AS_OF, landing_dir=landing / "day1")
+    state = landing.parent / "state" / qualtrics.DIRECTORY_STATE
+    assert state.exists() and oct(state.stat().st_mode & 0o777) == "0o600"
+
+    changed_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    day2, moved, account = _incremental_day(world, tmp_path, changed_at)
+    window = {"end": AS_OF, "start": datetime(2026, 1, 1), "invitations_since": datetime(2025, 10, 1)}
+    with DemoServer(day2, TOKEN, page_size=50, search_depth=search_depth) as url:
+        incremental = q_landed(url, landing_dir=landing / "day2", **window)
+        whole = q_landed(url, **window)  # no landing state: the directory read whole
+    raw = landing / "day2" / "qualtrics"
+    if search_depth > 50:
+        assert len(list((raw / "directory_search").iterdir())) == 2  # the 61 changed contacts
+        assert not (raw / "directory_contacts").exists()
+    else:
+        assert (raw / "directory_contacts").exists()  # the refused search fell back to a whole read
+    assert incremental == whole
+    mine = [r for r in incremental["invitations"] if r["invitation_id"].endswith(f":{moved}")]
+    assert mine and all(r["account_id"] == account for r in mine)
+    kept = json.loads(state.read_text())
+    assert ["CID_added_by_test", "003_added", account] in kept["contacts"]

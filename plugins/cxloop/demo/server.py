@@ -461,6 +461,27 @@ class SourceData:
     def directory_contacts(self) -> list[dict[str, Any]]:
         return self._load("q:contacts", "qualtrics/directory_contacts.json", [])
 
+    def contact_modified(self) -> list[datetime]:
+        """Each directory contact's ``lastModifiedDate`` (UTC), in directory order: the contact's
+        own field when the file carries one, else the ``SystemModstamp`` of the CRM contact it
+        mirrors (``extRef``: the demo's directory is synced from the CRM), else 2000-01-01."""
+        contacts = self.directory_contacts()
+        with self._lock:
+            cached = self._cache.get("q:contact_modified")
+        if cached is not None:
+            return cached
+        crm = {c.get("Id"): c.get("SystemModstamp") for c in self.sobject("Contact")}
+        out = []
+        for c in contacts:
+            raw = c.get("lastModifiedDate") or crm.get(c.get("extRef"))
+            try:
+                out.append(_parse_dt(str(raw)) if raw else _EPOCH)
+            except ValueError:
+                out.append(_EPOCH)
+        with self._lock:
+            self._cache["q:contact_modified"] = out
+        return out
+
     def distributions(self) -> list[dict[str, Any]]:
         return self._load("q:distributions", "qualtrics/distributions.json", [])
 
@@ -485,8 +506,13 @@ class SourceData:
         for s in self.surveys():
             self.responses(s.get("id"))
         self.directory_contacts()
+        self.contact_modified()
         self.distribution_ids()
         self.distribution_history()
+
+
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_SEARCH_OPS = {"eq": "=", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
 def _dumps(obj: Any, compact: bool = True) -> bytes:
@@ -877,6 +903,9 @@ class _Handler(BaseHTTPRequestHandler):
             if query.get("includeEmbedded", "").lower() != "true":
                 contacts = [{k: v for k, v in c.items() if k != "embeddedData"} for c in contacts]
             return self._qualtrics_ok(demo._page(contacts, query, QUALTRICS_PREFIX + path))
+        if len(seg) == 4 and seg[0] == "directories" and seg[2] == "contacts" and seg[3] == "search":
+            need("POST")
+            return self._search_contacts(query, body, QUALTRICS_PREFIX + path)
         if seg == ["distributions"]:
             need("GET")
             survey_id = query.get("surveyId")
@@ -908,6 +937,40 @@ class _Handler(BaseHTTPRequestHandler):
                     raise _HTTPError(404, f"File {seg[3]} not found", "GS_1")
                 return self._send(200, entry[1], "application/zip")
         raise _HTTPError(404, f"Path /API/v3{path} not found", "GS_NotFound")
+
+    def _search_contacts(self, query: dict[str, str], body: bytes, path: str) -> None:
+        """Search Directory Contacts: ``{"filter": {"filterType": "lastModifiedDate", "comparison":
+        "gt"|"gte"|"lt"|"lte"|"eq"|"ne", "value": ISO-8601}}`` (the demo's one filter type), paged
+        like the list with ``skipToken``; paging past ``search_depth`` contacts answers 400 (use
+        the contact export for more)."""
+        data, demo = self.demo.data, self.demo
+        try:
+            params = json.loads(body or b"{}")
+        except ValueError:
+            raise _HTTPError(400, "Request body is not valid JSON", "QVal_1") from None
+        flt = params.get("filter") if isinstance(params, dict) else None
+        if not isinstance(flt, dict) or flt.get("filterType") != "lastModifiedDate":
+            raise _HTTPError(400, "filter.filterType must be lastModifiedDate (the demo's search)", "QVal_1")
+        op = _SEARCH_OPS.get(str(flt.get("comparison")))
+        if op is None:
+            raise _HTTPError(400, f"Invalid comparison {flt.get('comparison')!r}", "QVal_1")
+        try:
+            value = _parse_dt(str(flt.get("value")))
+        except ValueError:
+            raise _HTTPError(400, "Invalid filter value: an ISO-8601 date-time", "QVal_1") from None
+        compare = _OPS[op]
+        contacts = data.directory_contacts()
+        hits = [
+            c for c, modified in zip(contacts, data.contact_modified(), strict=True) if compare(modified, value)
+        ]
+        if query.get("includeEmbedded", "").lower() != "true":
+            hits = [{k: v for k, v in c.items() if k != "embeddedData"} for c in hits]
+        page = demo._page(hits, query, path)
+        if query.get("skipToken"):
+            offset = int(base64.urlsafe_b64decode(query["skipToken"].encode()).decode().split(":")[1])
+            if offset >= demo.search_depth:
+                raise _HTTPError(400, f"Search depth limit: paging beyond {demo.search_depth} contacts", "QVal_1")
+        self._qualtrics_ok(page)  # the next page is POSTed to nextPage with the same filter
 
     def _start_export(self, survey_id: str, body: bytes) -> None:
         try:
