@@ -20,8 +20,19 @@ page with ``pageSize`` (default ``page_size``) and an opaque ``skipToken`` in ``
 Salesforce (``/services/data/vNN.N``): ``GET query?q=`` / ``queryAll?q=`` with a SOQL subset
 (``SELECT`` fields ``FROM`` User/Account/Contact/Task/Opportunity, ``WHERE`` comparisons joined by
 ``AND``, ``field IN ('a', 'b')`` / ``NOT IN``, ``ORDER BY``, ``LIMIT``),
-``nextRecordsUrl`` paging, ``Sforce-Query-Options: batchSize=N`` (200..2000), errors as
-``[{"message", "errorCode"}]``.
+``nextRecordsUrl`` paging, ``Sforce-Query-Options: batchSize=N`` (200..2000), ``SELECT COUNT()``
+(``totalSize`` only), errors as ``[{"message", "errorCode"}]``. Bulk API 2.0 query jobs:
+``POST jobs/query`` (``operation`` query/queryAll, CSV) answers ``UploadComplete``; ``GET
+jobs/query/{id}`` answers ``InProgress`` for ``bulk_polls`` polls, then ``JobComplete`` (or the
+``Failed``/``Aborted`` of ``bulk_faults``); ``GET jobs/query/{id}/results?maxRecords=&locator=``
+serves CSV result sets (quoted, LF, empty = null) with ``Sforce-Locator`` (``null`` after the
+last) and ``Sforce-NumberOfRecords``, only when complete and only for the job's API version
+(else 409); ``PATCH`` ``{"state": "Aborted"}`` aborts, ``DELETE`` (terminal jobs only) deletes;
+``GET jobs/query`` lists the jobs.
+
+XM Directory search: ``POST directories/{id}/contacts/search`` with a ``lastModifiedDate``
+filter (each contact's own field, else the ``SystemModstamp`` of the CRM contact it mirrors),
+paged like the list; paging past ``search_depth`` (10,000) answers 400.
 
 HubSpot CRM v3 (``/crm/v3``, ``/crm/v4``): served by :mod:`cxloop.demo.hubspot_api` from the same
 Salesforce files; its ``configure(server, ...)`` sets rate limits, the result cap and a fault plan.
@@ -498,13 +509,32 @@ class SourceData:
     def responses(self, survey_id: str) -> list[dict[str, Any]]:
         return self._load(f"q:responses:{survey_id}", f"qualtrics/responses/{survey_id}.json", [])
 
+    def recorded(self, survey_id: str) -> list[datetime | None]:
+        """Each response's ``values.recordedDate`` (UTC; None when unreadable: no window holds it),
+        in file order, parsed once per survey (an export in windows filters the same file often)."""
+        rows = self.responses(survey_id)
+        key = f"q:recorded:{survey_id}"
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        out: list[datetime | None] = []
+        for r in rows:
+            try:
+                out.append(_parse_dt(str((r.get("values") or {}).get("recordedDate"))))
+            except ValueError:
+                out.append(None)
+        with self._lock:
+            self._cache[key] = out
+        return out
+
     def preload(self) -> None:
         """Read every source file now instead of on first use: a benchmark then times the
         client against a source system that has its data ready, not the parsing of fixtures."""
         for path in sorted((self.root / "salesforce").glob("*.json")):
             self.sobject_fields(path.stem)
         for s in self.surveys():
-            self.responses(s.get("id"))
+            self.recorded(s.get("id"))
         self.directory_contacts()
         self.contact_modified()
         self.distribution_ids()
@@ -1029,18 +1059,13 @@ class _Handler(BaseHTTPRequestHandler):
         data = self.demo.data
         rows = data.responses(export.survey_id)
         if export.start or export.end:
-            kept = []
-            for r in rows:
-                try:
-                    recorded = _parse_dt(str((r.get("values") or {}).get("recordedDate")))
-                except ValueError:
-                    continue
-                if export.start and recorded < export.start:
-                    continue
-                if export.end and recorded >= export.end:
-                    continue
-                kept.append(r)
-            rows = kept
+            recorded = data.recorded(export.survey_id)  # parsed once per survey, not per export
+            lo, hi = export.start, export.end
+            rows = [
+                r
+                for r, t in zip(rows, recorded, strict=True)
+                if t is not None and (lo is None or t >= lo) and (hi is None or t < hi)
+            ]
         name = next(
             (s.get("name") for s in data.surveys() if s.get("id") == export.survey_id), export.survey_id
         )
