@@ -20,8 +20,19 @@ page with ``pageSize`` (default ``page_size``) and an opaque ``skipToken`` in ``
 Salesforce (``/services/data/vNN.N``): ``GET query?q=`` / ``queryAll?q=`` with a SOQL subset
 (``SELECT`` fields ``FROM`` User/Account/Contact/Task/Opportunity, ``WHERE`` comparisons joined by
 ``AND``, ``field IN ('a', 'b')`` / ``NOT IN``, ``ORDER BY``, ``LIMIT``),
-``nextRecordsUrl`` paging, ``Sforce-Query-Options: batchSize=N`` (200..2000), errors as
-``[{"message", "errorCode"}]``.
+``nextRecordsUrl`` paging, ``Sforce-Query-Options: batchSize=N`` (200..2000), ``SELECT COUNT()``
+(``totalSize`` only), errors as ``[{"message", "errorCode"}]``. Bulk API 2.0 query jobs:
+``POST jobs/query`` (``operation`` query/queryAll, CSV) answers ``UploadComplete``; ``GET
+jobs/query/{id}`` answers ``InProgress`` for ``bulk_polls`` polls, then ``JobComplete`` (or the
+``Failed``/``Aborted`` of ``bulk_faults``); ``GET jobs/query/{id}/results?maxRecords=&locator=``
+serves CSV result sets (quoted, LF, empty = null) with ``Sforce-Locator`` (``null`` after the
+last) and ``Sforce-NumberOfRecords``, only when complete and only for the job's API version
+(else 409); ``PATCH`` ``{"state": "Aborted"}`` aborts, ``DELETE`` (terminal jobs only) deletes;
+``GET jobs/query`` lists the jobs.
+
+XM Directory search: ``POST directories/{id}/contacts/search`` with a ``lastModifiedDate``
+filter (each contact's own field, else the ``SystemModstamp`` of the CRM contact it mirrors),
+paged like the list; paging past ``search_depth`` (10,000) answers 400.
 
 HubSpot CRM v3 (``/crm/v3``, ``/crm/v4``): served by :mod:`cxloop.demo.hubspot_api` from the same
 Salesforce files; its ``configure(server, ...)`` sets rate limits, the result cap and a fault plan.
@@ -174,6 +185,7 @@ class Query:
     where: list[tuple[str, str, Literal]] = field(default_factory=list)
     order: list[tuple[str, bool, bool]] = field(default_factory=list)  # field, descending, nulls_last
     limit: int | None = None
+    count: bool = False  # SELECT COUNT() FROM ...: only totalSize is answered
 
 
 def _parse_dt(text: str) -> datetime:
@@ -239,12 +251,20 @@ def parse_soql(soql: str) -> Query:
         return t
 
     expect("kw", "select")
-    fields = [expect("word").text]
-    while peek() is not None and peek().kind == "comma":
-        i += 1
-        fields.append(expect("word").text)
+    count = False
+    t0, t1 = peek(), peek(1)
+    if t0 is not None and t0.kind == "word" and t0.text.lower() == "count" and t1 is not None and t1.kind == "lparen":
+        i += 2
+        expect("rparen")
+        fields: list[str] = []
+        count = True
+    else:
+        fields = [expect("word").text]
+        while peek() is not None and peek().kind == "comma":
+            i += 1
+            fields.append(expect("word").text)
     expect("kw", "from")
-    q = Query(fields, expect("word").text)
+    q = Query(fields, expect("word").text, count=count)
     if peek() is not None and peek().kind == "kw" and peek().text == "where":
         i += 1
         while True:
@@ -452,6 +472,27 @@ class SourceData:
     def directory_contacts(self) -> list[dict[str, Any]]:
         return self._load("q:contacts", "qualtrics/directory_contacts.json", [])
 
+    def contact_modified(self) -> list[datetime]:
+        """Each directory contact's ``lastModifiedDate`` (UTC), in directory order: the contact's
+        own field when the file carries one, else the ``SystemModstamp`` of the CRM contact it
+        mirrors (``extRef``: the demo's directory is synced from the CRM), else 2000-01-01."""
+        contacts = self.directory_contacts()
+        with self._lock:
+            cached = self._cache.get("q:contact_modified")
+        if cached is not None:
+            return cached
+        crm = {c.get("Id"): c.get("SystemModstamp") for c in self.sobject("Contact")}
+        out = []
+        for c in contacts:
+            raw = c.get("lastModifiedDate") or crm.get(c.get("extRef"))
+            try:
+                out.append(_parse_dt(str(raw)) if raw else _EPOCH)
+            except ValueError:
+                out.append(_EPOCH)
+        with self._lock:
+            self._cache["q:contact_modified"] = out
+        return out
+
     def distributions(self) -> list[dict[str, Any]]:
         return self._load("q:distributions", "qualtrics/distributions.json", [])
 
@@ -468,16 +509,40 @@ class SourceData:
     def responses(self, survey_id: str) -> list[dict[str, Any]]:
         return self._load(f"q:responses:{survey_id}", f"qualtrics/responses/{survey_id}.json", [])
 
+    def recorded(self, survey_id: str) -> list[datetime | None]:
+        """Each response's ``values.recordedDate`` (UTC; None when unreadable: no window holds it),
+        in file order, parsed once per survey (an export in windows filters the same file often)."""
+        rows = self.responses(survey_id)
+        key = f"q:recorded:{survey_id}"
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        out: list[datetime | None] = []
+        for r in rows:
+            try:
+                out.append(_parse_dt(str((r.get("values") or {}).get("recordedDate"))))
+            except ValueError:
+                out.append(None)
+        with self._lock:
+            self._cache[key] = out
+        return out
+
     def preload(self) -> None:
         """Read every source file now instead of on first use: a benchmark then times the
         client against a source system that has its data ready, not the parsing of fixtures."""
         for path in sorted((self.root / "salesforce").glob("*.json")):
             self.sobject_fields(path.stem)
         for s in self.surveys():
-            self.responses(s.get("id"))
+            self.recorded(s.get("id"))
         self.directory_contacts()
+        self.contact_modified()
         self.distribution_ids()
         self.distribution_history()
+
+
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_SEARCH_OPS = {"eq": "=", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
 def _dumps(obj: Any, compact: bool = True) -> bytes:
@@ -522,8 +587,83 @@ class _Export:
     error: BaseException | None = None
 
 
+@dataclass
+class _BulkJob:
+    """A Bulk API 2.0 query job: created ``UploadComplete``, ``InProgress`` while polled, then
+    ``JobComplete`` (or ``Failed`` / ``Aborted``). Its rows are selected in a background thread."""
+
+    id: str
+    operation: str  # query | queryAll
+    sobject: str
+    query: Query
+    api_version: str
+    created: str
+    state: str = "UploadComplete"
+    polls: int = 0
+    fault: str | None = None  # "Failed" / "Aborted": the state the job ends in (a test's fault)
+    rows: list[dict[str, Any]] | None = None
+    fields: list[str] = field(default_factory=list)
+    job: Any = None
+    error: BaseException | None = None
+
+    def info(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "operation": self.operation,
+            "object": self.sobject,
+            "createdById": "005000000000000AAA",
+            "createdDate": self.created,
+            "systemModstamp": self.created,
+            "state": self.state,
+            "concurrencyMode": "Parallel",
+            "contentType": "CSV",
+            "apiVersion": float(self.api_version[1:]),
+            "jobType": "V2Query",
+            "lineEnding": "LF",
+            "columnDelimiter": "COMMA",
+            "numberRecordsProcessed": len(self.rows) if self.state == "JobComplete" and self.rows is not None else 0,
+            "retries": 0,
+            "totalProcessingTime": 0,
+        }
+        if self.state == "Failed":
+            body["errorMessage"] = "InternalServerError: the query job failed while processing its chunks"
+        return body
+
+
+def _csv_cell(v: Any) -> str:
+    """One value of a Bulk API 2.0 CSV result: null is an empty field, text is quoted (quotes
+    doubled), booleans ``true``/``false``, numbers as their JSON text."""
+    if v is None:
+        return ""
+    if v.__class__ is not str:
+        if v is True or v is False:
+            v = "true" if v else "false"
+        elif isinstance(v, int | float):
+            v = repr(v)
+        else:
+            v = json.dumps(v, sort_keys=True)
+    return '"' + v.replace('"', '""') + '"'
+
+
+def bulk_csv(fields: list[str], rows: list[dict[str, Any]]) -> bytes:
+    """The CSV of a result set: a quoted header row, one line per record, LF line endings."""
+    cell = _csv_cell
+    lines = [",".join(cell(f) for f in fields)]
+    lines.extend(",".join([cell(r.get(f)) for f in fields]) for r in rows)
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+BULK_DEFAULT_MAX_RECORDS = 50_000
+BULK_TERMINAL = frozenset({"JobComplete", "Failed", "Aborted"})
+
+
 class DemoServer:
-    """Serves ``data_dir`` over HTTP on ``host:port`` (0 = a free port) in a background thread."""
+    """Serves ``data_dir`` over HTTP on ``host:port`` (0 = a free port) in a background thread.
+
+    ``bulk_polls``: the polls a Bulk API 2.0 query job answers ``InProgress`` before it is
+    complete; ``bulk_faults``: SObject -> ``Failed`` or ``Aborted``, the state its query jobs end
+    in (fault injection); ``search_depth``: how deep XM Directory contact searches page (the
+    documented 10,000; past it a search answers 400)."""
 
     def __init__(
         self,
@@ -533,6 +673,9 @@ class DemoServer:
         port: int = 0,
         page_size: int | None = None,
         export_polls: int = 2,
+        bulk_polls: int = 2,
+        bulk_faults: dict[str, str] | None = None,
+        search_depth: int = 10_000,
     ):
         if not token:
             raise ValueError("a demo server needs a token")
@@ -541,6 +684,10 @@ class DemoServer:
         self.host, self.port = host, port
         self.page_size = page_size
         self.export_polls = max(1, export_polls)
+        self.bulk_polls = max(0, bulk_polls)
+        self.bulk_faults = dict(bulk_faults or {})
+        self.search_depth = search_depth
+        self._bulk_jobs: dict[str, _BulkJob] = {}
         self.base_url: str | None = None
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -733,13 +880,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:  # noqa: N802
         self._dispatch("DELETE")
 
+    def do_PATCH(self) -> None:  # noqa: N802
+        self._dispatch("PATCH")
+
     def _dispatch(self, method: str) -> None:
         with self.demo._lock:
             self.demo.request_count += 1
         parts = urlsplit(self.path)
         path = parts.path.rstrip("/")
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        body = self._read_body() if method in {"POST", "PUT"} else b""
+        body = self._read_body() if method in {"POST", "PUT", "PATCH"} else b""
         # -- HubSpot (cxloop.demo.hubspot_api): /crm/v3, /crm/v4 routes, and injected faults for
         # -- any route when a FaultPlan is configured; otherwise a no-op for the routes below.
         if hubspot_api.intercept(self, method, path, body):
@@ -760,7 +910,7 @@ class _Handler(BaseHTTPRequestHandler):
                     401, [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
                 )
             try:
-                return self._salesforce(method, path[len(SALESFORCE_PREFIX) :], query)
+                return self._salesforce(method, path[len(SALESFORCE_PREFIX) :], query, body)
             except _HTTPError as e:
                 return self._json(e.status, [{"message": e.message, "errorCode": e.code}])
         self._json(404, [{"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}])
@@ -783,6 +933,9 @@ class _Handler(BaseHTTPRequestHandler):
             if query.get("includeEmbedded", "").lower() != "true":
                 contacts = [{k: v for k, v in c.items() if k != "embeddedData"} for c in contacts]
             return self._qualtrics_ok(demo._page(contacts, query, QUALTRICS_PREFIX + path))
+        if len(seg) == 4 and seg[0] == "directories" and seg[2] == "contacts" and seg[3] == "search":
+            need("POST")
+            return self._search_contacts(query, body, QUALTRICS_PREFIX + path)
         if seg == ["distributions"]:
             need("GET")
             survey_id = query.get("surveyId")
@@ -814,6 +967,40 @@ class _Handler(BaseHTTPRequestHandler):
                     raise _HTTPError(404, f"File {seg[3]} not found", "GS_1")
                 return self._send(200, entry[1], "application/zip")
         raise _HTTPError(404, f"Path /API/v3{path} not found", "GS_NotFound")
+
+    def _search_contacts(self, query: dict[str, str], body: bytes, path: str) -> None:
+        """Search Directory Contacts: ``{"filter": {"filterType": "lastModifiedDate", "comparison":
+        "gt"|"gte"|"lt"|"lte"|"eq"|"ne", "value": ISO-8601}}`` (the demo's one filter type), paged
+        like the list with ``skipToken``; paging past ``search_depth`` contacts answers 400 (use
+        the contact export for more)."""
+        data, demo = self.demo.data, self.demo
+        try:
+            params = json.loads(body or b"{}")
+        except ValueError:
+            raise _HTTPError(400, "Request body is not valid JSON", "QVal_1") from None
+        flt = params.get("filter") if isinstance(params, dict) else None
+        if not isinstance(flt, dict) or flt.get("filterType") != "lastModifiedDate":
+            raise _HTTPError(400, "filter.filterType must be lastModifiedDate (the demo's search)", "QVal_1")
+        op = _SEARCH_OPS.get(str(flt.get("comparison")))
+        if op is None:
+            raise _HTTPError(400, f"Invalid comparison {flt.get('comparison')!r}", "QVal_1")
+        try:
+            value = _parse_dt(str(flt.get("value")))
+        except ValueError:
+            raise _HTTPError(400, "Invalid filter value: an ISO-8601 date-time", "QVal_1") from None
+        compare = _OPS[op]
+        contacts = data.directory_contacts()
+        hits = [
+            c for c, modified in zip(contacts, data.contact_modified(), strict=True) if compare(modified, value)
+        ]
+        if query.get("includeEmbedded", "").lower() != "true":
+            hits = [{k: v for k, v in c.items() if k != "embeddedData"} for c in hits]
+        page = demo._page(hits, query, path)
+        if query.get("skipToken"):
+            offset = int(base64.urlsafe_b64decode(query["skipToken"].encode()).decode().split(":")[1])
+            if offset >= demo.search_depth:
+                raise _HTTPError(400, f"Search depth limit: paging beyond {demo.search_depth} contacts", "QVal_1")
+        self._qualtrics_ok(page)  # the next page is POSTed to nextPage with the same filter
 
     def _start_export(self, survey_id: str, body: bytes) -> None:
         try:
@@ -872,18 +1059,13 @@ class _Handler(BaseHTTPRequestHandler):
         data = self.demo.data
         rows = data.responses(export.survey_id)
         if export.start or export.end:
-            kept = []
-            for r in rows:
-                try:
-                    recorded = _parse_dt(str((r.get("values") or {}).get("recordedDate")))
-                except ValueError:
-                    continue
-                if export.start and recorded < export.start:
-                    continue
-                if export.end and recorded >= export.end:
-                    continue
-                kept.append(r)
-            rows = kept
+            recorded = data.recorded(export.survey_id)  # parsed once per survey, not per export
+            lo, hi = export.start, export.end
+            rows = [
+                r
+                for r, t in zip(rows, recorded, strict=True)
+                if t is not None and (lo is None or t >= lo) and (hi is None or t < hi)
+            ]
         name = next(
             (s.get("name") for s in data.surveys() if s.get("id") == export.survey_id), export.survey_id
         )
@@ -893,11 +1075,13 @@ class _Handler(BaseHTTPRequestHandler):
         return buf.getvalue()
 
     # -- Salesforce -----------------------------------------------------------------------
-    def _salesforce(self, method: str, path: str, query: dict[str, str]) -> None:
+    def _salesforce(self, method: str, path: str, query: dict[str, str], body: bytes = b"") -> None:
         seg = [s for s in path.split("/") if s]
         if not seg or not re.fullmatch(r"v\d+\.\d", seg[0]):
             raise _HTTPError(404, "The requested resource does not exist", "NOT_FOUND")
         version = seg[0]
+        if len(seg) >= 3 and seg[1] == "jobs" and seg[2] == "query":
+            return self._bulk(method, version, seg[3:], query, body)
         if method != "GET":
             raise _HTTPError(
                 405, f"HTTP Method '{method}' not allowed. Allowed are GET", "METHOD_NOT_ALLOWED"
@@ -914,28 +1098,179 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(200, self.demo._sf_page(version, locator, int(offset)))
         raise _HTTPError(404, "The requested resource does not exist", "NOT_FOUND")
 
+    def _parse(self, soql: str) -> Query:
+        q = parse_soql(soql)
+        sobject = next((o for o in SF_OBJECTS if o.lower() == q.sobject.lower()), None)
+        if sobject is None:
+            raise SoqlError(
+                f"\n{q.sobject}\n^\nERROR at Row:1:Column:1\nsObject type '{q.sobject}' is not supported.",
+                "INVALID_TYPE",
+            )
+        q.sobject = sobject
+        return q
+
     def _run_soql(self, version: str, soql: str, include_deleted: bool) -> dict[str, Any]:
         demo = self.demo
         try:
-            q = parse_soql(soql)
-            sobject = next((o for o in SF_OBJECTS if o.lower() == q.sobject.lower()), None)
-            if sobject is None:
-                raise SoqlError(
-                    f"\n{q.sobject}\n^\nERROR at Row:1:Column:1\n"
-                    f"sObject type '{q.sobject}' is not supported.",
-                    "INVALID_TYPE",
-                )
-            q.sobject = sobject
+            q = self._parse(soql)
+            sobject = q.sobject
             rows = run_query(
                 demo.data.sobject(sobject), q, demo.data.sobject_fields(sobject), include_deleted
             )
         except SoqlError as e:
             raise _HTTPError(400, str(e), e.code) from None
+        if q.count:  # SELECT COUNT(): the number of matching records, no records
+            return {"totalSize": len(rows), "done": True, "records": []}
         batch = demo._sf_batch(self.headers.get("Sforce-Query-Options"))
         locator = "01g" + secrets.token_hex(8).upper()[:15]
         with demo._lock:
             demo._cursors[locator] = (rows, sobject, batch, "queryAll" if include_deleted else "query")
         return demo._sf_page(version, locator, 0)
+
+    # -- Salesforce Bulk API 2.0 query jobs ----------------------------------------------------
+    def _bulk(self, method: str, version: str, rest: list[str], query: dict[str, str], body: bytes) -> None:
+        demo = self.demo
+        if not rest:
+            if method == "POST":
+                return self._bulk_create(version, body)
+            if method == "GET":
+                with demo._lock:
+                    jobs = [j.info() for j in demo._bulk_jobs.values()]
+                return self._json(200, {"done": True, "records": jobs, "nextRecordsUrl": None})
+            raise _HTTPError(405, f"HTTP Method '{method}' not allowed. Allowed are GET,POST", "METHOD_NOT_ALLOWED")
+        with demo._lock:
+            job = demo._bulk_jobs.get(rest[0])
+        if job is None:
+            raise _HTTPError(404, "The requested resource does not exist", "NOT_FOUND")
+        if len(rest) == 1:
+            if method == "GET":
+                return self._json(200, self._bulk_poll(job))
+            if method == "PATCH":
+                try:
+                    wanted = json.loads(body or b"{}").get("state")
+                except (ValueError, AttributeError):
+                    raise _HTTPError(400, "Request body is not valid JSON", "JSON_PARSER_ERROR") from None
+                if wanted != "Aborted":
+                    raise _HTTPError(400, "A query job can only be set to Aborted", "INVALIDJOBSTATE")
+                with demo._lock:
+                    if job.state in BULK_TERMINAL:
+                        raise _HTTPError(400, f"Job is already {job.state}", "INVALIDJOBSTATE")
+                    job.state = "Aborted"
+                return self._json(200, job.info())
+            if method == "DELETE":
+                with demo._lock:
+                    if job.state not in BULK_TERMINAL:
+                        raise _HTTPError(
+                            400, "Only a JobComplete, Aborted or Failed job can be deleted", "INVALIDJOBSTATE"
+                        )
+                    demo._bulk_jobs.pop(job.id, None)
+                return self._send(204, b"")
+            raise _HTTPError(
+                405, f"HTTP Method '{method}' not allowed. Allowed are GET,PATCH,DELETE", "METHOD_NOT_ALLOWED"
+            )
+        if len(rest) == 2 and rest[1] == "results":
+            if method != "GET":
+                raise _HTTPError(405, f"HTTP Method '{method}' not allowed. Allowed are GET", "METHOD_NOT_ALLOWED")
+            return self._bulk_results(job, version, query)
+        raise _HTTPError(404, "The requested resource does not exist", "NOT_FOUND")
+
+    def _bulk_create(self, version: str, body: bytes) -> None:
+        demo = self.demo
+        try:
+            params = json.loads(body or b"{}")
+        except ValueError:
+            raise _HTTPError(400, "Request body is not valid JSON", "JSON_PARSER_ERROR") from None
+        if not isinstance(params, dict):
+            raise _HTTPError(400, "Request body must be a JSON object", "JSON_PARSER_ERROR")
+        operation = params.get("operation")
+        if operation not in {"query", "queryAll"}:
+            raise _HTTPError(400, "operation must be query or queryAll", "INVALIDJOB")
+        if params.get("contentType", "CSV") != "CSV":
+            raise _HTTPError(400, "contentType must be CSV", "INVALIDJOB")
+        if params.get("columnDelimiter", "COMMA") != "COMMA" or params.get("lineEnding", "LF") != "LF":
+            raise _HTTPError(400, "the demo serves COMMA-delimited, LF-terminated CSV only", "INVALIDJOB")
+        soql = params.get("query")
+        if not soql or not isinstance(soql, str):
+            raise _HTTPError(400, "A query has to be specified", "INVALIDJOB")
+        try:
+            q = self._parse(soql)
+            if q.count:
+                raise SoqlError("Aggregate Relationships not supported in Bulk Query", "INVALIDJOB")
+            data = demo.data
+            known = data.sobject_fields(q.sobject)
+            run_query([], q, known, True)  # field names checked now: a bad field fails the create
+        except SoqlError as e:
+            raise _HTTPError(400, str(e), e.code) from None
+        job = _BulkJob(
+            id="750" + secrets.token_hex(8).upper()[:15],
+            operation=operation,
+            sobject=q.sobject,
+            query=q,
+            api_version=version,
+            created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000"),
+            fault=demo.bulk_faults.get(q.sobject),
+        )
+
+        def select() -> None:
+            try:
+                job.rows = run_query(data.sobject(q.sobject), q, known, operation == "queryAll")
+                canon = {f.lower(): f for f in known}
+                job.fields = list(dict.fromkeys(canon[f.lower()] for f in q.fields))
+            except BaseException as e:  # noqa: BLE001 - the job then fails
+                job.error = e
+
+        job.job = threading.Thread(target=select, name=f"bulk-{job.id}", daemon=True)
+        with demo._lock:
+            demo._bulk_jobs[job.id] = job
+        job.job.start()
+        self._json(200, job.info())
+
+    def _bulk_poll(self, job: _BulkJob) -> dict[str, Any]:
+        demo = self.demo
+        with demo._lock:
+            if job.state in BULK_TERMINAL:
+                return job.info()
+            job.polls += 1
+            polls = job.polls
+        if polls <= demo.bulk_polls:
+            with demo._lock:
+                if job.state not in BULK_TERMINAL:
+                    job.state = "InProgress"
+                return job.info()
+        job.job.join()
+        with demo._lock:
+            if job.state not in BULK_TERMINAL:
+                job.state = "Failed" if job.error is not None else (job.fault or "JobComplete")
+            return job.info()
+
+    def _bulk_results(self, job: _BulkJob, version: str, query: dict[str, str]) -> None:
+        if version != job.api_version:
+            raise _HTTPError(409, "Use the API version the job was created with", "INVALIDVERSION")
+        if job.state != "JobComplete" or job.rows is None:
+            raise _HTTPError(400, f"Job {job.id} is not JobComplete (it is {job.state})", "INVALIDJOBSTATE")
+        try:
+            size = int(query.get("maxRecords") or BULK_DEFAULT_MAX_RECORDS)
+        except ValueError:
+            raise _HTTPError(400, "maxRecords must be a positive integer", "INVALIDPARAMETER") from None
+        if size < 1:
+            raise _HTTPError(400, "maxRecords must be a positive integer", "INVALIDPARAMETER")
+        offset = 0
+        if query.get("locator"):
+            try:
+                offset = int(base64.b64decode(query["locator"].encode(), validate=True).decode())
+            except (ValueError, UnicodeDecodeError):
+                raise _HTTPError(400, "invalid locator", "INVALIDPARAMETER") from None
+            if offset < 0 or offset > len(job.rows):
+                raise _HTTPError(400, "invalid locator", "INVALIDPARAMETER")
+        chunk = job.rows[offset : offset + size]
+        end = offset + len(chunk)
+        locator = base64.b64encode(str(end).encode()).decode() if end < len(job.rows) else "null"
+        self._send(
+            200,
+            bulk_csv(job.fields, chunk),
+            "text/csv",
+            {"Sforce-Locator": locator, "Sforce-NumberOfRecords": str(len(chunk))},
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

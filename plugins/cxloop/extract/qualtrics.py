@@ -4,17 +4,28 @@
   relationship, else transactional).
 - invitations <- ``GET /distributions?surveyId=`` then ``GET /distributions/{id}/history`` per
   distribution; ``invitation_id = <distributionId>:<contactId>``; contact_id and account_id from the
-  XM Directory contact (``extRef`` = CRM contact id, ``embeddedData.AccountId``), read once with
-  ``GET /directories/{directoryId}/contacts?includeEmbedded=true``; when the contact has no
+  XM Directory contact (``extRef`` = CRM contact id, ``embeddedData.AccountId``), read whole with
+  ``GET /directories/{directoryId}/contacts?includeEmbedded=true`` on a full extraction and kept
+  in the source's landing state (``<landing>/source=qualtrics/state/directory_contacts.json``);
+  an incremental extraction reads only the contacts changed since the last read (Search
+  Directory Contacts, ``lastModifiedDate`` filter, one hour of overlap) into that mapping, and
+  reads the directory whole again when the search refuses (its 10,000-contact depth), the
+  state is missing, unreadable or of another directory, or older than ``directory_full_days``
+  (deleted contacts leave the mapping then); when the contact has no
   AccountId the invitation's response's ``values.AccountId`` is used, else it stays null.
-- responses <- the response export per survey (start, poll, download zip); contact_id =
+- responses <- the response export per survey (start, poll, download zip), in up to
+  ``export_windows`` recorded-date windows at once (``startDate``/``endDate``; a window spans at
+  least ``min_window_days``): every window's export is started before any is read, the files are
+  downloaded ahead while earlier ones are parsed, and the responses are merged window after
+  window (a response recorded on a boundary second is kept once); contact_id =
   ``values.externalDataReference``, account_id = ``values.AccountId``, invitation_id from the
   history element carrying the responseId; ``nps_score`` = ``values[nps_question_id]`` as
   received (null when absent); ``has_comment`` = the comment question has non-blank text.
 
 Every page is landed raw under ``<landing_dir>/qualtrics/`` (``surveys/page-0001.json``,
 ``directory_contacts/page-0001.json``, ``distributions/<surveyId>/page-0001.json``,
-``distribution_history/<distributionId>/page-0001.json``, ``responses/<surveyId>.zip``).
+``distribution_history/<distributionId>/page-0001.json``, ``responses/<surveyId>.zip``, or
+``responses/<surveyId>/window-01.zip`` ... when the export ran in windows).
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import queue
 import re
 import threading
@@ -29,7 +41,7 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +176,29 @@ class QualtricsClient:
             body, raw = self.http.get_json(next_page)
             n += 1
 
+    def search_pages(
+        self, path: str, body: dict[str, Any], land_as: str, params: dict[str, Any] | None = None
+    ) -> Iterator[list[dict]]:
+        """The element pages of a POSTed search (the next page POSTed to ``nextPage`` with the
+        same body), each landed as ``<land_as>/page-NNNN.json``."""
+        params = dict(params or {})
+        if self.page_size:
+            params["pageSize"] = self.page_size
+        url, n, seen = path, 1, set()
+        while True:
+            response = self.http.post(url, json=body, params=params if n == 1 else None, retry_safe=True)
+            raw = response.content
+            self.landing.write(f"{land_as}/page-{n:04d}.json", raw)
+            result = self._result(self.http.decode(response), path)
+            yield list(result.get("elements") or [])
+            next_page = result.get("nextPage")
+            if not next_page:
+                return
+            if next_page in seen:
+                raise SourceHTTPError("POST", safe_url(next_page), 200, "nextPage repeats: paging loop")
+            seen.add(next_page)
+            url, n = next_page, n + 1
+
     def start_export(
         self, survey_id: str, start: datetime | str | None = None, end: datetime | str | None = None
     ) -> str:
@@ -184,7 +219,7 @@ class QualtricsClient:
             )
         return progress_id
 
-    def finish_export(self, survey_id: str, progress_id: str) -> bytes:
+    def finish_export(self, survey_id: str, progress_id: str, land_as: str | None = None) -> bytes:
         """Poll a started export until it is complete (short first waits, then doubling up to
         ``poll_max_interval``) and download its file (landed raw); returns the zip."""
         base = f"surveys/{survey_id}/export-responses"
@@ -216,7 +251,7 @@ class QualtricsClient:
             f"{base}/{file_id}/file", headers={"Accept": "application/zip, application/json"}
         )
         content = blob.content
-        self.landing.write(f"responses/{safe_name(survey_id)}.zip", content)
+        self.landing.write(land_as or f"responses/{safe_name(survey_id)}.zip", content)
         return content
 
     def export_file(
@@ -496,12 +531,162 @@ def _in_window(send_date: Any, since: datetime | None, until: datetime | None) -
     return (since is None or sent >= since) and (until is None or sent < until)
 
 
+def window_bounds(
+    start: datetime | None, end: datetime | None, floor: datetime | None, windows: int, min_days: float
+) -> list[tuple[datetime | None, datetime | None]]:
+    """The recorded-date windows one survey's responses are exported in: [start, end) cut into at
+    most ``windows`` contiguous pieces of at least ``min_days`` each, on whole seconds. The first
+    keeps ``start`` (None: open, so nothing before ``floor`` - the survey's creation - is lost) and
+    the last keeps ``end``. Without an end, or too short a span: one window."""
+    lo = start or floor
+    if windows <= 1 or lo is None or end is None or end <= lo:
+        return [(start, end)]
+    span = (end - lo).total_seconds()
+    n = int(min(windows, span // (min_days * 86400) if min_days > 0 else windows))
+    if n <= 1:
+        return [(start, end)]
+    edges = [lo + (end - lo) * k / n for k in range(1, n)]
+    edges = [e.replace(microsecond=0) for e in edges]
+    bounds: list[datetime | None] = [start, *edges, end]
+    return [(bounds[k], bounds[k + 1]) for k in range(n)]
+
+
 def _has_text(v: Any) -> bool:
     if v is None:
         return False
     if isinstance(v, list):
         return any(_has_text(x) for x in v)
     return bool(str(v).strip())
+
+
+def _downloads(
+    client: QualtricsClient, plans: list[tuple], progress: list[str], workers: int
+) -> Iterator[tuple[str, int, int, datetime | None, datetime | None, bytes]]:
+    """(survey, window k, of windows, lo, hi, zip) in plan order; up to ``workers`` exports are
+    polled and downloaded ahead of the one being parsed."""
+
+    def fetch(i: int) -> bytes:
+        sid, k, of = plans[i][:3]
+        land = f"responses/{safe_name(sid)}/window-{k + 1:02d}.zip" if of > 1 else None
+        return client.finish_export(sid, progress[i], land)
+
+    if workers <= 1 or len(plans) <= 1:
+        for i, plan in enumerate(plans):
+            yield (*plan, fetch(i))
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="qualtrics-export") as pool:
+        futures = {i: pool.submit(fetch, i) for i in range(min(workers, len(plans)))}
+        try:
+            for i, plan in enumerate(plans):
+                blob = futures.pop(i).result()
+                if i + workers < len(plans):
+                    futures[i + workers] = pool.submit(fetch, i + workers)
+                yield (*plan, blob)
+        finally:
+            for f in futures.values():
+                f.cancel()
+
+
+DIRECTORY_STATE = "directory_contacts.json"
+#: Contact -> (extRef, AccountId): all an invitation needs of its directory contact
+ContactMap = dict[Any, tuple[Any, Any]]
+
+
+def directory_state_path(landing_dir: Path | None) -> Path | None:
+    """Where the directory mapping is kept: ``<landing>/source=qualtrics/state/`` beside the
+    ``raw/<batch>`` folder the extraction lands its pages in; None outside that layout."""
+    if landing_dir is None:
+        return None
+    landing_dir = Path(landing_dir)
+    if landing_dir.parent.name != "raw" or not landing_dir.parent.parent.name.startswith("source="):
+        return None
+    return landing_dir.parent.parent / "state" / DIRECTORY_STATE
+
+
+def _load_state(path: Path, directory_id: str) -> dict[str, Any] | None:
+    """The kept mapping, or None (absent, unreadable, another directory); never through a link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            state = json.loads(f.read())
+        if not isinstance(state, dict) or state.get("directory_id") != directory_id:
+            return None
+        state["read_at"] = datetime.fromisoformat(state["read_at"])
+        state["full_at"] = datetime.fromisoformat(state["full_at"])
+        contacts = {c[0]: (c[1], c[2]) for c in state["contacts"]}
+    except (ValueError, KeyError, TypeError, IndexError, OSError):
+        log.warning("qualtrics: directory state %s unreadable: the directory is read whole", path.name)
+        return None
+    state["contacts"] = contacts
+    return state
+
+
+def _save_state(path: Path, directory_id: str, contacts: ContactMap, read_at: datetime, full_at: datetime) -> None:
+    """Written whole to a temporary file, then renamed over the old state (mode 0600)."""
+    from cxloop.extract.private import private_dir, write_private
+
+    private_dir(path.parent)
+    doc = {
+        "directory_id": directory_id,
+        "read_at": read_at.isoformat(),
+        "full_at": full_at.isoformat(),
+        "contacts": [[cid, ext, acct] for cid, (ext, acct) in sorted(contacts.items(), key=lambda kv: str(kv[0]))],
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write_private(tmp, json.dumps(doc, separators=(",", ":")).encode())
+    os.replace(tmp, path)
+
+
+def read_directory(
+    client: QualtricsClient,
+    directory_id: str,
+    *,
+    state_path: Path | None,
+    incremental: bool,
+    lookback: timedelta = timedelta(hours=1),
+    full_days: float = 7.0,
+    now: datetime | None = None,
+) -> tuple[ContactMap, str]:
+    """The directory's contact -> (extRef, AccountId) mapping and how it was read (``full`` or
+    ``incremental``): only the contacts changed since the kept mapping's read when
+    ``incremental`` and the state allows, else every page. The mapping is kept again."""
+    now = now or datetime.now(UTC)
+    base = f"directories/{directory_id}/contacts"
+    state = _load_state(state_path, directory_id) if state_path is not None and incremental else None
+    if state is not None and now - state["full_at"] > timedelta(days=full_days):
+        state = None  # a periodic whole read: contacts deleted from the directory leave the mapping
+    contacts: ContactMap
+    mode = "full"
+    if state is not None:
+        contacts = state["contacts"]
+        since = state["read_at"] - lookback
+        body = {"filter": {"filterType": "lastModifiedDate", "comparison": "gte", "value": _iso(since)}}
+        try:
+            changed: ContactMap = {}
+            for page in client.search_pages(
+                f"{base}/search", body, "directory_search", {"includeEmbedded": "true"}
+            ):
+                for c in page:
+                    changed[c.get("contactId")] = (c.get("extRef"), (c.get("embeddedData") or {}).get("AccountId"))
+            contacts.update(changed)
+            mode = "incremental"
+            log.info("qualtrics: %d directory contacts changed since %s", len(changed), _iso(since))
+        except SourceHTTPError as e:
+            if e.status != 400:
+                raise
+            log.warning("qualtrics: directory search refused (%s): the directory is read whole", e.source_message)
+            state = None
+    if state is None:
+        contacts = {}
+        for page in client.element_pages(base, "directory_contacts", {"includeEmbedded": "true"}):
+            for c in page:
+                contacts[c.get("contactId")] = (c.get("extRef"), (c.get("embeddedData") or {}).get("AccountId"))
+    if state_path is not None:
+        _save_state(state_path, directory_id, contacts, now, state["full_at"] if state is not None else now)
+    return contacts, mode
 
 
 _END = object()
@@ -588,6 +773,10 @@ def _run(
     poll_interval: float,
     workers: int,
     limits: Limits | None = None,
+    windows: int = 4,
+    min_window_days: float = 7.0,
+    directory_state: Path | None = None,
+    directory_full_days: float = 7.0,
 ) -> dict[str, int]:
     inv_since = _as_utc(invitations_since)
     inv_until = _as_utc(end)
@@ -617,29 +806,52 @@ def _run(
         )
         counts["surveys"] = len(surveys)
 
-        # Start every survey's export now: the server prepares them while the directory is read.
-        progress = {s.get("id"): client.start_export(s.get("id"), start, end) for s in surveys}
+        # Start every survey's exports now, window by window: the server prepares them (several
+        # at once) while the directory is read.
+        start_utc, end_utc = _as_utc(start), _as_utc(end)
+        plans: list[tuple[str, int, int, datetime | None, datetime | None]] = []  # survey, k, of, lo, hi
+        for s in surveys:
+            try:
+                floor = _as_utc(s.get("creationDate"))
+            except (ValueError, TypeError):
+                floor = None
+            cuts = window_bounds(start_utc, end_utc, floor, windows, min_window_days)
+            plans.extend((s.get("id"), k, len(cuts), lo, hi) for k, (lo, hi) in enumerate(cuts))
+        progress = [
+            client.start_export(sid, lo if k else start, hi if k < of - 1 else end) for sid, k, of, lo, hi in plans
+        ]
 
         # contactId -> (extRef, embeddedData.AccountId): all an invitation needs of its contact
-        contacts: dict[Any, tuple[Any, Any]] = {}
-        for c in client.elements(
-            f"directories/{directory_id}/contacts", "directory_contacts", {"includeEmbedded": "true"}
-        ):
-            contacts[c.get("contactId")] = (c.get("extRef"), (c.get("embeddedData") or {}).get("AccountId"))
+        contacts, directory_mode = read_directory(
+            client,
+            directory_id,
+            state_path=directory_state if directory_state is not None else directory_state_path(landing_dir),
+            incremental=start is not None or invitations_since is not None,
+            full_days=directory_full_days,
+        )
 
         # Responses first (the exports), streamed. A response names its invitation by its embedded
         # DistributionId and ContactId; the few that do not wait for the distribution histories
         # (whose responseId names it). The account a response recorded is kept only where an
         # invitation may need it: when its contact has no AccountId in the directory.
-        log.info("qualtrics: %d directory contacts read", len(contacts))
+        log.info("qualtrics: %d directory contacts (%s read)", len(contacts), directory_mode)
         deferred: list[dict[str, Any]] = []
         deferred_ids: set[Any] = set()
         account_of_response: dict[Any, Any] = {}
-        for s in surveys:
-            survey_id = s.get("id")
+        for survey_id, k, of, lo, hi, blob in _downloads(client, plans, progress, workers):
             page: list[dict[str, Any]] = []
-            for r in iter_export(client.finish_export(survey_id, progress[survey_id]), survey_id, client.limits):
+            if k == 0:
+                edge_seen: set[Any] = set()  # responses on the boundary second before this window
+            edge = _iso(hi)[:19] if hi is not None and k < of - 1 else None
+            on_edge: set[Any] = set()
+            for r in iter_export(blob, survey_id, client.limits):
                 values = r.get("values") or {}
+                if k or edge:  # windows meet on a second: a response recorded on it is kept once
+                    recorded = str(values.get("recordedDate") or "")[:19]
+                    if k and r.get("responseId") in edge_seen and recorded == _iso(lo)[:19]:
+                        continue
+                    if edge and recorded == edge:
+                        on_edge.add(r.get("responseId"))
                 dist, cid = values.get("DistributionId"), values.get("ContactId")
                 row = {
                     "response_id": r.get("responseId"),
@@ -664,6 +876,7 @@ def _run(
                     buffers["responses"].add_rows(page)
                     page = []
             buffers["responses"].add_rows(page)
+            edge_seen = on_edge
 
         log.info("qualtrics: %d responses read (%d wait for their invitation)", counts["responses"], len(deferred))
         invitation_of_response: dict[Any, str] = {}
@@ -737,6 +950,10 @@ def extract_qualtrics(
     sink: ChunkSink | None = None,
     chunk_rows: int = 100_000,
     limits: Limits | None = None,
+    export_windows: int = 4,
+    min_window_days: float = 7.0,
+    directory_state: Path | None = None,
+    directory_full_days: float = 7.0,
 ) -> dict[str, pd.DataFrame] | dict[str, int]:
     """Extract surveys, invitations and responses into canonical frames.
 
@@ -748,7 +965,14 @@ def extract_qualtrics(
     the caller passes a generous lookback).
     A response names its invitation through its embedded ``DistributionId`` and ``ContactId``
     (the invitation's key), falling back to the distribution history's ``responseId``.
-    ``workers``: how many distribution histories are fetched at once.
+    ``workers``: how many distribution histories (and response export files) are fetched at once.
+    ``export_windows``: how many recorded-date windows one survey's responses are exported in at
+    once (each at least ``min_window_days`` long; 1: one export per survey).
+    ``directory_state``: the file the directory mapping is kept in (default: beside
+    ``landing_dir``'s ``raw/<batch>`` folder, see :func:`directory_state_path`; none outside that
+    layout: the directory is then read whole). An extraction with a window (``start`` or
+    ``invitations_since``) reads only the changed contacts into it; ``directory_full_days``: how
+    old the last whole read may be before the directory is read whole again.
     With ``sink`` (the pipeline, through :func:`land_qualtrics`) nothing is held whole: every
     ``chunk_rows`` rows of an entity go to ``sink(entity, text table, maxima)`` in their landed
     text form (:func:`cxloop.extract.frames.text_table`) as they arrive, and the row counts per
@@ -777,6 +1001,10 @@ def extract_qualtrics(
         poll_interval=poll_interval,
         workers=workers,
         limits=limits,
+        windows=export_windows,
+        min_window_days=min_window_days,
+        directory_state=directory_state,
+        directory_full_days=directory_full_days,
     )
     _log_counts(counts, t0)
     return counts if sink is not None else {e: c.frame() for e, c in buffers.items()}

@@ -4,6 +4,14 @@ SOQL through ``/services/data/<version>/queryAll`` (deleted Accounts and Contact
 ``is_deleted = true``), paging through ``nextRecordsUrl``. Every page is landed raw as
 ``<landing_dir>/salesforce/<SObject>/page-0001.json``.
 
+Large objects go through Bulk API 2.0 query jobs instead: a ``SELECT COUNT()`` of the window
+first; at ``bulk_threshold`` records or more the query becomes a job (``POST jobs/query``, polled
+until ``JobComplete``, its CSV result sets read with ``maxRecords`` and the ``Sforce-Locator``
+header, each checked against ``Sforce-NumberOfRecords`` and landed raw as
+``<SObject>/bulk-0001.csv``, the job deleted after use). ``Failed`` and ``Aborted`` jobs fail the
+extraction with one line naming the object and the job. CSV carries text only: the landed text
+form is the same as the REST path's (``true``/``false``, numbers as written, empty = null).
+
 Mapping (docs/demo-sources.md):
 
 - owners <- User: Id, Name, Department (team), IsActive, SystemModstamp.
@@ -25,6 +33,8 @@ UTC (see :func:`cxloop.extract.frames.timestamp_series`); the validation gate co
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import re
 import threading
@@ -107,6 +117,18 @@ def parse_renewal_types(option: Any = None) -> tuple[str, ...]:
     return out or DEFAULT_RENEWAL_TYPES
 
 
+def parse_bulk_threshold(option: Any) -> int | None:
+    """The ``bulk_threshold`` option: an integer (0 = always bulk), or None / ``off`` / ``never``
+    (REST paging only)."""
+    if option is None or (isinstance(option, str) and option.strip().lower() in {"", "off", "never", "none"}):
+        return None
+    try:
+        value = int(option)
+    except (TypeError, ValueError):
+        raise ValueError(f"salesforce: bulk_threshold {option!r} is not a whole number or 'off'") from None
+    return max(0, value)
+
+
 def soql_string(value: str) -> str:
     """A quoted SOQL string literal (backslash and quote escaped)."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -119,12 +141,16 @@ def build_soql(
     *,
     role_field: str = "Buying_Role__c",
     types: tuple[str, ...] = DEFAULT_RENEWAL_TYPES,
+    form: str = "ordered",
 ) -> tuple[str, str]:
     """(endpoint, SOQL) for one entity over the half-open change window [since, until).
 
-    Ordered by the composite cursor (SystemModstamp, Id): rows sharing a timestamp keep a
-    stable order and a window boundary never splits them, because the next window starts at
-    the watermark itself (>=), not after it, and the merge on Id absorbs the overlap."""
+    ``form="ordered"`` (REST paging): ordered by the composite cursor (SystemModstamp, Id): rows
+    sharing a timestamp keep a stable order and a window boundary never splits them, because the
+    next window starts at the watermark itself (>=), not after it, and the merge on Id absorbs the
+    overlap. ``form="bulk"``: no ORDER BY (Bulk API 2.0 advises against it: it disables PK
+    chunking; the window is the filter, order does not matter). ``form="count"``: ``SELECT
+    COUNT()`` of the same window."""
     endpoint, select, standing = QUERIES[entity]
     if not ROLE_FIELD_RE.match(role_field):
         raise ValueError(f"salesforce: buying role field {role_field!r} is not a Salesforce field name")
@@ -139,6 +165,10 @@ def build_soql(
     if until is not None:
         conditions.append(f"SystemModstamp < {soql_datetime(until)}")
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    if form == "count":
+        return endpoint, f"SELECT COUNT() FROM {select.rsplit(' FROM ', 1)[1]}{where}"
+    if form == "bulk":
+        return endpoint, f"{select}{where}"
     return endpoint, f"{select}{where} ORDER BY SystemModstamp, Id"
 
 
@@ -156,6 +186,58 @@ def salesforce_error(response: requests.Response) -> str | None:
     return None
 
 
+#: at this many records (of one entity's window) or more, a Bulk API 2.0 query job reads it
+BULK_THRESHOLD = 10_000
+BULK_MAX_RECORDS = 50_000  # records per CSV result set (``maxRecords``)
+BULK_TERMINAL = frozenset({"JobComplete", "Failed", "Aborted"})
+
+
+class ColumnPage:
+    """One CSV result set of a bulk query, by column (``Id`` -> values; a null is None)."""
+
+    __slots__ = ("cols", "n")
+
+    def __init__(self, cols: dict[str, list[Any]], n: int):
+        self.cols, self.n = cols, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def column(self, name: str, default: Any = None) -> list[Any]:
+        col = self.cols.get(name)
+        return list(col) if col is not None else [default] * self.n
+
+
+def parse_bulk_csv(raw: bytes, what: str) -> ColumnPage:
+    """A Bulk API 2.0 CSV result set (header row, quoted fields, LF) -> its columns, all text;
+    an empty field is null. An unreadable set raises naming ``what``."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    if not raw.strip():
+        return ColumnPage({}, 0)
+    end = raw.find(b"\n")
+    try:
+        header = next(csv.reader([raw[: end if end >= 0 else len(raw)].decode("utf-8")]))
+        if len(set(header)) != len(header):
+            raise ValueError("repeated column names in the header")
+        table = pacsv.read_csv(
+            io.BytesIO(raw),
+            read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 22),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={h: pa.string() for h in header},
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+                null_values=[""],
+            ),
+        )
+    except (ValueError, StopIteration, pa.ArrowInvalid) as e:
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise SourceHTTPError("GET", what, 200, f"salesforce: unreadable bulk CSV result set: {reason}") from None
+    return ColumnPage({h: table.column(h).to_pylist() for h in header}, table.num_rows)
+
+
 class SalesforceClient:
     def __init__(
         self,
@@ -168,6 +250,11 @@ class SalesforceClient:
         retry: RetryPolicy | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 120.0,
+        bulk_max_records: int = BULK_MAX_RECORDS,
+        poll_interval: float = 0.05,
+        poll_max_interval: float = 5.0,
+        bulk_timeout: float = 1800.0,
+        sleep: Any = time.sleep,
     ):
         root = base_url.rstrip("/")
         self.api_version = api_version
@@ -182,6 +269,141 @@ class SalesforceClient:
         )
         self.landing = Landing(landing_dir, "salesforce")
         self.batch_size = batch_size
+        self.bulk_max_records = bulk_max_records
+        self.poll_interval, self.poll_max_interval = poll_interval, poll_max_interval
+        self.bulk_timeout = bulk_timeout
+        self._sleep = sleep
+
+    def count(self, soql: str, *, include_deleted: bool = False) -> int:
+        """The ``totalSize`` of a ``SELECT COUNT()`` query."""
+        body, _ = self.http.get_json("queryAll" if include_deleted else "query", params={"q": soql})
+        total = body.get("totalSize") if isinstance(body, dict) else None
+        if not isinstance(total, int) or isinstance(total, bool):
+            raise SourceHTTPError("GET", "query COUNT()", 200, "salesforce: COUNT() answered without a totalSize")
+        return total
+
+    # -- Bulk API 2.0 ----------------------------------------------------------------------
+    def bulk_pages(
+        self,
+        soql: str,
+        *,
+        include_deleted: bool = False,
+        land_as: str = "bulk",
+        stop: threading.Event | None = None,
+    ) -> Iterator[ColumnPage]:
+        """Every CSV result set of a Bulk API 2.0 query job (created, polled until complete, read
+        with ``maxRecords`` and ``Sforce-Locator``, deleted after use), each landed raw as
+        ``<land_as>/bulk-NNNN.csv``."""
+        created = self.http.decode(
+            self.http.post(
+                "jobs/query",
+                json={
+                    "operation": "queryAll" if include_deleted else "query",
+                    "query": soql,
+                    "contentType": "CSV",
+                    "columnDelimiter": "COMMA",
+                    "lineEnding": "LF",
+                },
+                retry_safe=True,  # a repeated create only costs the org a second job
+            )
+        )
+        job_id = created.get("id") if isinstance(created, dict) else None
+        if not job_id or not re.fullmatch(r"[A-Za-z0-9]{15,18}", str(job_id)):
+            raise SourceHTTPError("POST", "jobs/query", 200, f"salesforce: bulk query job for {land_as} has no id")
+        state = created.get("state")
+        try:
+            info = self._wait(job_id, land_as, stop)
+            state = info.get("state")
+            if info.get("state") != "JobComplete":  # stopped: another query failed
+                return
+            expected = info.get("numberRecordsProcessed")
+            locator: str | None = None
+            got, n = 0, 1
+            while True:
+                params: dict[str, Any] = {"maxRecords": self.bulk_max_records}
+                if locator:
+                    params["locator"] = locator
+                resp = self.http.get(f"jobs/query/{job_id}/results", params=params, headers={"Accept": "text/csv"})
+                raw = resp.content
+                self.landing.write(f"{safe_name(land_as)}/bulk-{n:04d}.csv", raw)
+                page = parse_bulk_csv(raw, f"jobs/query/{job_id}/results ({land_as}, set {n})")
+                declared = resp.headers.get("Sforce-NumberOfRecords")
+                if declared is not None and declared.strip().isdigit() and int(declared) != len(page):
+                    raise SourceHTTPError(
+                        "GET",
+                        f"jobs/query/{job_id}/results",
+                        200,
+                        f"salesforce: {land_as} result set {n} declares Sforce-NumberOfRecords {declared} "
+                        f"but holds {len(page)} records",
+                    )
+                got += len(page)
+                yield page
+                locator = resp.headers.get("Sforce-Locator")
+                if not locator or locator.strip().lower() == "null" or (stop is not None and stop.is_set()):
+                    break
+                n += 1
+            if isinstance(expected, int) and not (stop is not None and stop.is_set()) and got != expected:
+                raise SourceHTTPError(
+                    "GET",
+                    f"jobs/query/{job_id}/results",
+                    200,
+                    f"salesforce: bulk job {job_id} ({land_as}) processed {expected} records but {got} were "
+                    "received: result sets lost rows",
+                )
+        finally:
+            self._discard(job_id, state)
+
+    def _wait(self, job_id: str, land_as: str, stop: threading.Event | None) -> dict[str, Any]:
+        """Poll a job until it is terminal (short first waits, then doubling); raise on Failed or
+        Aborted, or when it is not done after ``bulk_timeout`` seconds."""
+        deadline = time.monotonic() + self.bulk_timeout
+        interval = self.poll_interval
+        first = True
+        while True:
+            if not first:
+                self._sleep(interval)
+                interval = min(self.poll_max_interval, interval * 2)
+            first = False
+            info, _ = self.http.get_json(f"jobs/query/{job_id}")
+            state = info.get("state") if isinstance(info, dict) else None
+            if state == "JobComplete":
+                return info
+            if state in {"Failed", "Aborted"}:
+                why = str(info.get("errorMessage") or "").strip()[:300]
+                raise SourceHTTPError(
+                    "GET",
+                    f"jobs/query/{job_id}",
+                    200,
+                    f"salesforce: Bulk API 2.0 query job {job_id} for {land_as} ended {state}"
+                    + (f": {why}" if why else "")
+                    + (
+                        "; rerun the extraction (a job is aborted by an admin or another client)"
+                        if state == "Aborted"
+                        else "; rerun the extraction, or lower the window if it fails again"
+                    ),
+                )
+            if stop is not None and stop.is_set():
+                return info
+            if time.monotonic() > deadline:
+                raise SourceHTTPError(
+                    "GET",
+                    f"jobs/query/{job_id}",
+                    200,
+                    f"salesforce: Bulk API 2.0 query job {job_id} for {land_as} not complete after "
+                    f"{self.bulk_timeout:.0f}s (state {state})",
+                )
+
+    def _discard(self, job_id: str, state: Any) -> None:
+        """Abort a job still running, then delete it (best effort: a failure here is logged,
+        never raised over the extraction's own outcome)."""
+        try:
+            if state not in BULK_TERMINAL:
+                info, _ = self.http.get_json(f"jobs/query/{job_id}")
+                if isinstance(info, dict) and info.get("state") not in BULK_TERMINAL:
+                    self.http.request("PATCH", f"jobs/query/{job_id}", json={"state": "Aborted"}, retry_safe=True)
+            self.http.request("DELETE", f"jobs/query/{job_id}", retry_safe=True)
+        except SourceHTTPError as e:
+            log.warning("salesforce: bulk job %s not deleted: %s", job_id, e)
 
     def pages(
         self,
@@ -327,7 +549,9 @@ ENTITIES = ("owners", "accounts", "contacts", "follow_ups", "renewals")
 # The same mapping as map_owner/map_account/map_contact/map_task, a page's column at a time.
 
 
-def _col(records: list[dict[str, Any]], name: str, default: Any = None) -> list[Any]:
+def _col(records: list[dict[str, Any]] | ColumnPage, name: str, default: Any = None) -> list[Any]:
+    if isinstance(records, ColumnPage):
+        return records.column(name, default)
     return [r.get(name, default) for r in records]
 
 
@@ -380,7 +604,9 @@ class ContactMapper:
         emails = _col(records, "Email")
         titles = _col(records, "Title")
         sources = (
-            [_field(r, self.role_field) for r in records] if self._nested else _col(records, self.role_field)
+            [_field(r, self.role_field) for r in records]
+            if self._nested and not isinstance(records, ColumnPage)
+            else _col(records, self.role_field)  # a bulk CSV names the column by its path
         )
         hashes: list[Any] = []
         valid: list[Any] = []
@@ -453,6 +679,8 @@ def _run(
     role_field: str,
     workers: int,
     types: tuple[str, ...] = DEFAULT_RENEWAL_TYPES,
+    bulk_threshold: int | None = BULK_THRESHOLD,
+    bulk_max_records: int = BULK_MAX_RECORDS,
 ) -> None:
     """Query every entity of ``buffers`` (concurrently, one thread per query: the queries are
     independent) and hand each page's mapped columns to its buffer."""
@@ -462,7 +690,13 @@ def _run(
     for entity in entities:  # a bad role field fails before any request too
         build_soql(entity, (since or {}).get(entity), until, role_field=role_field, types=types)
     client = SalesforceClient(
-        base_url, token, api_version=api_version, batch_size=batch_size, landing_dir=landing_dir, retry=retry
+        base_url,
+        token,
+        api_version=api_version,
+        batch_size=batch_size,
+        landing_dir=landing_dir,
+        retry=retry,
+        bulk_max_records=bulk_max_records,
     )
     mappers = {
         "owners": owner_columns,
@@ -474,16 +708,32 @@ def _run(
     stop = threading.Event()
 
     def one(entity: str) -> None:
-        endpoint, soql = build_soql(entity, (since or {}).get(entity), until, role_field=role_field, types=types)
+        window = (since or {}).get(entity), until
+        endpoint, soql = build_soql(entity, *window, role_field=role_field, types=types)
+        deleted = endpoint == "queryAll"
         t0 = time.monotonic()
         n = 0
         total = None
         land_as = SOBJECT[entity]
-        for page in client.pages(soql, include_deleted=endpoint == "queryAll", land_as=land_as, stop=stop):
-            total = page.get("totalSize", total)
-            records = page.get("records") or []
-            n += len(records)
-            buffers[entity].add(mappers[entity](records))
+        bulk = bulk_threshold is not None and (
+            bulk_threshold <= 0
+            or client.count(
+                build_soql(entity, *window, role_field=role_field, types=types, form="count")[1],
+                include_deleted=deleted,
+            )
+            >= bulk_threshold
+        )
+        if bulk:
+            _, bulk_soql = build_soql(entity, *window, role_field=role_field, types=types, form="bulk")
+            for rows in client.bulk_pages(bulk_soql, include_deleted=deleted, land_as=land_as, stop=stop):
+                n += len(rows)
+                buffers[entity].add(mappers[entity](rows))
+        else:
+            for page in client.pages(soql, include_deleted=deleted, land_as=land_as, stop=stop):
+                total = page.get("totalSize", total)
+                records = page.get("records") or []
+                n += len(records)
+                buffers[entity].add(mappers[entity](records))
         if stop.is_set():  # cut short because another query failed: that failure is raised
             return
         if total is not None and total != n:
@@ -491,7 +741,7 @@ def _run(
                 "GET", f"query {land_as}", 200, f"totalSize {total} but {n} records received: paging lost rows"
             )
         buffers[entity].flush()
-        log.info("salesforce: %s: %d rows in %.2fs", entity, n, time.monotonic() - t0)
+        log.info("salesforce: %s: %d rows in %.2fs (%s)", entity, n, time.monotonic() - t0, "bulk" if bulk else "rest")
 
     try:
         if workers <= 1 or len(entities) <= 1:
@@ -530,6 +780,8 @@ def extract_salesforce(
     sink: ChunkSink | None = None,
     chunk_rows: int = 100_000,
     renewal_types: tuple[str, ...] | str | None = None,
+    bulk_threshold: int | str | None = BULK_THRESHOLD,
+    bulk_max_records: int = BULK_MAX_RECORDS,
 ) -> dict[str, pd.DataFrame] | None:
     """Extract the CRM entities from Salesforce (or the demo server) into canonical frames.
 
@@ -543,6 +795,10 @@ def extract_salesforce(
     ``workers``: how many queries run at once (1: one after the other).
     ``renewal_types``: the Opportunity ``Type`` values that are renewals (a tuple or a
     comma-separated string; default ``Renewal``).
+    ``bulk_threshold``: an entity whose window holds this many records or more (a ``SELECT
+    COUNT()`` first) is read by a Bulk API 2.0 query job, in CSV result sets of
+    ``bulk_max_records``; smaller ones page through REST. 0: always bulk; None (or ``"off"``):
+    never. The landed text is the same either way.
     With ``sink`` (the pipeline, through :func:`land_salesforce`) nothing is held whole: every
     ``chunk_rows`` rows of an entity go to ``sink(entity, text table, maxima)`` in their landed
     text form (:func:`cxloop.extract.frames.text_table`) as the pages arrive, and nothing is returned.
@@ -565,6 +821,8 @@ def extract_salesforce(
         role_field=role_field,
         workers=workers,
         types=parse_renewal_types(renewal_types),
+        bulk_threshold=parse_bulk_threshold(bulk_threshold),
+        bulk_max_records=int(bulk_max_records),
     )
     return None if sink is not None else {e: c.frame() for e, c in buffers.items()}
 
