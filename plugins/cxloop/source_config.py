@@ -74,8 +74,10 @@ TOP_LEVEL_KEYS = (
 )
 #: The options each source reads (``options.<source>.<key>``; CXLOOP_<SOURCE>_OPT_<KEY>).
 KNOWN_OPTIONS: dict[str, tuple[str, ...]] = {
-    "salesforce": ("api_version", "buying_role_field"),
-    "qualtrics": ("directory_id", "nps_question_id", "comment_question_id", "relationship_pattern"),
+    "salesforce": ("api_version", "buying_role_field", "renewal_types", "bulk_threshold"),
+    "qualtrics": (
+        "directory_id", "nps_question_id", "comment_question_id", "relationship_pattern", "export_windows",
+    ),
     "hubspot": (),
     "files": ("drop_dir",),
     "landed": (  # docs/landed-sources.md

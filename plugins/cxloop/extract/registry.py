@@ -88,6 +88,7 @@ class Salesforce:
             api_version=ctx.options.get("api_version", "v60.0"),
             role_field=ctx.options.get("buying_role_field", "Buying_Role__c"),
             renewal_types=ctx.options.get("renewal_types"),
+            bulk_threshold=ctx.options.get("bulk_threshold", 10_000),
             since=ctx.since,
             until=ctx.as_of,
             chunk_rows=ctx.chunk_rows,
@@ -114,6 +115,7 @@ class Qualtrics:
             start=ctx.since.get("responses"),
             end=ctx.as_of,
             invitations_since=ctx.since.get("invitations"),
+            export_windows=int(ctx.options.get("export_windows", 4)),
             chunk_rows=ctx.chunk_rows,
         )
 
