@@ -130,7 +130,8 @@ final as (
         cast({{ var('sla_attainment_target') }} as {{ cxloop_type('float8') }}) as sla_target,
         case
             when sla_met + sla_breached + sla_missing > 0
-                then cast(sla_met as {{ cxloop_type('float8') }}) / cast(sla_met + sla_breached + sla_missing as {{ cxloop_type('float8') }})
+                then cast(sla_met as {{ cxloop_type('float8') }})
+                    / cast(sla_met + sla_breached + sla_missing as {{ cxloop_type('float8') }})
                     >= {{ var('sla_attainment_target') }}
         end as meets_sla_target,
         cast(completion_due as integer) as completion_due,

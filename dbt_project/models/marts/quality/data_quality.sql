@@ -26,7 +26,8 @@ expectations as (
         success,
         rows_checked,
         unexpected_count,
-        {{ cxloop_round('case when rows_checked > 0 then cast(unexpected_count as ' ~ cxloop_type('float8') ~ ') / cast(rows_checked as ' ~ cxloop_type('float8') ~ ') end') }}
+        {{ cxloop_round('case when rows_checked > 0 then cast(unexpected_count as ' ~ cxloop_type('float8')
+            ~ ') / cast(rows_checked as ' ~ cxloop_type('float8') ~ ') end') }}
             as unexpected_fraction,
         checked_at,
         cast(null as {{ cxloop_type('text') }}) as freshness_status,
