@@ -57,7 +57,8 @@ test-slow: $(STAMP)
 	@CXLOOP_SLOW_TESTS=1 $(BIN)/python -m pytest tests/e2e/test_backfill.py tests/e2e/test_celery_run.py $(PYTEST_ARGS)
 
 # The dbt package built on Spark (dbt-spark, session method, pyspark local[2]; Java 17), every
-# mart compared with the DuckDB build: tests/integration/test_dbt_package_spark.py, ~N min.
+# mart compared with the DuckDB build: tests/integration/test_dbt_package_spark.py, ~6.5 min
+# on 2 shared cores (about 4 of them the 43-node Spark build).
 # Installs requirements-spark.lock (pyspark, 490 MB) on top of the main lock first; make test
 # leaves it out (CXLOOP_SPARK_TESTS unset).
 .PHONY: test-spark

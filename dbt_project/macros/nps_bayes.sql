@@ -75,7 +75,8 @@
 {%- endmacro %}
 
 {% macro cxloop_bayes_var(a_p, a_a, a_d, w_resp, w_non, q_non) -%}
-    {%- set big_a = '(cast(' ~ a_p ~ ' as ' ~ cxloop_type('float8') ~ ') + cast(' ~ a_a ~ ' as ' ~ cxloop_type('float8') ~ ') + cast(' ~ a_d ~ ' as ' ~ cxloop_type('float8') ~ '))' -%}
+    {%- set f8 = cxloop_type('float8') -%}
+    {%- set big_a = '(cast(' ~ a_p ~ ' as ' ~ f8 ~ ') + cast(' ~ a_a ~ ' as ' ~ f8 ~ ') + cast(' ~ a_d ~ ' as ' ~ f8 ~ '))' -%}
     {%- set e = cxloop_bayes_e(a_p, a_a, a_d) -%}
     (
         10000.0

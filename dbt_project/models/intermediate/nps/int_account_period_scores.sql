@@ -72,8 +72,10 @@ final as (
         totals.detractors,
         {{ cxloop_nps('totals.promoters', 'totals.detractors', 'totals.n_scored') }} as pooled_nps,
         totals.sum_weight,
-        100.0 * cast(totals.sum_weighted_value as {{ cxloop_type('float8') }}) / cast(totals.sum_weight as {{ cxloop_type('float8') }}) as role_weighted_nps,
-        cast(totals.sum_weighted_score as {{ cxloop_type('float8') }}) / cast(totals.sum_weight as {{ cxloop_type('float8') }}) as weighted_mean_score,
+        100.0 * cast(totals.sum_weighted_value as {{ cxloop_type('float8') }})
+        / cast(totals.sum_weight as {{ cxloop_type('float8') }}) as role_weighted_nps,
+        cast(totals.sum_weighted_score as {{ cxloop_type('float8') }})
+        / cast(totals.sum_weight as {{ cxloop_type('float8') }}) as weighted_mean_score,
         waterfall.waterfall_role,
         waterfall.wf_n_scored,
         waterfall.wf_promoters,

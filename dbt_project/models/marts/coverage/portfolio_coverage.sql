@@ -53,10 +53,13 @@ rates as (
 
     select
         totals.*,
-        cast(totals.accounts_responded as {{ cxloop_type('float8') }}) / cast(totals.active_accounts as {{ cxloop_type('float8') }}) as account_coverage,
-        cast(totals.accounts_decision_maker_responded as {{ cxloop_type('float8') }}) / cast(totals.active_accounts as {{ cxloop_type('float8') }}) as decision_maker_coverage,
+        cast(totals.accounts_responded as {{ cxloop_type('float8') }})
+        / cast(totals.active_accounts as {{ cxloop_type('float8') }}) as account_coverage,
+        cast(totals.accounts_decision_maker_responded as {{ cxloop_type('float8') }})
+        / cast(totals.active_accounts as {{ cxloop_type('float8') }}) as decision_maker_coverage,
         case when totals.active_arr > 0 then totals.responded_arr / totals.active_arr end as revenue_coverage,
-        cast(totals.accounts_decision_maker_on_file as {{ cxloop_type('float8') }}) / cast(totals.active_accounts as {{ cxloop_type('float8') }}) as decision_maker_on_file_rate
+        cast(totals.accounts_decision_maker_on_file as {{ cxloop_type('float8') }})
+        / cast(totals.active_accounts as {{ cxloop_type('float8') }}) as decision_maker_on_file_rate
     from totals
 
 ),

@@ -101,7 +101,8 @@ bayes_inputs as (
         scores.passives,
         scores.detractors,
         cast(scores.sum_weight as {{ cxloop_type('float8') }}) as w_resp,
-        cast(scores.role_weighted_nps as {{ cxloop_type('float8') }}) * cast(scores.sum_weight as {{ cxloop_type('float8') }}) / 100.0 as s_resp,
+        cast(scores.role_weighted_nps as {{ cxloop_type('float8') }})
+        * cast(scores.sum_weight as {{ cxloop_type('float8') }}) / 100.0 as s_resp,
         coalesce(non_responders.w_non, 0.0) as w_non,
         coalesce(non_responders.q_non, 0.0) as q_non,
         coalesce(segment_prior.alpha_promoter, {{ cxloop_bayes_default_alpha() }}) + scores.promoters as a_p,

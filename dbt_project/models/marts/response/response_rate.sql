@@ -186,7 +186,8 @@ measured as (
         cast(scored_responses as {{ cxloop_type('float8') }}) / cast(delivered as {{ cxloop_type('float8') }}) as scored_response_rate,
         accounts_delivered,
         accounts_responded,
-        cast(accounts_responded as {{ cxloop_type('float8') }}) / cast(accounts_delivered as {{ cxloop_type('float8') }}) as account_response_rate,
+        cast(accounts_responded as {{ cxloop_type('float8') }})
+        / cast(accounts_delivered as {{ cxloop_type('float8') }}) as account_response_rate,
         'invitations' as rate_basis
     from grouped
 
