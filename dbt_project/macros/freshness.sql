@@ -77,11 +77,11 @@
         select * from {{ relation }}
     {%- else -%}
         select
-            cast(null as timestamp) as as_of, cast(null as text) as source_name,
-            cast(null as text) as table_name, cast(null as text) as source_system,
-            cast(null as text) as batch_id, cast(null as text) as status,
+            cast(null as timestamp) as as_of, cast(null as {{ cxloop_type('text') }}) as source_name,
+            cast(null as {{ cxloop_type('text') }}) as table_name, cast(null as {{ cxloop_type('text') }}) as source_system,
+            cast(null as {{ cxloop_type('text') }}) as batch_id, cast(null as {{ cxloop_type('text') }}) as status,
             cast(null as timestamp) as loaded_up_to, cast(null as timestamp) as reference_at,
-            cast(null as float8) as age_hours, cast(null as integer) as warn_after_hours,
+            cast(null as {{ cxloop_type('float8') }}) as age_hours, cast(null as integer) as warn_after_hours,
             cast(null as integer) as error_after_hours
         where 1 = 0
     {%- endif -%}

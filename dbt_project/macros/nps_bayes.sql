@@ -21,23 +21,23 @@
     null when the fit is not usable (m < min_accounts or denominator <= 1e-12).
     cxloop_bayes_concentration: s = (1 - rho) / rho clipped to [min, max]; max when rho <= 0. -#}
 {% macro cxloop_bayes_pi(class_total, total) -%}
-    ((cast({{ class_total }} as float8) + {{ cxloop_bayes_mean_pseudo() }})
-        / (cast({{ total }} as float8) + 3.0 * {{ cxloop_bayes_mean_pseudo() }}))
+    ((cast({{ class_total }} as {{ cxloop_type('float8') }}) + {{ cxloop_bayes_mean_pseudo() }})
+        / (cast({{ total }} as {{ cxloop_type('float8') }}) + 3.0 * {{ cxloop_bayes_mean_pseudo() }}))
 {%- endmacro %}
 
 {% macro cxloop_bayes_x2(total, c_p, c_a, c_d, sq_p, sq_a, sq_d) -%}
     (
-        cast({{ sq_p }} as float8) / {{ cxloop_bayes_pi(c_p, total) }}
-        + cast({{ sq_a }} as float8) / {{ cxloop_bayes_pi(c_a, total) }}
-        + cast({{ sq_d }} as float8) / {{ cxloop_bayes_pi(c_d, total) }}
-        - cast({{ total }} as float8)
+        cast({{ sq_p }} as {{ cxloop_type('float8') }}) / {{ cxloop_bayes_pi(c_p, total) }}
+        + cast({{ sq_a }} as {{ cxloop_type('float8') }}) / {{ cxloop_bayes_pi(c_a, total) }}
+        + cast({{ sq_d }} as {{ cxloop_type('float8') }}) / {{ cxloop_bayes_pi(c_d, total) }}
+        - cast({{ total }} as {{ cxloop_type('float8') }})
     )
 {%- endmacro %}
 
 {% macro cxloop_bayes_denominator(m, total, sum_n2) -%}
     (
-        (cast({{ total }} as float8) - cast({{ m }} as float8))
-        - (cast({{ sum_n2 }} as float8) - cast({{ total }} as float8)) / cast({{ total }} as float8)
+        (cast({{ total }} as {{ cxloop_type('float8') }}) - cast({{ m }} as {{ cxloop_type('float8') }}))
+        - (cast({{ sum_n2 }} as {{ cxloop_type('float8') }}) - cast({{ total }} as {{ cxloop_type('float8') }})) / cast({{ total }} as {{ cxloop_type('float8') }})
     )
 {%- endmacro %}
 
@@ -45,7 +45,7 @@
     case
         when {{ m }} >= {{ cxloop_bayes_min_accounts() }}
             and {{ cxloop_bayes_denominator(m, total, sum_n2) }} > 1e-12
-            then ({{ x2 }} / 2.0 - (cast({{ m }} as float8) - 1.0))
+            then ({{ x2 }} / 2.0 - (cast({{ m }} as {{ cxloop_type('float8') }}) - 1.0))
                 / {{ cxloop_bayes_denominator(m, total, sum_n2) }}
     end
 {%- endmacro %}
@@ -65,23 +65,24 @@
     mean (points)     = 100 (s_resp + w_non e) / (w_resp + w_non)
     variance (pts^2)  = 10000 g (q_non A + w_non^2) / (A + 1) / (w_resp + w_non)^2 -#}
 {% macro cxloop_bayes_e(a_p, a_a, a_d) -%}
-    ((cast({{ a_p }} as float8) - cast({{ a_d }} as float8))
-        / (cast({{ a_p }} as float8) + cast({{ a_a }} as float8) + cast({{ a_d }} as float8)))
+    ((cast({{ a_p }} as {{ cxloop_type('float8') }}) - cast({{ a_d }} as {{ cxloop_type('float8') }}))
+        / (cast({{ a_p }} as {{ cxloop_type('float8') }}) + cast({{ a_a }} as {{ cxloop_type('float8') }}) + cast({{ a_d }} as {{ cxloop_type('float8') }})))
 {%- endmacro %}
 
 {% macro cxloop_bayes_mean(a_p, a_a, a_d, s_resp, w_resp, w_non) -%}
-    (100.0 * (cast({{ s_resp }} as float8) + cast({{ w_non }} as float8) * {{ cxloop_bayes_e(a_p, a_a, a_d) }})
-        / (cast({{ w_resp }} as float8) + cast({{ w_non }} as float8)))
+    (100.0 * (cast({{ s_resp }} as {{ cxloop_type('float8') }}) + cast({{ w_non }} as {{ cxloop_type('float8') }}) * {{ cxloop_bayes_e(a_p, a_a, a_d) }})
+        / (cast({{ w_resp }} as {{ cxloop_type('float8') }}) + cast({{ w_non }} as {{ cxloop_type('float8') }})))
 {%- endmacro %}
 
 {% macro cxloop_bayes_var(a_p, a_a, a_d, w_resp, w_non, q_non) -%}
-    {%- set big_a = '(cast(' ~ a_p ~ ' as float8) + cast(' ~ a_a ~ ' as float8) + cast(' ~ a_d ~ ' as float8))' -%}
+    {%- set f8 = cxloop_type('float8') -%}
+    {%- set big_a = '(cast(' ~ a_p ~ ' as ' ~ f8 ~ ') + cast(' ~ a_a ~ ' as ' ~ f8 ~ ') + cast(' ~ a_d ~ ' as ' ~ f8 ~ '))' -%}
     {%- set e = cxloop_bayes_e(a_p, a_a, a_d) -%}
     (
         10000.0
-        * ((cast({{ a_p }} as float8) + cast({{ a_d }} as float8)) / {{ big_a }} - power({{ e }}, 2))
-        * (cast({{ q_non }} as float8) * {{ big_a }} + power(cast({{ w_non }} as float8), 2))
+        * ((cast({{ a_p }} as {{ cxloop_type('float8') }}) + cast({{ a_d }} as {{ cxloop_type('float8') }})) / {{ big_a }} - power({{ e }}, 2))
+        * (cast({{ q_non }} as {{ cxloop_type('float8') }}) * {{ big_a }} + power(cast({{ w_non }} as {{ cxloop_type('float8') }}), 2))
         / ({{ big_a }} + 1.0)
-        / power(cast({{ w_resp }} as float8) + cast({{ w_non }} as float8), 2)
+        / power(cast({{ w_resp }} as {{ cxloop_type('float8') }}) + cast({{ w_non }} as {{ cxloop_type('float8') }}), 2)
     )
 {%- endmacro %}

@@ -23,14 +23,14 @@
 {#- 100 * (P - D) / n, null when n = 0 -#}
 {% macro cxloop_nps(promoters, detractors, n) -%}
     case when {{ n }} > 0
-        then 100.0 * cast({{ promoters }} - {{ detractors }} as float8) / cast({{ n }} as float8)
+        then 100.0 * cast({{ promoters }} - {{ detractors }} as {{ cxloop_type('float8') }}) / cast({{ n }} as {{ cxloop_type('float8') }})
     end
 {%- endmacro %}
 
 {#- finite-population correction factor (N - n)/(N - 1) when N > 1 and n <= N, else 1 -#}
 {% macro cxloop_fpc(n, population) -%}
     case when {{ population }} > 1 and {{ n }} <= {{ population }}
-        then cast({{ population }} - {{ n }} as float8) / cast({{ population }} - 1 as float8)
+        then cast({{ population }} - {{ n }} as {{ cxloop_type('float8') }}) / cast({{ population }} - 1 as {{ cxloop_type('float8') }})
         else 1.0
     end
 {%- endmacro %}
@@ -40,13 +40,13 @@
 {% macro cxloop_wald_var(promoters, detractors, n, population) -%}
     (
         (
-            (cast({{ promoters }} as float8) + 0.75) / (cast({{ n }} as float8) + 3.0)
-            + (cast({{ detractors }} as float8) + 0.75) / (cast({{ n }} as float8) + 3.0)
+            (cast({{ promoters }} as {{ cxloop_type('float8') }}) + 0.75) / (cast({{ n }} as {{ cxloop_type('float8') }}) + 3.0)
+            + (cast({{ detractors }} as {{ cxloop_type('float8') }}) + 0.75) / (cast({{ n }} as {{ cxloop_type('float8') }}) + 3.0)
             - power(
-                (cast({{ promoters }} as float8) + 0.75) / (cast({{ n }} as float8) + 3.0)
-                - (cast({{ detractors }} as float8) + 0.75) / (cast({{ n }} as float8) + 3.0),
+                (cast({{ promoters }} as {{ cxloop_type('float8') }}) + 0.75) / (cast({{ n }} as {{ cxloop_type('float8') }}) + 3.0)
+                - (cast({{ detractors }} as {{ cxloop_type('float8') }}) + 0.75) / (cast({{ n }} as {{ cxloop_type('float8') }}) + 3.0),
                 2)
-        ) / (cast({{ n }} as float8) + 3.0)
+        ) / (cast({{ n }} as {{ cxloop_type('float8') }}) + 3.0)
         * {{ cxloop_fpc(n, population) }}
     )
 {%- endmacro %}
@@ -54,8 +54,8 @@
 {#- adjusted Wald centre p' - d' as a fraction -#}
 {% macro cxloop_wald_centre(promoters, detractors, n) -%}
     (
-        (cast({{ promoters }} as float8) + 0.75) / (cast({{ n }} as float8) + 3.0)
-        - (cast({{ detractors }} as float8) + 0.75) / (cast({{ n }} as float8) + 3.0)
+        (cast({{ promoters }} as {{ cxloop_type('float8') }}) + 0.75) / (cast({{ n }} as {{ cxloop_type('float8') }}) + 3.0)
+        - (cast({{ detractors }} as {{ cxloop_type('float8') }}) + 0.75) / (cast({{ n }} as {{ cxloop_type('float8') }}) + 3.0)
     )
 {%- endmacro %}
 
@@ -63,9 +63,9 @@
 {% macro cxloop_clip(value, lo=-100, hi=100) -%}
     case
         when {{ value }} is null then null
-        when {{ value }} < {{ lo }} then cast({{ lo }} as float8)
-        when {{ value }} > {{ hi }} then cast({{ hi }} as float8)
-        else cast({{ value }} as float8)
+        when {{ value }} < {{ lo }} then cast({{ lo }} as {{ cxloop_type('float8') }})
+        when {{ value }} > {{ hi }} then cast({{ hi }} as {{ cxloop_type('float8') }})
+        else cast({{ value }} as {{ cxloop_type('float8') }})
     end
 {%- endmacro %}
 

@@ -13,18 +13,18 @@
 
 {% macro cxloop_wilson_centre(x, n, z=1.96) -%}
     case when {{ n }} > 0 then
-        (cast({{ x }} as float8) / cast({{ n }} as float8) + {{ z }} * {{ z }} / (2.0 * cast({{ n }} as float8)))
-        / (1.0 + {{ z }} * {{ z }} / cast({{ n }} as float8))
+        (cast({{ x }} as {{ cxloop_type('float8') }}) / cast({{ n }} as {{ cxloop_type('float8') }}) + {{ z }} * {{ z }} / (2.0 * cast({{ n }} as {{ cxloop_type('float8') }})))
+        / (1.0 + {{ z }} * {{ z }} / cast({{ n }} as {{ cxloop_type('float8') }}))
     end
 {%- endmacro %}
 
 {% macro cxloop_wilson_half(x, n, z=1.96) -%}
     case when {{ n }} > 0 then
         {{ z }} * sqrt(
-            (cast({{ x }} as float8) / cast({{ n }} as float8))
-                * (1.0 - cast({{ x }} as float8) / cast({{ n }} as float8)) / cast({{ n }} as float8)
-            + {{ z }} * {{ z }} / (4.0 * cast({{ n }} as float8) * cast({{ n }} as float8))
-        ) / (1.0 + {{ z }} * {{ z }} / cast({{ n }} as float8))
+            (cast({{ x }} as {{ cxloop_type('float8') }}) / cast({{ n }} as {{ cxloop_type('float8') }}))
+                * (1.0 - cast({{ x }} as {{ cxloop_type('float8') }}) / cast({{ n }} as {{ cxloop_type('float8') }})) / cast({{ n }} as {{ cxloop_type('float8') }})
+            + {{ z }} * {{ z }} / (4.0 * cast({{ n }} as {{ cxloop_type('float8') }}) * cast({{ n }} as {{ cxloop_type('float8') }}))
+        ) / (1.0 + {{ z }} * {{ z }} / cast({{ n }} as {{ cxloop_type('float8') }}))
     end
 {%- endmacro %}
 

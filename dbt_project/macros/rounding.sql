@@ -26,5 +26,5 @@
 {#- a sum of float values (e.g. ARR) that does not depend on the order of the rows: added as
     exact decimals (9 places), returned as float8 -#}
 {% macro cxloop_exact_sum(expr) -%}
-    cast(sum(cast({{ expr }} as decimal(38, 9))) as float8)
+    cast(sum(cast({{ expr }} as decimal(38, 9))) as {{ cxloop_type('float8') }})
 {%- endmacro %}

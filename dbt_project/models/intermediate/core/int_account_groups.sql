@@ -74,7 +74,7 @@ attributes as (
         period_start,
         account_id,
         false as is_active,
-        cast(null as float8) as arr,
+        cast(null as {{ cxloop_type('float8') }}) as arr,
         'unknown' as segment,
         'unknown' as region,
         'unknown' as owner,
@@ -154,8 +154,8 @@ final as (
     select
         period_start,
         account_id,
-        cast(group_type as text) as group_type,
-        cast(group_value as text) as group_value,
+        cast(group_type as {{ cxloop_type('text') }}) as group_type,
+        cast(group_value as {{ cxloop_type('text') }}) as group_value,
         is_active,
         arr,
         n_eligible

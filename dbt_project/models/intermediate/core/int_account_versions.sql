@@ -8,19 +8,19 @@ with
 
 snapshot as (
 
-    select * from {{ ref('snap_crm__accounts') }}
+    {{ cxloop_crm_versions('snap_crm__accounts', 'accounts') }}
 
 ),
 
 typed as (
 
     select
-        cast(account_id as text) as account_id,
-        cast(segment as text) as segment,
-        cast(region as text) as region,
-        cast(tier as text) as tier,
-        cast(arr as float8) as arr,
-        cast(owner_id as text) as owner_id,
+        cast(account_id as {{ cxloop_type('text') }}) as account_id,
+        cast(segment as {{ cxloop_type('text') }}) as segment,
+        cast(region as {{ cxloop_type('text') }}) as region,
+        cast(tier as {{ cxloop_type('text') }}) as tier,
+        cast(arr as {{ cxloop_type('float8') }}) as arr,
+        cast(owner_id as {{ cxloop_type('text') }}) as owner_id,
         cast(is_active as boolean) as is_active,
         coalesce(cast(is_deleted as boolean), false) as is_deleted,
         cast(updated_at as timestamp) as updated_at,

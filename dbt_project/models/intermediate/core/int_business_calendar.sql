@@ -54,10 +54,10 @@ final as (
         iso_day_of_week,
         open_at,
         close_at,
-        cast(business_hours as float8) as business_hours,
+        cast(business_hours as {{ cxloop_type('float8') }}) as business_hours,
         cast(coalesce(sum(business_hours) over (
             order by calendar_date rows between unbounded preceding and 1 preceding
-        ), 0.0) as float8) as cum_hours_before
+        ), 0.0) as {{ cxloop_type('float8') }}) as cum_hours_before
     from windows
 
 )

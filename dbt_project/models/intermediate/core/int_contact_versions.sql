@@ -5,16 +5,16 @@ with
 
 snapshot as (
 
-    select * from {{ ref('snap_crm__contacts') }}
+    {{ cxloop_crm_versions('snap_crm__contacts', 'contacts') }}
 
 ),
 
 typed as (
 
     select
-        cast(contact_id as text) as contact_id,
-        cast(account_id as text) as account_id,
-        coalesce(cast(buying_role as text), 'unknown') as buying_role,
+        cast(contact_id as {{ cxloop_type('text') }}) as contact_id,
+        cast(account_id as {{ cxloop_type('text') }}) as account_id,
+        coalesce(cast(buying_role as {{ cxloop_type('text') }}), 'unknown') as buying_role,
         cast(is_active as boolean) as is_active,
         coalesce(cast(opted_out as boolean), false) as opted_out,
         coalesce(cast(is_deleted as boolean), false) as is_deleted,

@@ -31,9 +31,9 @@ totals as (
         cast(sum(case when score_value = 1 then 1 else 0 end) as bigint) as promoters,
         cast(sum(case when score_value = 0 then 1 else 0 end) as bigint) as passives,
         cast(sum(case when score_value = -1 then 1 else 0 end) as bigint) as detractors,
-        cast(sum(role_weight) as float8) as sum_weight,
-        cast(sum(role_weight * score_value) as float8) as sum_weighted_value,
-        cast(sum(role_weight * nps_score) as float8) as sum_weighted_score
+        cast(sum(role_weight) as {{ cxloop_type('float8') }}) as sum_weight,
+        cast(sum(role_weight * score_value) as {{ cxloop_type('float8') }}) as sum_weighted_value,
+        cast(sum(role_weight * nps_score) as {{ cxloop_type('float8') }}) as sum_weighted_score
     from counted
     group by period_start, survey_type, account_id
 
@@ -72,8 +72,10 @@ final as (
         totals.detractors,
         {{ cxloop_nps('totals.promoters', 'totals.detractors', 'totals.n_scored') }} as pooled_nps,
         totals.sum_weight,
-        100.0 * cast(totals.sum_weighted_value as float8) / cast(totals.sum_weight as float8) as role_weighted_nps,
-        cast(totals.sum_weighted_score as float8) / cast(totals.sum_weight as float8) as weighted_mean_score,
+        100.0 * cast(totals.sum_weighted_value as {{ cxloop_type('float8') }})
+        / cast(totals.sum_weight as {{ cxloop_type('float8') }}) as role_weighted_nps,
+        cast(totals.sum_weighted_score as {{ cxloop_type('float8') }})
+        / cast(totals.sum_weight as {{ cxloop_type('float8') }}) as weighted_mean_score,
         waterfall.waterfall_role,
         waterfall.wf_n_scored,
         waterfall.wf_promoters,

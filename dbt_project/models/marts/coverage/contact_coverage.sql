@@ -54,13 +54,13 @@ final as (
         cast(per_account.slots_invited as integer) as slots_invited,
         cast(per_account.slots_responded as integer) as slots_responded,
         {{ cxloop_round('case when per_account.slots_required > 0
-            then cast(per_account.slots_on_file as float8) / cast(per_account.slots_required as float8) end') }}
+            then cast(per_account.slots_on_file as ' ~ cxloop_type('float8') ~ ') / cast(per_account.slots_required as ' ~ cxloop_type('float8') ~ ') end') }}
             as coverage_on_file,
         {{ cxloop_round('case when per_account.slots_required > 0
-            then cast(per_account.slots_invited as float8) / cast(per_account.slots_required as float8) end') }}
+            then cast(per_account.slots_invited as ' ~ cxloop_type('float8') ~ ') / cast(per_account.slots_required as ' ~ cxloop_type('float8') ~ ') end') }}
             as coverage_invited,
         {{ cxloop_round('case when per_account.slots_required > 0
-            then cast(per_account.slots_responded as float8) / cast(per_account.slots_required as float8) end') }}
+            then cast(per_account.slots_responded as ' ~ cxloop_type('float8') ~ ') / cast(per_account.slots_required as ' ~ cxloop_type('float8') ~ ') end') }}
             as coverage_responded,
         per_account.decision_makers_on_file > 0 as has_decision_maker_on_file,
         per_account.decision_makers_responded > 0 as has_decision_maker_response,

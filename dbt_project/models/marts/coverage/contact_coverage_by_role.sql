@@ -13,7 +13,7 @@ final as (
         account_id,
         tier,
         slot_tier,
-        cast(role as text) as role,
+        cast(role as {{ cxloop_type('text') }}) as role,
         cast(required as integer) as required,
         cast(n_on_file as integer) as on_file,
         cast(n_invited as integer) as invited,

@@ -53,10 +53,13 @@ rates as (
 
     select
         totals.*,
-        cast(totals.accounts_responded as float8) / cast(totals.active_accounts as float8) as account_coverage,
-        cast(totals.accounts_decision_maker_responded as float8) / cast(totals.active_accounts as float8) as decision_maker_coverage,
+        cast(totals.accounts_responded as {{ cxloop_type('float8') }})
+        / cast(totals.active_accounts as {{ cxloop_type('float8') }}) as account_coverage,
+        cast(totals.accounts_decision_maker_responded as {{ cxloop_type('float8') }})
+        / cast(totals.active_accounts as {{ cxloop_type('float8') }}) as decision_maker_coverage,
         case when totals.active_arr > 0 then totals.responded_arr / totals.active_arr end as revenue_coverage,
-        cast(totals.accounts_decision_maker_on_file as float8) / cast(totals.active_accounts as float8) as decision_maker_on_file_rate
+        cast(totals.accounts_decision_maker_on_file as {{ cxloop_type('float8') }})
+        / cast(totals.active_accounts as {{ cxloop_type('float8') }}) as decision_maker_on_file_rate
     from totals
 
 ),
@@ -65,20 +68,20 @@ final as (
 
     select
         period_start,
-        cast(group_type as text) as group_type,
-        cast(group_value as text) as group_value,
+        cast(group_type as {{ cxloop_type('text') }}) as group_type,
+        cast(group_value as {{ cxloop_type('text') }}) as group_value,
         cast(active_accounts as integer) as active_accounts,
         cast(accounts_responded as integer) as accounts_responded,
         cast(accounts_decision_maker_responded as integer) as accounts_decision_maker_responded,
         cast(accounts_decision_maker_on_file as integer) as accounts_decision_maker_on_file,
-        cast(active_arr as float8) as active_arr,
-        cast(responded_arr as float8) as responded_arr,
+        cast(active_arr as {{ cxloop_type('float8') }}) as active_arr,
+        cast(responded_arr as {{ cxloop_type('float8') }}) as responded_arr,
         {{ cxloop_round('account_coverage') }} as account_coverage,
         {{ cxloop_round('decision_maker_coverage') }} as decision_maker_coverage,
         {{ cxloop_round('revenue_coverage') }} as revenue_coverage,
         {{ cxloop_round('decision_maker_on_file_rate') }} as decision_maker_on_file_rate,
-        cast({{ var('coverage_target') }} as float8) as coverage_target,
-        cast({{ var('revenue_coverage_target') }} as float8) as revenue_coverage_target,
+        cast({{ var('coverage_target') }} as {{ cxloop_type('float8') }}) as coverage_target,
+        cast({{ var('revenue_coverage_target') }} as {{ cxloop_type('float8') }}) as revenue_coverage_target,
         account_coverage >= {{ var('coverage_target') }} as meets_account_coverage_target,
         decision_maker_coverage >= {{ var('coverage_target') }} as meets_decision_maker_coverage_target,
         case

@@ -112,12 +112,12 @@ final as (
 
     select
         period_start,
-        cast(group_type as text) as group_type,
-        cast(group_value as text) as group_value,
-        cast('{{ cxloop_sla_clock() }}' as text) as sla_clock,
+        cast(group_type as {{ cxloop_type('text') }}) as group_type,
+        cast(group_value as {{ cxloop_type('text') }}) as group_value,
+        cast('{{ cxloop_sla_clock() }}' as {{ cxloop_type('text') }}) as sla_clock,
         -- the first-contact target on that clock, as follow_up_sla carries it (48 calendar
         -- hours, or sla_first_contact_business_hours business hours)
-        cast((select max(follow_ups.first_contact_target_hours) from follow_ups) as float8)
+        cast((select max(follow_ups.first_contact_target_hours) from follow_ups) as {{ cxloop_type('float8') }})
             as first_contact_target_hours,
         cast(required_follow_ups as integer) as required_follow_ups,
         cast(sla_met as integer) as sla_met,
@@ -125,23 +125,24 @@ final as (
         cast(sla_missing as integer) as sla_missing,
         cast(sla_active as integer) as sla_active,
         {{ cxloop_round('case when sla_met + sla_breached + sla_missing > 0
-            then cast(sla_met as float8) / cast(sla_met + sla_breached + sla_missing as float8) end') }}
+            then cast(sla_met as ' ~ cxloop_type('float8') ~ ') / cast(sla_met + sla_breached + sla_missing as ' ~ cxloop_type('float8') ~ ') end') }}
             as sla_attainment,
-        cast({{ var('sla_attainment_target') }} as float8) as sla_target,
+        cast({{ var('sla_attainment_target') }} as {{ cxloop_type('float8') }}) as sla_target,
         case
             when sla_met + sla_breached + sla_missing > 0
-                then cast(sla_met as float8) / cast(sla_met + sla_breached + sla_missing as float8)
+                then cast(sla_met as {{ cxloop_type('float8') }})
+                    / cast(sla_met + sla_breached + sla_missing as {{ cxloop_type('float8') }})
                     >= {{ var('sla_attainment_target') }}
         end as meets_sla_target,
         cast(completion_due as integer) as completion_due,
         cast(completed as integer) as completed,
         {{ cxloop_round('case when completion_due > 0
-            then cast(completed as float8) / cast(completion_due as float8) end') }}
+            then cast(completed as ' ~ cxloop_type('float8') ~ ') / cast(completion_due as ' ~ cxloop_type('float8') ~ ') end') }}
             as completion_rate,
         cast(with_next_score as integer) as with_next_score,
         cast(recovered as integer) as recovered,
         {{ cxloop_round('case when with_next_score > 0
-            then cast(recovered as float8) / cast(with_next_score as float8) end') }}
+            then cast(recovered as ' ~ cxloop_type('float8') ~ ') / cast(with_next_score as ' ~ cxloop_type('float8') ~ ') end') }}
             as recovery_rate
     from totals
 

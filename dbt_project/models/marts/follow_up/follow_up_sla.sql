@@ -95,9 +95,9 @@ joined as (
         case when linked.closed_at < as_of.as_of_ts then linked.closed_at end as closed_at,
         {{ cxloop_add_hours('required.recorded_at', 'sla_policy.first_contact_hours') }} as first_contact_due_at,
         {{ cxloop_add_days('required.recorded_at', 'sla_policy.close_days') }} as close_due_at,
-        cast({{ var('sla_first_contact_business_hours') }} as float8) as first_contact_business_hours,
-        cast({{ var('sla_first_contact_business_hours') }} as float8) as business_first_contact_target_hours,
-        cast(sla_policy.first_contact_hours as float8) as calendar_first_contact_target_hours,
+        cast({{ var('sla_first_contact_business_hours') }} as {{ cxloop_type('float8') }}) as first_contact_business_hours,
+        cast({{ var('sla_first_contact_business_hours') }} as {{ cxloop_type('float8') }}) as business_first_contact_target_hours,
+        cast(sla_policy.first_contact_hours as {{ cxloop_type('float8') }}) as calendar_first_contact_target_hours,
         as_of.as_of_ts
     from required
     cross join sla_policy
@@ -219,9 +219,9 @@ final as (
             as calendar_hours_to_first_contact,
         {{ cxloop_round(cxloop_hours_between('classified.recorded_at', 'classified.closed_at')) }}
             as calendar_hours_to_close,
-        cast(classified.calendar_first_contact_target_hours as float8) as calendar_first_contact_target_hours,
-        cast('{{ cxloop_sla_clock() }}' as text) as sla_clock,
-        cast(classified.{{ cxloop_sla_clock() }}_first_contact_target_hours as float8)
+        cast(classified.calendar_first_contact_target_hours as {{ cxloop_type('float8') }}) as calendar_first_contact_target_hours,
+        cast('{{ cxloop_sla_clock() }}' as {{ cxloop_type('text') }}) as sla_clock,
+        cast(classified.{{ cxloop_sla_clock() }}_first_contact_target_hours as {{ cxloop_type('float8') }})
             as first_contact_target_hours,
         classified.sla_status_{{ cxloop_sla_clock() }} as sla_status,
         case
@@ -235,7 +235,7 @@ final as (
         {{ cxloop_round('case when classified.closed_at is not null
             then classified.closed_clock - classified.recorded_clock end') }}
             as business_hours_to_close,
-        cast(classified.business_first_contact_target_hours as float8) as business_first_contact_target_hours,
+        cast(classified.business_first_contact_target_hours as {{ cxloop_type('float8') }}) as business_first_contact_target_hours,
         classified.sla_status_calendar,
         classified.sla_status_business,
         classified.closed_at is not null and classified.closed_at <= classified.close_due_at as is_completed,

@@ -131,7 +131,7 @@ final as (
         has_detractor_decision_maker,
         has_significant_drop,
         has_no_decision_maker_response,
-        cast(risk_reasons as text) as risk_reasons,
+        cast(risk_reasons as {{ cxloop_type('text') }}) as risk_reasons,
         cast(row_number() over (
             order by coalesce(arr, 0) desc, account_id
         ) as integer) as risk_rank

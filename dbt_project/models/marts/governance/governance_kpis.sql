@@ -45,7 +45,7 @@ nps_kpis as (
         ci_low,
         ci_high,
         case when method = 'respondent' then n_scored else n_accounts end as n,
-        cast(null as float8) as target
+        cast(null as {{ cxloop_type('float8') }}) as target
     from portfolio_nps
 
 ),
@@ -58,10 +58,10 @@ response_rate_kpis as (
         group_value,
         'response_rate' as kpi,
         response_rate as value,
-        cast(null as float8) as ci_low,
-        cast(null as float8) as ci_high,
+        cast(null as {{ cxloop_type('float8') }}) as ci_low,
+        cast(null as {{ cxloop_type('float8') }}) as ci_high,
         delivered as n,
-        cast({{ var('response_rate_target') }} as float8) as target
+        cast({{ var('response_rate_target') }} as {{ cxloop_type('float8') }}) as target
     from response_rate
 
 ),
@@ -81,8 +81,8 @@ coverage_kpis as (
         group_value,
         'account_coverage' as kpi,
         account_coverage as value,
-        cast(null as float8) as ci_low,
-        cast(null as float8) as ci_high,
+        cast(null as {{ cxloop_type('float8') }}) as ci_low,
+        cast(null as {{ cxloop_type('float8') }}) as ci_high,
         active_accounts as n,
         coverage_target as target
     from portfolio_coverage
@@ -95,8 +95,8 @@ coverage_kpis as (
         group_value,
         'decision_maker_coverage' as kpi,
         decision_maker_coverage as value,
-        cast(null as float8) as ci_low,
-        cast(null as float8) as ci_high,
+        cast(null as {{ cxloop_type('float8') }}) as ci_low,
+        cast(null as {{ cxloop_type('float8') }}) as ci_high,
         active_accounts as n,
         coverage_target as target
     from portfolio_coverage
@@ -109,8 +109,8 @@ coverage_kpis as (
         group_value,
         'revenue_coverage' as kpi,
         revenue_coverage as value,
-        cast(null as float8) as ci_low,
-        cast(null as float8) as ci_high,
+        cast(null as {{ cxloop_type('float8') }}) as ci_low,
+        cast(null as {{ cxloop_type('float8') }}) as ci_high,
         active_accounts as n,
         revenue_coverage_target as target
     from portfolio_coverage
@@ -125,10 +125,10 @@ coverage_kpis as (
         group_value,
         'decision_maker_on_file_rate' as kpi,
         decision_maker_on_file_rate as value,
-        cast(null as float8) as ci_low,
-        cast(null as float8) as ci_high,
+        cast(null as {{ cxloop_type('float8') }}) as ci_low,
+        cast(null as {{ cxloop_type('float8') }}) as ci_high,
         active_accounts as n,
-        cast(null as float8) as target
+        cast(null as {{ cxloop_type('float8') }}) as target
     from portfolio_coverage
 
 ),
@@ -192,11 +192,11 @@ data_quality_kpis as (
         group_type,
         group_value,
         'known_buying_role_rate' as kpi,
-        cast(n_known as float8) / cast(n_contacts as float8) as value,
-        cast(null as float8) as ci_low,
-        cast(null as float8) as ci_high,
+        cast(n_known as {{ cxloop_type('float8') }}) / cast(n_contacts as {{ cxloop_type('float8') }}) as value,
+        cast(null as {{ cxloop_type('float8') }}) as ci_low,
+        cast(null as {{ cxloop_type('float8') }}) as ci_high,
         n_contacts as n,
-        cast(null as float8) as target
+        cast(null as {{ cxloop_type('float8') }}) as target
     from known_role_totals
 
     union all
@@ -206,11 +206,11 @@ data_quality_kpis as (
         group_type,
         group_value,
         'invitation_bounce_rate' as kpi,
-        cast(n_bounced as float8) / cast(n_sent as float8) as value,
-        cast(null as float8) as ci_low,
-        cast(null as float8) as ci_high,
+        cast(n_bounced as {{ cxloop_type('float8') }}) / cast(n_sent as {{ cxloop_type('float8') }}) as value,
+        cast(null as {{ cxloop_type('float8') }}) as ci_low,
+        cast(null as {{ cxloop_type('float8') }}) as ci_high,
         n_sent as n,
-        cast(null as float8) as target
+        cast(null as {{ cxloop_type('float8') }}) as target
     from invitation_totals
 
 ),
@@ -253,11 +253,11 @@ follow_up_kpis as (
         group_type,
         group_value,
         'sla_attainment' as kpi,
-        cast(n_met as float8) / cast(n_sla_decided as float8) as value,
-        cast(null as float8) as ci_low,
-        cast(null as float8) as ci_high,
+        cast(n_met as {{ cxloop_type('float8') }}) / cast(n_sla_decided as {{ cxloop_type('float8') }}) as value,
+        cast(null as {{ cxloop_type('float8') }}) as ci_low,
+        cast(null as {{ cxloop_type('float8') }}) as ci_high,
         n_sla_decided as n,
-        cast({{ var('sla_attainment_target') }} as float8) as target
+        cast({{ var('sla_attainment_target') }} as {{ cxloop_type('float8') }}) as target
     from follow_up_totals
     where n_sla_decided > 0
 
@@ -268,11 +268,11 @@ follow_up_kpis as (
         group_type,
         group_value,
         'follow_up_completion_rate' as kpi,
-        cast(n_completed as float8) / cast(n_due as float8) as value,
-        cast(null as float8) as ci_low,
-        cast(null as float8) as ci_high,
+        cast(n_completed as {{ cxloop_type('float8') }}) / cast(n_due as {{ cxloop_type('float8') }}) as value,
+        cast(null as {{ cxloop_type('float8') }}) as ci_low,
+        cast(null as {{ cxloop_type('float8') }}) as ci_high,
         n_due as n,
-        cast(null as float8) as target
+        cast(null as {{ cxloop_type('float8') }}) as target
     from follow_up_totals
     where n_due > 0
 
@@ -319,10 +319,10 @@ revenue_kpis as (
         'all' as group_value,
         'arr_at_risk' as kpi,
         arr_at_risk as value,
-        cast(null as float8) as ci_low,
-        cast(null as float8) as ci_high,
+        cast(null as {{ cxloop_type('float8') }}) as ci_low,
+        cast(null as {{ cxloop_type('float8') }}) as ci_high,
         n_at_risk as n,
-        cast(null as float8) as target
+        cast(null as {{ cxloop_type('float8') }}) as target
     from revenue_totals
 
     union all
@@ -333,10 +333,10 @@ revenue_kpis as (
         'all' as group_value,
         'arr_at_risk_rate' as kpi,
         arr_at_risk / arr_in_window as value,
-        cast(null as float8) as ci_low,
-        cast(null as float8) as ci_high,
+        cast(null as {{ cxloop_type('float8') }}) as ci_low,
+        cast(null as {{ cxloop_type('float8') }}) as ci_high,
         n_in_window as n,
-        cast(null as float8) as target
+        cast(null as {{ cxloop_type('float8') }}) as target
     from revenue_totals
     where arr_in_window > 0
 
@@ -348,10 +348,10 @@ revenue_kpis as (
         'all' as group_value,
         'arr_' || account_class || '_accounts' as kpi,
         arr as value,
-        cast(null as float8) as ci_low,
-        cast(null as float8) as ci_high,
+        cast(null as {{ cxloop_type('float8') }}) as ci_low,
+        cast(null as {{ cxloop_type('float8') }}) as ci_high,
         n_accounts as n,
-        cast(null as float8) as target
+        cast(null as {{ cxloop_type('float8') }}) as target
     from revenue_by_class
 
 ),
@@ -376,9 +376,9 @@ final as (
 
     select
         all_kpis.period_start,
-        cast(all_kpis.group_type as text) as group_type,
-        cast(all_kpis.group_value as text) as group_value,
-        cast(all_kpis.kpi as text) as kpi,
+        cast(all_kpis.group_type as {{ cxloop_type('text') }}) as group_type,
+        cast(all_kpis.group_value as {{ cxloop_type('text') }}) as group_value,
+        cast(all_kpis.kpi as {{ cxloop_type('text') }}) as kpi,
         {{ cxloop_round('all_kpis.value') }} as value,
         {{ cxloop_round('all_kpis.ci_low') }} as ci_low,
         {{ cxloop_round('all_kpis.ci_high') }} as ci_high,

@@ -44,7 +44,7 @@ eligible_contacts as (
                 from role_weights as other_weight
                 where other_weight.role = 'other'
             )
-        ) as float8) as role_weight
+        ) as {{ cxloop_type('float8') }}) as role_weight
     from {{ ref('int_contact_periods') }} as contacts
     left join role_weights
         on contacts.buying_role = role_weights.role
@@ -100,8 +100,9 @@ bayes_inputs as (
         scores.promoters,
         scores.passives,
         scores.detractors,
-        cast(scores.sum_weight as float8) as w_resp,
-        cast(scores.role_weighted_nps as float8) * cast(scores.sum_weight as float8) / 100.0 as s_resp,
+        cast(scores.sum_weight as {{ cxloop_type('float8') }}) as w_resp,
+        cast(scores.role_weighted_nps as {{ cxloop_type('float8') }})
+        * cast(scores.sum_weight as {{ cxloop_type('float8') }}) / 100.0 as s_resp,
         coalesce(non_responders.w_non, 0.0) as w_non,
         coalesce(non_responders.q_non, 0.0) as q_non,
         coalesce(segment_prior.alpha_promoter, {{ cxloop_bayes_default_alpha() }}) + scores.promoters as a_p,
@@ -156,7 +157,7 @@ methods as (
         survey_type,
         account_id,
         'pooled' as method,
-        cast(null as text) as waterfall_role,
+        cast(null as {{ cxloop_type('text') }}) as waterfall_role,
         n_scored,
         promoters,
         passives,
@@ -171,7 +172,7 @@ methods as (
         survey_type,
         account_id,
         'role_weighted' as method,
-        cast(null as text) as waterfall_role,
+        cast(null as {{ cxloop_type('text') }}) as waterfall_role,
         n_scored,
         promoters,
         passives,
@@ -245,7 +246,7 @@ current_rows as (
         bayes.survey_type,
         bayes.account_id,
         'bayes' as method,
-        cast(null as text) as waterfall_role,
+        cast(null as {{ cxloop_type('text') }}) as waterfall_role,
         bayes.n_scored,
         coalesce(accounts.n_eligible, 0) as n_eligible,
         bayes.promoters,

@@ -29,10 +29,10 @@ accounts as (
         scores.survey_type,
         scores.account_id,
         coalesce(segments.segment, 'unknown') as segment,
-        cast(scores.n_scored as float8) as n,
-        cast(scores.promoters as float8) as c_p,
-        cast(scores.passives as float8) as c_a,
-        cast(scores.detractors as float8) as c_d
+        cast(scores.n_scored as {{ cxloop_type('float8') }}) as n,
+        cast(scores.promoters as {{ cxloop_type('float8') }}) as c_p,
+        cast(scores.passives as {{ cxloop_type('float8') }}) as c_a,
+        cast(scores.detractors as {{ cxloop_type('float8') }}) as c_d
     from scores
     left join segments
         on scores.period_start = segments.period_start
@@ -64,7 +64,7 @@ aggregates as (
     select
         period_start,
         survey_type,
-        cast(null as text) as segment,
+        cast(null as {{ cxloop_type('text') }}) as segment,
         count(*) as m,
         sum(n) as total,
         sum(n * n) as sum_n2,

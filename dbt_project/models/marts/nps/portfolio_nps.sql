@@ -167,11 +167,11 @@ account_equal as (
         mean_x as nps,
         case
             when n_accounts > 1
-                then ss_equal / cast(n_accounts - 1 as float8) / cast(n_accounts as float8)
+                then ss_equal / cast(n_accounts - 1 as {{ cxloop_type('float8') }}) / cast(n_accounts as {{ cxloop_type('float8') }})
             else 0.0
         end * {{ cxloop_fpc('n_accounts', 'n_active_accounts') }} as var_pts,
-        cast(null as float8) as ci_low_raw,
-        cast(null as float8) as ci_high_raw,
+        cast(null as {{ cxloop_type('float8') }}) as ci_low_raw,
+        cast(null as {{ cxloop_type('float8') }}) as ci_high_raw,
         n_accounts >= {{ var('min_n_group') }} as is_reportable
     from combined
 
@@ -195,12 +195,12 @@ revenue_weighted as (
         case
             when revenue_nps is null then null
             when n_accounts > 1
-                then cast(n_accounts as float8) / cast(n_accounts - 1 as float8)
+                then cast(n_accounts as {{ cxloop_type('float8') }}) / cast(n_accounts - 1 as {{ cxloop_type('float8') }})
                     * ss_revenue / power(sum_a, 2)
             else 0.0
         end * {{ cxloop_fpc('n_accounts', 'n_active_accounts') }} as var_pts,
-        cast(null as float8) as ci_low_raw,
-        cast(null as float8) as ci_high_raw,
+        cast(null as {{ cxloop_type('float8') }}) as ci_low_raw,
+        cast(null as {{ cxloop_type('float8') }}) as ci_high_raw,
         n_accounts >= {{ var('min_n_group') }} as is_reportable
     from combined
 

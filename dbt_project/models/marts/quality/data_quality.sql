@@ -26,13 +26,14 @@ expectations as (
         success,
         rows_checked,
         unexpected_count,
-        {{ cxloop_round('case when rows_checked > 0 then cast(unexpected_count as float8) / cast(rows_checked as float8) end') }}
+        {{ cxloop_round('case when rows_checked > 0 then cast(unexpected_count as ' ~ cxloop_type('float8')
+            ~ ') / cast(rows_checked as ' ~ cxloop_type('float8') ~ ') end') }}
             as unexpected_fraction,
         checked_at,
-        cast(null as text) as freshness_status,
+        cast(null as {{ cxloop_type('text') }}) as freshness_status,
         cast(null as timestamp) as loaded_up_to,
         cast(null as timestamp) as reference_at,
-        cast(null as float8) as age_hours,
+        cast(null as {{ cxloop_type('float8') }}) as age_hours,
         cast(null as integer) as warn_after_hours,
         cast(null as integer) as error_after_hours
     from results
@@ -47,12 +48,12 @@ source_freshness as (
         table_name as entity,
         'freshness' as check_kind,
         'source_freshness' as expectation,
-        cast(null as text) as column_name,
+        cast(null as {{ cxloop_type('text') }}) as column_name,
         case when status in ('pass', 'warn') then 'warn' else 'error' end as severity,
         status = 'pass' as success,
         cast(null as bigint) as rows_checked,
         cast(null as bigint) as unexpected_count,
-        cast(null as float8) as unexpected_fraction,
+        cast(null as {{ cxloop_type('float8') }}) as unexpected_fraction,
         cast(null as timestamp) as checked_at,
         status as freshness_status,
         loaded_up_to,

@@ -84,7 +84,7 @@ rates as (
         account_class,
         n_renewals,
         n_won,
-        cast(n_won as float8) / cast(n_renewals as float8) as renewal_rate,
+        cast(n_won as {{ cxloop_type('float8') }}) / cast(n_renewals as {{ cxloop_type('float8') }}) as renewal_rate,
         {{ cxloop_wilson_low('n_won', 'n_renewals') }} as ci_low,
         {{ cxloop_wilson_high('n_won', 'n_renewals') }} as ci_high,
         n_with_revenue,
@@ -122,8 +122,8 @@ difference as (
         {{ cxloop_newcombe_high('promoters.renewal_rate', 'promoters.ci_low', 'promoters.ci_high',
                                 'detractors.renewal_rate', 'detractors.ci_low', 'detractors.ci_high') }} as ci_high,
         promoters.n_with_revenue + detractors.n_with_revenue as n_with_revenue,
-        cast(null as float8) as previous_arr,
-        cast(null as float8) as renewed_arr,
+        cast(null as {{ cxloop_type('float8') }}) as previous_arr,
+        cast(null as {{ cxloop_type('float8') }}) as renewed_arr,
         promoters.net_revenue_retention - detractors.net_revenue_retention as net_revenue_retention,
         least(promoters.n_renewals, detractors.n_renewals) as n_smallest
     from promoters
@@ -145,7 +145,7 @@ all_rows as (
 final as (
 
     select
-        cast(account_class as text) as account_class,
+        cast(account_class as {{ cxloop_type('text') }}) as account_class,
         cast(n_renewals as integer) as n_renewals,
         cast(n_won as integer) as n_won,
         {{ cxloop_round('renewal_rate') }} as renewal_rate,

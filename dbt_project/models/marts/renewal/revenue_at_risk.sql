@@ -89,7 +89,7 @@ final as (
     select
         period_start,
         renewal_quarter,
-        cast(account_class as text) as account_class,
+        cast(account_class as {{ cxloop_type('text') }}) as account_class,
         cast(count(*) as integer) as n_accounts,
         {{ cxloop_round(cxloop_exact_sum('arr')) }} as arr,
         cast(sum(case when is_in_window then 1 else 0 end) as integer) as n_accounts_in_window,

@@ -182,11 +182,12 @@ measured as (
         delivered,
         responses,
         scored_responses,
-        cast(responses as float8) / cast(delivered as float8) as response_rate,
-        cast(scored_responses as float8) / cast(delivered as float8) as scored_response_rate,
+        cast(responses as {{ cxloop_type('float8') }}) / cast(delivered as {{ cxloop_type('float8') }}) as response_rate,
+        cast(scored_responses as {{ cxloop_type('float8') }}) / cast(delivered as {{ cxloop_type('float8') }}) as scored_response_rate,
         accounts_delivered,
         accounts_responded,
-        cast(accounts_responded as float8) / cast(accounts_delivered as float8) as account_response_rate,
+        cast(accounts_responded as {{ cxloop_type('float8') }})
+        / cast(accounts_delivered as {{ cxloop_type('float8') }}) as account_response_rate,
         'invitations' as rate_basis
     from grouped
 
@@ -200,11 +201,11 @@ measured as (
         0 as delivered,
         responses,
         scored_responses,
-        cast(null as float8) as response_rate,
-        cast(null as float8) as scored_response_rate,
+        cast(null as {{ cxloop_type('float8') }}) as response_rate,
+        cast(null as {{ cxloop_type('float8') }}) as scored_response_rate,
         0 as accounts_delivered,
         accounts_responded,
-        cast(null as float8) as account_response_rate,
+        cast(null as {{ cxloop_type('float8') }}) as account_response_rate,
         'no_invitations' as rate_basis
     from uninvited_grouped
 
@@ -225,11 +226,11 @@ final as (
         cast(accounts_delivered as integer) as accounts_delivered,
         cast(accounts_responded as integer) as accounts_responded,
         {{ cxloop_round('account_response_rate') }} as account_response_rate,
-        cast({{ var('response_rate_target') }} as float8) as target,
+        cast({{ var('response_rate_target') }} as {{ cxloop_type('float8') }}) as target,
         response_rate >= {{ var('response_rate_target') }} as meets_target,
         {{ cxloop_add_days('cast(' ~ cxloop_shift_period('period_start', 1) ~ ' as timestamp)', var('close_out_days')) }}
         <= {{ cxloop_as_of(var('as_of', none)) }} as is_cohort_closed,
-        cast(rate_basis as text) as rate_basis
+        cast(rate_basis as {{ cxloop_type('text') }}) as rate_basis
     from measured
 
 )

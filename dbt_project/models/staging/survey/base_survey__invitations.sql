@@ -5,7 +5,7 @@
     the stored one. Rows hard-deleted from raw stay until a --full-refresh. -#}
 {{
     config(
-        materialized='incremental',
+        materialized=cxloop_incremental_materialization(),
         unique_key='invitation_id',
         incremental_strategy='merge',
         on_schema_change='append_new_columns'
@@ -24,16 +24,16 @@ source as (
 renamed as (
 
     select
-        cast(invitation_id as text) as invitation_id,
-        cast(distribution_id as text) as distribution_id,
-        cast(survey_id as text) as survey_id,
-        cast(contact_id as text) as contact_id,
-        cast(account_id as text) as account_id,
+        cast(invitation_id as {{ cxloop_type('text') }}) as invitation_id,
+        cast(distribution_id as {{ cxloop_type('text') }}) as distribution_id,
+        cast(survey_id as {{ cxloop_type('text') }}) as survey_id,
+        cast(contact_id as {{ cxloop_type('text') }}) as contact_id,
+        cast(account_id as {{ cxloop_type('text') }}) as account_id,
         cast(sent_at as timestamp) as sent_at,
-        cast(delivery_status as text) as delivery_status,
-        cast(source_status as text) as source_status,
-        cast(_batch_id as text) as batch_id,
-        cast(_source as text) as source_system,
+        cast(delivery_status as {{ cxloop_type('text') }}) as delivery_status,
+        cast(source_status as {{ cxloop_type('text') }}) as source_status,
+        cast(_batch_id as {{ cxloop_type('text') }}) as batch_id,
+        cast(_source as {{ cxloop_type('text') }}) as source_system,
         cast(_loaded_at as timestamp) as loaded_at
     from source
 

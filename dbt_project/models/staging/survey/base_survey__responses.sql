@@ -5,7 +5,7 @@
     the stored one. Rows hard-deleted from raw stay until a --full-refresh. -#}
 {{
     config(
-        materialized='incremental',
+        materialized=cxloop_incremental_materialization(),
         unique_key='response_id',
         incremental_strategy='merge',
         on_schema_change='append_new_columns'
@@ -24,17 +24,17 @@ source as (
 renamed as (
 
     select
-        cast(response_id as text) as response_id,
-        cast(invitation_id as text) as invitation_id,
-        cast(survey_id as text) as survey_id,
-        cast(contact_id as text) as contact_id,
-        cast(account_id as text) as account_id,
+        cast(response_id as {{ cxloop_type('text') }}) as response_id,
+        cast(invitation_id as {{ cxloop_type('text') }}) as invitation_id,
+        cast(survey_id as {{ cxloop_type('text') }}) as survey_id,
+        cast(contact_id as {{ cxloop_type('text') }}) as contact_id,
+        cast(account_id as {{ cxloop_type('text') }}) as account_id,
         cast(recorded_at as timestamp) as recorded_at,
         cast(nps_score as integer) as nps_score,
         cast(is_finished as boolean) as is_finished,
         cast(has_comment as boolean) as has_comment,
-        cast(_batch_id as text) as batch_id,
-        cast(_source as text) as source_system,
+        cast(_batch_id as {{ cxloop_type('text') }}) as batch_id,
+        cast(_source as {{ cxloop_type('text') }}) as source_system,
         cast(_loaded_at as timestamp) as loaded_at
     from source
 
