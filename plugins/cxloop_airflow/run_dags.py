@@ -175,17 +175,34 @@ def _checkpoint_warehouse() -> None:
         con.close()
 
 
+def _finish_worker_processes(timeout: float = 60.0) -> None:
+    """What the interpreter's exit does first with worker processes: every process pool's pending
+    work finishes and its workers end (the OpenLineage listener emits each DAG run's events from
+    a forked pool worker, which would otherwise outlive this process and hold its stdout open).
+    RuntimeError when a child process is still running after ``timeout``."""
+    import concurrent.futures.process as pools
+    import multiprocessing
+
+    pools._python_exit()  # the exit hook CPython registers for process pools (3.9+)
+    for child in multiprocessing.active_children():
+        child.join(timeout=timeout)
+    if multiprocessing.active_children():
+        raise RuntimeError("worker processes still running")
+
+
 def exit_now(rc: int) -> None:
     """End the process without the interpreter's teardown. Tearing down a process that has
     imported Airflow, dbt and GX (every module's objects freed, one by one) took 4 to 7 s of the
-    demo's wall time and does nothing a run needs: the warehouse is checkpointed first, the logs
-    are flushed and closed, Airflow's metadata and the OpenLineage events are committed as each
-    task ends (the same events are in var/lineage either way). If the checkpoint fails the
-    process exits the ordinary way."""
+    demo's wall time and does nothing a run needs. What the ordinary exit does that matters is
+    done first: process pools finish their work (the OpenLineage events: the same lines land in
+    var/lineage either way), the warehouse is checkpointed, the logs are flushed and closed.
+    Airflow's metadata is committed as each task ends. If any of that fails the process exits
+    the ordinary way."""
     try:
+        _finish_worker_processes()
         _checkpoint_warehouse()
-    except Exception as exc:  # noqa: BLE001 - the ordinary exit closes the warehouse itself
-        print(f"[cxloop] warehouse checkpoint at exit failed ({type(exc).__name__}); ordinary exit", flush=True)
+    except Exception as exc:  # noqa: BLE001 - the ordinary exit does all of it itself
+        print(f"[cxloop] fast exit not possible ({type(exc).__name__}: {exc}); ordinary exit", flush=True)
         sys.exit(rc)
     logging.shutdown()
     sys.stdout.flush()
