@@ -68,8 +68,8 @@ def make_ingest_dag(domain: str):
         @task(pool=WAREHOUSE_POOL)
         def read_watermarks() -> dict[str, str]:
             from cxloop.config import Settings
-            from cxloop.pipeline import read_watermarks as read
             from cxloop.source_config import load_source_config
+            from cxloop.store.state import read_watermarks_light as read  # no pandas/pyarrow: a light task
 
             with fail_fast(config=True):
                 source = load_source_config().source_for(domain)

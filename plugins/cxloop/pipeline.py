@@ -11,13 +11,18 @@ import json
 import logging
 import time
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from cxloop.config import Settings
 from cxloop.contract import ENTITY_ORDER
-from cxloop.extract.landing import LandedBatch
 from cxloop.extract.run import SOURCES, extract, read_watermarks
-from cxloop.gate import release
 from cxloop.store import open_store
+
+# The data stack (pandas, pyarrow, GX, dbt) is imported inside the steps that use it: importing
+# this module (the DAGs' light tasks, e.g. read_watermarks) stays cheap
+# (tests/unit/test_light_imports.py).
+if TYPE_CHECKING:
+    from cxloop.extract.landing import LandedBatch
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +85,9 @@ def validate_and_load(batches: list[dict], settings: Settings, as_of: datetime) 
     the whole run.
     """
     from cxloop.contract import ENTITIES
+    from cxloop.extract.landing import LandedBatch
     from cxloop.extract.mapping import load_mappings
-    from cxloop.gate import data_docs, guards, suites, validation
+    from cxloop.gate import data_docs, guards, release, suites, validation
     from cxloop.gate.landed import landed_chunks, landed_duplicates, landed_shape
     from cxloop.store.state import advance_watermarks, record_releases, record_window
 

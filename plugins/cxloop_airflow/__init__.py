@@ -168,9 +168,9 @@ def resolve_as_of(params=None, *, fallback: str, data_interval_end=None, run_aft
         return refuse_future_as_of(parse_as_of(value)).isoformat()
     if fallback == WAREHOUSE:
         from cxloop.config import Settings
-        from cxloop.pipeline import data_as_of
+        from cxloop.store.state import data_as_of_light  # pipeline.data_as_of, without the data stack
 
-        found = data_as_of(settings or Settings.from_env())
+        found = data_as_of_light(settings or Settings.from_env())
         if found is None:
             raise ValueError("as_of: no data loaded yet; run the ingestion DAGs first, or pass the `as_of` param")
         return parse_as_of(found).isoformat()

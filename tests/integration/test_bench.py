@@ -71,3 +71,14 @@ def test_small_preset_runs_every_stage(bench_report):
     targets = {t["target"]: t for t in report["targets"]}
     assert len(targets) == 5 and all(t["measured"] for t in targets.values())
     assert "| issue 8 target" in open(report["files"][1]).read()
+    # issue 16: each stage process's import time beside its wall time, the light tasks in a fresh
+    # process, and issue 16's targets beside the issue's before figures
+    assert all(0 < s["import_s"] < s["wall_s"] for s in report["stages"])
+    light = next(s for s in report["stages"] if s["stage"].startswith("light tasks"))
+    assert light["detail"]["heavy_modules"] == [] and light["detail"]["as_of"].startswith("2026-10-01")
+    issue16 = {t["target"]: t for t in report["targets_issue16"]}
+    assert len(issue16) == 5 and all(t["before"] and t["measured"] for t in issue16.values())
+    assert any(t["target"].startswith("light tasks") and t["met"] is not None for t in issue16.values())
+    markdown = open(report["files"][1]).read()
+    assert "| stage | wall s | import s | cpu s | peak MB |" in markdown
+    assert "| issue 16 target" in markdown and "| before (issue 16" in markdown

@@ -206,3 +206,59 @@ def pending_entities(db: Db) -> list[tuple[str, str]]:
                    WHERE r.batch_id = q.batch_id AND r.entity = q.entity AND r.row_number = q.row_number)"""
         )
     ]
+
+
+# -- light reads: the state a task that does no data work needs (issue 16: such a task takes under
+# 1.5 s, so it reads DuckDB's state tables through duckdb alone, without the store's pandas/pyarrow)
+
+
+def _read_duckdb(path, read):
+    """``read(db)`` on the DuckDB file at ``path`` opened read-only (no write lock), through a plain
+    connection: the same fallback as ``duckdb_store.connect`` when this process already holds the
+    file open in another configuration (dbt under ``airflow dags test``)."""
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.ConnectionException:
+        con = duckdb.connect(str(path))
+    try:
+        return read(Db(con))
+    finally:
+        con.close()
+
+
+def _has_state_table(db: Db, name: str) -> bool:
+    rows = db.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'raw' AND table_name = ?", [name]
+    )
+    return bool(rows[0][0])
+
+
+def read_watermarks_light(settings, source: str) -> dict[str, dt.datetime]:
+    """``cxloop.store.read_watermarks`` ({} before the first load) without importing the store's
+    data stack on DuckDB; Postgres goes through the store (psycopg is light)."""
+    if settings.target != "duckdb":
+        from cxloop.store import read_watermarks
+
+        return read_watermarks(settings, source)
+    if not settings.warehouse_path.exists():
+        return {}
+    return _read_duckdb(
+        settings.warehouse_path,
+        lambda db: get_watermarks(db, source) if _has_state_table(db, "watermarks") else {},
+    )
+
+
+def data_as_of_light(settings) -> dt.datetime | None:
+    """``cxloop.pipeline.data_as_of`` (None before the first load), read the same light way."""
+    if settings.target != "duckdb":
+        from cxloop.pipeline import data_as_of as read
+
+        return read(settings)
+    if not settings.warehouse_path.exists():
+        return None
+    return _read_duckdb(
+        settings.warehouse_path,
+        lambda db: data_as_of(db) if _has_state_table(db, "extraction_windows") else None,
+    )
