@@ -33,6 +33,8 @@ MART_GRAIN = {
     "governance_kpis": ["period_start", "group_type", "group_value", "kpi"],
     "at_risk_accounts": ["period_start", "account_id"],
     "data_quality": ["batch_id", "entity", "expectation", "column_name"],
+    "account_directory": ["account_id"],
+    "owner_directory": ["owner_id"],
 }
 
 

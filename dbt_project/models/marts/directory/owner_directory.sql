@@ -30,9 +30,9 @@ owners as (
 final as (
 
     select
-        cast(owners.owner_id as text) as owner_id,
-        cast(owners.team as text) as owner_team,
-        cast(owners.owner_name as text) as owner_name,
+        cast(owners.owner_id as {{ cxloop_type('text') }}) as owner_id,
+        cast(owners.team as {{ cxloop_type('text') }}) as owner_team,
+        cast(owners.owner_name as {{ cxloop_type('text') }}) as owner_name,
         cast(owners.is_active as boolean) as is_active
     from owners
 
