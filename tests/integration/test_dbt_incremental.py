@@ -8,7 +8,8 @@ batch id):
 1. as_of moves back three weeks (the window shrinks: the models drop the later rows);
 2. as_of one day past AS_OF, after a response was re-delivered with another score and a
    recorded_at in an earlier quarter, a follow-up was closed, and a contact's buying role
-   changed in the CRM (the snapshot opens a new version);
+   changed in the CRM as of May, delivered late (the snapshot opens a new version, which the
+   contact's responses since May read);
 3. the next day, with nothing new.
 
 Then a copy of that warehouse is built with --full-refresh at the same as_of, and every mart
@@ -32,6 +33,7 @@ from cxloop.serve.exports import MARTS
 
 AS_OF = datetime(2026, 10, 1)  # the shared demo warehouse's
 BATCH = "test-redelivery-0001"
+ROLE_CHANGED_AT = datetime(2026, 5, 1)
 
 
 @pytest.fixture(autouse=True)
@@ -70,18 +72,28 @@ def _same(a, b) -> bool:
 def _change_raw_rows(settings) -> dict:
     """A response re-delivered (another score, recorded in the previous quarter), a follow-up
     closed, a contact's role changed: each row replaced under a new batch id."""
-    response, contact = _rows(
+    response = _rows(
         settings,
-        """select r.response_id, r.contact_id from raw.responses r
-           join raw.contacts c using (contact_id)
-           where r.recorded_at >= timestamp '2026-07-01' and r.recorded_at < timestamp '2026-09-01'
-             and r.nps_score is not null
+        """select response_id from raw.responses
+           where recorded_at >= timestamp '2026-07-01' and recorded_at < timestamp '2026-09-01'
+             and nps_score is not null
+           order by response_id limit 1""",
+    )[0][0]
+    # a role change the CRM dates back to May (delivered late), of a contact with responses
+    # since then and none before October 2025: it changes the role of its responses since May
+    # (their periods are rebuilt) and leaves the older periods alone
+    contact = _rows(
+        settings,
+        f"""select c.contact_id from raw.contacts c
+           where c.updated_at < timestamp '{ROLE_CHANGED_AT}'
              and c.buying_role is distinct from 'decision_maker'
-             -- a contact answering only since October 2025: its role change leaves the older periods alone
+             and exists (select 1 from raw.responses r where r.contact_id = c.contact_id
+                         and r.recorded_at >= timestamp '{ROLE_CHANGED_AT}' and r.nps_score is not null
+                         and r.response_id <> '{response}')
              and not exists (select 1 from raw.responses o
-                             where o.contact_id = r.contact_id and o.recorded_at < timestamp '2025-10-01')
-           order by r.response_id limit 1""",
-    )[0]
+                             where o.contact_id = c.contact_id and o.recorded_at < timestamp '2025-10-01')
+           order by c.contact_id limit 1""",
+    )[0][0]
     follow_up = _rows(
         settings, "select follow_up_id from raw.follow_ups where closed_at is null order by follow_up_id limit 1"
     )[0][0]
@@ -95,7 +107,7 @@ def _change_raw_rows(settings) -> dict:
                 first_contact_at = coalesce(first_contact_at, timestamp '{changed_at}'),
                 updated_at = timestamp '{changed_at}', _batch_id = '{BATCH}'
             where follow_up_id = '{follow_up}'""",
-        f"""update raw.contacts set buying_role = 'decision_maker', updated_at = timestamp '{changed_at}',
+        f"""update raw.contacts set buying_role = 'decision_maker', updated_at = timestamp '{ROLE_CHANGED_AT}',
                 _batch_id = '{BATCH}'
             where contact_id = '{contact}'""",
     )
@@ -131,6 +143,12 @@ def test_incremental_builds_equal_a_full_refresh_on_every_mart(demo_warehouse, t
         "select period_start, replaced_period_start, build_seq from intermediate.int_responses_enriched "
         f"where response_id = '{changed['response']}'",
     ) == [(datetime(2026, 4, 1).date(), datetime(2026, 7, 1).date(), latest)]
+    # the late role change reached the contact's responses since May, and only those
+    assert _rows(
+        inc,
+        "select distinct recorded_at >= timestamp '2026-05-01', buying_role from intermediate.int_responses_enriched "
+        f"where contact_id = '{changed['contact']}' order by 1",
+    )[-1] == (True, "decision_maker")
     rebuilt = _rows(inc, f"select count(*) from intermediate.int_responses_enriched where build_seq = {latest}")[0][0]
     assert 0 < rebuilt < n_responses / 2, (rebuilt, n_responses)
     # the period models kept the periods nothing touched (built by the first, full build)
