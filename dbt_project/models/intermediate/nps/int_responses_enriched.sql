@@ -1,10 +1,11 @@
 {#- Incremental on response_id: a build rebuilds only the responses that are new in the as_of
-    window, re-delivered (another batch id), or whose contact's or survey's raw row was
-    re-delivered (the contact's role history and the survey type come from those rows), and
+    window, re-delivered (another batch id), whose contact's raw row was re-delivered (the
+    contact's role history comes from it) or whose survey's type changed (survey rows come again
+    in every Qualtrics batch: their batch id would rebuild every response), and
     drops the rows no longer in the window (post-hook: a rerun with an earlier as_of). Each row
     carries the build_seq of the build that last wrote it and, when a rebuild replaced an earlier
     row, that row's period (replaced_period_start): the period models downstream rebuild the
-    periods those touch (macro cxloop_touched_response_periods). A change to seed role_weights
+    periods those touch (macro cxloop_delete_touched_periods). A change to seed role_weights
     needs a --full-refresh. -#}
 {{
     config(
@@ -50,7 +51,7 @@ contact_batches as (
             period_start,
             batch_id,
             contact_batch_id,
-            survey_batch_id
+            survey_type
         from {{ this }}
 
     ),
@@ -70,7 +71,7 @@ contact_batches as (
         where previous.response_id is null
             or previous.batch_id is distinct from responses.batch_id
             or previous.contact_batch_id is distinct from contact_batches.batch_id
-            or previous.survey_batch_id is distinct from surveys.batch_id
+            or previous.survey_type is distinct from surveys.survey_type
 
     ),
 {% endif %}
@@ -120,7 +121,6 @@ joined as (
         responses.is_finished,
         responses.batch_id,
         contact_batches.batch_id as contact_batch_id,
-        surveys.batch_id as survey_batch_id,
         cast({% if is_incremental() %}changed.replaced_period_start{% else %}null{% endif %} as date) as replaced_period_start,
         -- role as of recorded_at; contacts absent from the snapshot keep their current role
         coalesce(contact_versions.buying_role, contacts.buying_role, 'unknown') as buying_role
