@@ -1,11 +1,23 @@
 {#- Per period x survey_type x account with >= 1 counted response: the sums every account
     method needs. Waterfall: the highest-ranked role (smallest role_rank) among the counted
-    responses; its responses pooled. -#}
+    responses; its responses pooled. Incremental by period, as
+    int_responses_counted. -#}
+{{
+    config(
+        materialized='incremental',
+        unique_key='period_start',
+        incremental_strategy=cxloop_incremental_strategy(),
+        on_schema_change='fail',
+        pre_hook=["{{ cxloop_delete_touched_periods() }}"]
+    )
+}}
+-- depends_on: {{ ref('int_responses_enriched') }}  (the pre-hook reads its build_seq)
 with
 
 counted as (
 
     select * from {{ ref('int_responses_counted') }}
+    {{ cxloop_periods_to_build() }}
 
 ),
 
@@ -81,7 +93,8 @@ final as (
         waterfall.wf_promoters,
         waterfall.wf_passives,
         waterfall.wf_detractors,
-        {{ cxloop_nps('waterfall.wf_promoters', 'waterfall.wf_detractors', 'waterfall.wf_n_scored') }} as waterfall_nps
+        {{ cxloop_nps('waterfall.wf_promoters', 'waterfall.wf_detractors', 'waterfall.wf_n_scored') }} as waterfall_nps,
+        cast((select max(seqs.enriched_build_seq) from counted as seqs) as bigint) as enriched_build_seq
     from totals
     inner join waterfall
         on totals.period_start = waterfall.period_start

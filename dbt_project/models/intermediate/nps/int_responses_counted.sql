@@ -1,10 +1,21 @@
 {#- NPS de-duplication: per period x survey_type x contact, the latest scored response
-    (greatest recorded_at, ties broken by the greatest response_id). -#}
+    (greatest recorded_at, ties broken by the greatest response_id). Incremental by period: a
+    build rebuilds only the periods whose responses changed (macros/incremental.sql). -#}
+{{
+    config(
+        materialized='incremental',
+        unique_key='period_start',
+        incremental_strategy=cxloop_incremental_strategy(),
+        on_schema_change='fail',
+        pre_hook=["{{ cxloop_delete_touched_periods() }}"]
+    )
+}}
 with
 
 responses as (
 
     select * from {{ ref('int_responses_enriched') }}
+    {{ cxloop_periods_to_build() }}
 
 ),
 
@@ -38,7 +49,8 @@ final as (
         buying_role,
         role_weight,
         role_rank,
-        waterfall_role
+        waterfall_role,
+        cast((select max(seqs.build_seq) from {{ ref('int_responses_enriched') }} as seqs) as bigint) as enriched_build_seq
     from scored
     where recency_rank = 1
 
