@@ -1,7 +1,8 @@
 {#- Node configs that depend on the engine (dispatched like the SQL macros; Spark's spellings
     are in macros/adapters/spark.sql). -#}
 
-{#- materialized= of an incremental model that merges on its unique_key -#}
+{#- materialized= of every incremental model (the base models merging on their unique_key, the
+    response chain's delete+insert): `table` where the engine has neither (Spark on parquet) -#}
 {% macro cxloop_incremental_materialization() -%}
     {{ return(adapter.dispatch('cxloop_incremental_materialization', 'cxloop')()) }}
 {%- endmacro %}

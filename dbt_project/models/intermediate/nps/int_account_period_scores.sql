@@ -4,7 +4,7 @@
     int_responses_counted. -#}
 {{
     config(
-        materialized='incremental',
+        materialized=cxloop_incremental_materialization(),
         unique_key='period_start',
         incremental_strategy=cxloop_incremental_strategy(),
         on_schema_change='fail',

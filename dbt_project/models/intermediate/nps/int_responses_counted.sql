@@ -3,7 +3,7 @@
     build rebuilds only the periods whose responses changed (macros/incremental.sql). -#}
 {{
     config(
-        materialized='incremental',
+        materialized=cxloop_incremental_materialization(),
         unique_key='period_start',
         incremental_strategy=cxloop_incremental_strategy(),
         on_schema_change='fail',

@@ -9,7 +9,7 @@
     needs a --full-refresh. -#}
 {{
     config(
-        materialized='incremental',
+        materialized=cxloop_incremental_materialization(),
         unique_key='response_id',
         incremental_strategy=cxloop_incremental_strategy(),
         on_schema_change='fail',
