@@ -37,8 +37,8 @@ surveys as (
 contact_batches as (
 
     select
-        cast(contact_id as text) as contact_id,
-        cast(_batch_id as text) as batch_id
+        cast(contact_id as {{ cxloop_type('text') }}) as contact_id,
+        cast(_batch_id as {{ cxloop_type('text') }}) as batch_id
     from {{ source('crm', 'contacts') }}
 
 ),
