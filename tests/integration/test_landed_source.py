@@ -11,12 +11,11 @@ table, row key and column, and hostile identifiers in the configuration refused.
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 
+import _landed_fixture as landed_fixture
 import duckdb
 import pandas as pd
-import psycopg2
 import pytest
 from cxloop import pipeline
 from cxloop.config import Settings, SourceSettings
@@ -137,46 +136,17 @@ OPTIONS = {
 }
 
 
-def _fill(execute, placeholder: str) -> None:
-    for schema in ("sf", "ql"):
-        execute(f'CREATE SCHEMA "{schema}"', None)
-    for (schema, table), (cols, rows) in TABLES.items():
-        execute(f'CREATE TABLE "{schema}"."{table}" ({", ".join(f"{c} {t}" for c, t in cols)})', None)
-        marks = ", ".join([placeholder] * len(cols))
-        for row in rows:
-            execute(f'INSERT INTO "{schema}"."{table}" VALUES ({marks})', row)
-
-
 def duckdb_fixture(path) -> str:
-    con = duckdb.connect(str(path))
-    _fill(lambda sql, p: con.execute(sql, p) if p else con.execute(sql), "?")
-    con.close()
-    return str(path)
+    return landed_fixture.duckdb_database(path, ("sf", "ql"), TABLES)
 
 
 def _pg_dsn(dbname: str) -> str:
-    return Settings.from_env({"CXLOOP_PG_DBNAME": dbname}).pg_dsn()
+    return landed_fixture.pg_dsn(dbname)
 
 
 @pytest.fixture(scope="module")
 def pg_database():
-    try:
-        admin = psycopg2.connect(_pg_dsn("postgres"), connect_timeout=3)
-    except psycopg2.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL reachable: {str(exc).strip()}")
-    admin.autocommit = True
-    name = f"cx_landed_test_{uuid.uuid4().hex[:8]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    con = psycopg2.connect(_pg_dsn(name))
-    with con.cursor() as cur:
-        _fill(lambda sql, p: cur.execute(sql, p), "%s")
-    con.commit()
-    con.close()
-    yield _pg_dsn(name)
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    yield from landed_fixture.pg_database("cx_landed_test", ("sf", "ql"), TABLES)
 
 
 def _settings(var) -> Settings:
