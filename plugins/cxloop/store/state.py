@@ -251,11 +251,12 @@ def read_watermarks_light(settings, source: str) -> dict[str, dt.datetime]:
 
 
 def data_as_of_light(settings) -> dt.datetime | None:
-    """``cxloop.pipeline.data_as_of`` (None before the first load), read the same light way."""
+    """The store's ``data_as_of`` (None before the first load), read the same light way."""
     if settings.target != "duckdb":
-        from cxloop.pipeline import data_as_of as read
+        from cxloop.store import open_store
 
-        return read(settings)
+        with open_store(settings) as store:
+            return store.data_as_of()
     if not settings.warehouse_path.exists():
         return None
     return _read_duckdb(

@@ -72,6 +72,8 @@ contact_batches as (
             or previous.batch_id is distinct from responses.batch_id
             or previous.contact_batch_id is distinct from contact_batches.batch_id
             or previous.survey_type is distinct from surveys.survey_type
+            -- the program's period grain changed (quarter <-> month): every row moves period
+            or previous.period_start is distinct from {{ cxloop_period_start('responses.recorded_at') }}
 
     ),
 {% endif %}
